@@ -1,0 +1,157 @@
+import { enqueueActions, setup } from 'xstate';
+import type { RelinkPolicy } from '../src/domain/config.ts';
+import { append, deadline, expire, merge } from './buffer.ts';
+import type { AuditFact, Bounds, Buffered, UnmatchedReason } from './types.ts';
+
+/**
+ * One third-party identifier (the root of a cluster of identifiers seen together). While no user
+ * is known it buffers the cluster's events within the bounds; a LINK flushes them, once, in log
+ * order. A linked identifier is only brought back to life to decide a claim by another user.
+ */
+export interface IdentifierContext {
+  /** `kind:value` of this identifier: the actor's address. */
+  readonly key: string;
+  /** Every identifier of the cluster this actor buffers for (itself included). */
+  readonly members: readonly string[];
+  readonly buffer: readonly Buffered[];
+  /** Event time at which the oldest buffered event expires; null when none can. */
+  readonly deadline: number | null;
+  /** `kind:id` of the user, once linked. */
+  readonly user: string | null;
+  readonly policy: RelinkPolicy;
+}
+
+/** A new cluster starts with the event that made it. */
+export interface IdentifierInput {
+  key: string;
+  members: readonly string[];
+  policy: RelinkPolicy;
+  first: Buffered;
+}
+
+/** A link, or a claim once linked: carries the input that caused it. */
+interface LinkEvent {
+  type: 'LINK';
+  user: string;
+  seq: number;
+  eventId: string;
+}
+
+export type IdentifierEvent =
+  | { type: 'BUFFER'; item: Buffered }
+  | { type: 'ABSORB'; members: readonly string[]; buffer: readonly Buffered[] }
+  | { type: 'WATERMARK'; watermark: number }
+  | LinkEvent
+  | { type: 'GIVE_UP' };
+
+export function createIdentifierMachine(bounds: Bounds) {
+  return setup({
+    types: {
+      context: {} as IdentifierContext,
+      events: {} as IdentifierEvent,
+      input: {} as IdentifierInput,
+    },
+    actions: {
+      /** Effect: a buffered event reaches its user. */
+      resolve: (_, _params: { item: Buffered; user: string }) => {},
+      /** Effect: an event leaves the buffer unplaced. */
+      release: (_, _params: { item: Buffered; reason: UnmatchedReason }) => {},
+      /** Effect: a decision worth an audit record. */
+      audit: (_, _params: AuditFact) => {},
+    },
+    guards: {
+      isEmpty: ({ context }) => context.buffer.length === 0,
+      sameUser: ({ context, event }) => (event as LinkEvent).user === context.user,
+      latestWins: ({ context }) => context.policy === 'latest',
+    },
+  }).createMachine({
+    id: 'identifier',
+    context: ({ input }) => ({
+      key: input.key,
+      members: input.members,
+      buffer: [input.first],
+      deadline: deadline([input.first], bounds.ttlMs),
+      user: null,
+      policy: input.policy,
+    }),
+    initial: 'buffering',
+    states: {
+      buffering: {
+        tags: ['buffering'],
+        always: { guard: 'isEmpty', target: 'released' },
+        on: {
+          BUFFER: {
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              const { kept, dropped } = append(context.buffer, event.item, bounds);
+              enqueue.assign({ buffer: kept, deadline: deadline(kept, bounds.ttlMs) });
+              for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'overflow' } });
+            }),
+          },
+          ABSORB: {
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              const { kept, dropped } = merge(context.buffer, event.buffer, bounds);
+              enqueue.assign({
+                buffer: kept,
+                deadline: deadline(kept, bounds.ttlMs),
+                members: [...context.members, ...event.members],
+              });
+              for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'overflow' } });
+            }),
+          },
+          WATERMARK: {
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              const { kept, dropped } = expire(context.buffer, event.watermark, bounds.ttlMs);
+              if (dropped.length === 0) return;
+              enqueue.assign({ buffer: kept, deadline: deadline(kept, bounds.ttlMs) });
+              for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'expired' } });
+            }),
+          },
+          LINK: {
+            target: 'linked',
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              for (const item of context.buffer) enqueue({ type: 'resolve', params: { item, user: event.user } });
+              enqueue.assign({ buffer: [], deadline: null, user: event.user });
+            }),
+          },
+          GIVE_UP: {
+            target: 'released',
+            actions: enqueueActions(({ context, enqueue }) => {
+              for (const item of context.buffer) enqueue({ type: 'release', params: { item, reason: 'unlinked' } });
+              enqueue.assign({ buffer: [], deadline: null });
+            }),
+          },
+        },
+      },
+      linked: {
+        tags: ['idle'],
+        on: {
+          LINK: [
+            { guard: 'sameUser' },
+            {
+              guard: 'latestWins',
+              actions: enqueueActions(({ context, event, enqueue }) => {
+                enqueue({
+                  type: 'audit',
+                  params: { reason: 'relink', identifier: context.key, user: event.user, previous: context.user!, seq: event.seq, eventId: event.eventId },
+                });
+                enqueue.assign({ user: event.user });
+              }),
+            },
+            {
+              actions: enqueueActions(({ context, event, enqueue }) => {
+                enqueue({
+                  type: 'audit',
+                  params: { reason: 'conflict', identifier: context.key, user: context.user!, claimedBy: event.user, seq: event.seq, eventId: event.eventId },
+                });
+              }),
+            },
+          ],
+        },
+      },
+      /** Nothing left to hold and nobody to hold it for: the cluster dissolves. */
+      released: { type: 'final' },
+    },
+  });
+}
+
+export type IdentifierMachine = ReturnType<typeof createIdentifierMachine>;

@@ -1,0 +1,51 @@
+/** Stable error codes; one per kind of failure a caller may want to branch on. */
+export type ErrorCode =
+  | 'XREF_INVALID_EVENT'
+  | 'XREF_INVALID_CONFIG'
+  | 'XREF_LIMIT_EXCEEDED'
+  | 'XREF_INVALID_JSON';
+
+/** Quote a bad value for a message: short, JSON-shaped, never huge. */
+export function quote(value: unknown, max = 80): string {
+  let text: string;
+  try {
+    text = value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+export class XrefError extends Error {
+  readonly code: ErrorCode;
+  /** Dotted path of the offending field, e.g. `ids.cookie`. */
+  readonly field: string | undefined;
+  constructor(code: ErrorCode, message: string, options: { field?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.field = options.field;
+  }
+}
+
+/** An event does not match the envelope (DESIGN.md §2). */
+export class InvalidEventError extends XrefError {
+  constructor(field: string, value: unknown, expected: string) {
+    super('XREF_INVALID_EVENT', `${field} ${expected}, got ${quote(value)}`, { field });
+  }
+}
+
+/** An event, a batch or an identifier is larger than its configured limit. */
+export class LimitExceededError extends XrefError {
+  readonly limit: number;
+  constructor(field: string, size: number, limit: number, unit: string) {
+    super('XREF_LIMIT_EXCEEDED', `${field} is ${size} ${unit}, over the limit of ${limit} ${unit}`, { field });
+    this.limit = limit;
+  }
+}
+
+export class InvalidConfigError extends XrefError {
+  constructor(field: string, value: unknown, expected: string) {
+    super('XREF_INVALID_CONFIG', `config ${field} ${expected}, got ${quote(value)}`, { field });
+  }
+}

@@ -1,0 +1,124 @@
+import { type Actor, type AnyMachineSnapshot, type AnyStateMachine, type EventFrom, type InputFrom, type SnapshotFrom, createActor } from 'xstate';
+import type { SnapshotStore } from './snapshot-store.ts';
+
+/**
+ * The address/mailbox layer: top-level actors of one machine, kept in a registry keyed by address
+ * (never children of one parent). At most `maxLive` stay in memory; the least recently used is
+ * passivated into the snapshot store and restored on its next message. An actor that reaches a
+ * final state is forgotten.
+ */
+export class ActorSystem<TMachine extends AnyStateMachine> {
+  private readonly live = new Map<string, Actor<TMachine>>();
+
+  constructor(
+    private readonly machine: TMachine,
+    private readonly store: SnapshotStore,
+    private readonly maxLive: number,
+  ) {}
+
+  /** Starts a new actor at `address` (replacing nothing: the address must be free). */
+  spawn(address: string, input: InputFrom<TMachine>): SnapshotFrom<TMachine> {
+    const actor = createActor(this.machine, { input });
+    actor.start();
+    return this.settle(address, actor);
+  }
+
+  /** Starts an actor at `address` from a snapshot, e.g. one built from data with `resolveState`. */
+  restore(address: string, snapshot: SnapshotFrom<TMachine>): void {
+    const actor = this.fromSnapshot(snapshot);
+    actor.start();
+    this.settle(address, actor);
+  }
+
+  has(address: string): boolean {
+    return this.live.has(address) || this.store.get(address) !== undefined;
+  }
+
+  /** The current snapshot of the actor at `address`, live or passivated. */
+  peek(address: string): SnapshotFrom<TMachine> | undefined {
+    return this.revive(address)?.getSnapshot();
+  }
+
+  /** Delivers one event and returns the snapshot it leads to. */
+  send(address: string, event: EventFrom<TMachine>): SnapshotFrom<TMachine> {
+    const actor = this.revive(address);
+    if (actor === undefined) throw new Error(`no actor at address ${JSON.stringify(address)}`);
+    actor.send(event);
+    return this.settle(address, actor);
+  }
+
+  /** Stops the actor at `address` and forgets it, live or stored. */
+  forget(address: string): void {
+    this.live.get(address)?.stop();
+    this.live.delete(address);
+    this.store.delete(address);
+  }
+
+  /** Writes every live actor to the store (e.g. at shutdown). */
+  passivateAll(): void {
+    for (const address of [...this.live.keys()]) this.passivate(address);
+  }
+
+  /** Every address, live or passivated. */
+  addresses(): string[] {
+    return [...new Set([...this.live.keys(), ...this.store.keys()])];
+  }
+
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  get storedCount(): number {
+    return this.store.size;
+  }
+
+  private revive(address: string): Actor<TMachine> | undefined {
+    const actor = this.live.get(address);
+    if (actor !== undefined) {
+      // most recently used goes last
+      this.live.delete(address);
+      this.live.set(address, actor);
+      return actor;
+    }
+    const stored = this.store.get(address);
+    if (stored === undefined) return undefined;
+    const restored = this.fromSnapshot(stored);
+    restored.start();
+    this.store.delete(address);
+    this.live.set(address, restored);
+    this.evict();
+    return restored;
+  }
+
+  private fromSnapshot(snapshot: unknown): Actor<TMachine> {
+    return createActor(this.machine as AnyStateMachine, { snapshot: snapshot as AnyMachineSnapshot }) as unknown as Actor<TMachine>;
+  }
+
+  private settle(address: string, actor: Actor<TMachine>): SnapshotFrom<TMachine> {
+    const snapshot = actor.getSnapshot() as AnyMachineSnapshot;
+    if (snapshot.status === 'done') {
+      actor.stop();
+      this.live.delete(address);
+      this.store.delete(address);
+    } else if (!this.live.has(address)) {
+      this.live.set(address, actor);
+      this.evict();
+    }
+    return snapshot as SnapshotFrom<TMachine>;
+  }
+
+  private passivate(address: string): void {
+    const actor = this.live.get(address);
+    if (actor === undefined) return;
+    this.store.set(address, actor.getPersistedSnapshot());
+    actor.stop();
+    this.live.delete(address);
+  }
+
+  private evict(): void {
+    while (this.live.size > this.maxLive) {
+      const oldest = this.live.keys().next().value as string;
+      this.passivate(oldest);
+    }
+  }
+}

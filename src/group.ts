@@ -1,0 +1,114 @@
+import { type ConfigInput, resolveConfig } from './domain/config.ts';
+import { type XrefEvent, validateEvent } from './domain/envelope.ts';
+import { XrefError } from './domain/errors.ts';
+import { type Limits, defaultLimits } from './domain/limits.ts';
+import { IdentityEngine } from './engine/engine.ts';
+import type { AuditRecord, Resolved, Sink, Unmatched } from './engine/outputs.ts';
+
+/** internal kind → internal id → identifier kind → identifier value → events, in log order. */
+export type GroupsDocument = Record<string, Record<string, Record<string, Record<string, XrefEvent[]>>>>;
+
+export interface GroupReport {
+  groups: GroupsDocument;
+  unmatched: Unmatched[];
+  audit: AuditRecord[];
+  /** Inputs that were not events, by their index in the input. */
+  rejected: { index: number; error: XrefError }[];
+}
+
+export interface GroupOptions {
+  limits?: Limits;
+}
+
+/** Collects resolved events into the pygrouper document. */
+export class GroupsCollector implements Sink {
+  readonly unmatchedEvents: Unmatched[] = [];
+  readonly auditRecords: AuditRecord[] = [];
+  private readonly doc: Record<string, Record<string, Record<string, Record<string, Resolved[]>>>> = {};
+
+  resolved(output: Resolved): void {
+    const byId = (this.doc[output.user.kind] ??= {});
+    const byKind = (byId[output.user.id] ??= {});
+    const byValue = (byKind[output.via.kind] ??= {});
+    (byValue[output.via.value] ??= []).push(output);
+  }
+  unmatched(output: Unmatched): void {
+    this.unmatchedEvents.push(output);
+  }
+  audit(record: AuditRecord): void {
+    this.auditRecords.push(record);
+  }
+
+  /** The document, every list in log order (flushed buffers arrive after newer events). */
+  groups(): GroupsDocument {
+    const out: GroupsDocument = {};
+    for (const [userKind, users] of Object.entries(this.doc)) {
+      const outUsers: GroupsDocument[string] = (out[userKind] = {});
+      for (const [userId, kinds] of Object.entries(users)) {
+        const outKinds: GroupsDocument[string][string] = (outUsers[userId] = {});
+        for (const [kind, values] of Object.entries(kinds)) {
+          const outValues: Record<string, XrefEvent[]> = (outKinds[kind] = {});
+          for (const [value, list] of Object.entries(values)) outValues[value] = inLogOrder(list).map((r) => r.event);
+        }
+      }
+    }
+    return out;
+  }
+}
+
+function inLogOrder<T extends { seq: number }>(list: T[]): T[] {
+  for (let i = 1; i < list.length; i++) if (list[i - 1]!.seq > list[i]!.seq) return [...list].sort((a, b) => a.seq - b.seq);
+  return list;
+}
+
+/**
+ * Groups a log one event at a time, with no server: what `groupEvents` and `xref group` run.
+ * A bad event is reported with its index and never stops the rest.
+ */
+export class Grouper {
+  readonly rejected: GroupReport['rejected'] = [];
+  private readonly collector = new GroupsCollector();
+  private readonly engine: IdentityEngine;
+  private readonly limits: Limits;
+  private index = 0;
+
+  constructor(config: ConfigInput = {}, options: GroupOptions = {}) {
+    this.limits = options.limits ?? defaultLimits();
+    this.engine = new IdentityEngine({ config: resolveConfig(config), sink: this.collector });
+  }
+
+  /** Adds one raw event (`bytes`: its size, when known). Returns the error when it was rejected. */
+  add(raw: unknown, bytes?: number): XrefError | undefined {
+    const index = this.index++;
+    try {
+      this.engine.ingest(validateEvent(raw, this.limits, bytes));
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof XrefError)) throw error;
+      this.rejected.push({ index, error });
+      return error;
+    }
+  }
+
+  /** Reports a line that never became a value (e.g. bad JSON) so indexes stay aligned. */
+  reject(error: XrefError): void {
+    this.rejected.push({ index: this.index++, error });
+  }
+
+  /** Ends the log: what is still buffered is released as `unlinked`. */
+  finish(): GroupReport {
+    this.engine.finish();
+    return { groups: this.collector.groups(), unmatched: this.collector.unmatchedEvents, audit: this.collector.auditRecords, rejected: this.rejected };
+  }
+}
+
+/**
+ * Groups a whole log offline, with no server: the embedded engine and the oracle the streaming
+ * service must agree with. Events that are not valid envelopes are reported in `rejected` by
+ * index; the rest is still grouped. Anything still buffered at the end is `unlinked`.
+ */
+export function groupEvents(events: Iterable<unknown>, config: ConfigInput = {}, options: GroupOptions = {}): GroupReport {
+  const grouper = new Grouper(config, options);
+  for (const raw of events) grouper.add(raw);
+  return grouper.finish();
+}

@@ -1,0 +1,21 @@
+/** xref's public API. */
+export { groupEvents, Grouper, GroupsCollector } from './group.ts';
+export type { GroupReport, GroupsDocument, GroupOptions } from './group.ts';
+export { IdentityEngine } from './engine/engine.ts';
+export type { EngineOptions, EngineStats } from './engine/engine.ts';
+export type { AuditRecord, Resolved, Sink, Unmatched, UserRef } from './engine/outputs.ts';
+export { MemorySnapshotStore } from './engine/snapshot-store.ts';
+export type { SnapshotStore } from './engine/snapshot-store.ts';
+export { defaultConfig, resolveConfig } from './domain/config.ts';
+export type { Config, ConfigInput, RelinkPolicy } from './domain/config.ts';
+export { validateEvent } from './domain/envelope.ts';
+export type { XrefEvent } from './domain/envelope.ts';
+export { defaultLimits } from './domain/limits.ts';
+export type { Limits } from './domain/limits.ts';
+export { XrefError, InvalidEventError, InvalidConfigError, LimitExceededError } from './domain/errors.ts';
+export type { ErrorCode } from './domain/errors.ts';
+export { BUILTIN_JUNK } from './domain/identifiers.ts';
+export type { Identifier } from './domain/identifiers.ts';
+export { encodeToken, decodeToken, subjects, STREAMS, BUCKETS } from './nats/subjects.ts';
+export { createIdentifierMachine } from '../actors/identifier.machine.ts';
+export { createUserMachine } from '../actors/user.machine.ts';

@@ -1,0 +1,71 @@
+/**
+ * Every NATS name xref uses: streams, subjects, KV buckets and keys, in one module
+ * (DESIGN.md §4). Identifier values become subject tokens and KV keys through `encodeToken`.
+ */
+
+export const STREAMS = {
+  in: 'XREF_IN',
+  groups: 'XREF_GROUPS',
+  unmatched: 'XREF_UNMATCHED',
+  audit: 'XREF_AUDIT',
+} as const;
+
+export const BUCKETS = {
+  links: 'xref_links',
+  snapshots: 'xref_snapshots',
+} as const;
+
+const SAFE = /^[A-Za-z0-9_-]$/;
+
+/**
+ * Encodes any string as one NATS token (and KV key part): `[A-Za-z0-9_-]` stay as they are; every
+ * other UTF-8 byte becomes `~XX` (upper-case hex), `~` included; the empty string becomes `~`.
+ * Reversible by `decodeToken`.
+ */
+export function encodeToken(value: string): string {
+  if (value.length === 0) return '~';
+  let out = '';
+  for (const char of value) {
+    if (SAFE.test(char)) {
+      out += char;
+      continue;
+    }
+    for (const byte of Buffer.from(char, 'utf8')) out += `~${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+export function decodeToken(token: string): string {
+  if (token === '~') return '';
+  const bytes: number[] = [];
+  for (let i = 0; i < token.length; i++) {
+    const c = token[i]!;
+    if (c === '~') {
+      const hex = token.slice(i + 1, i + 3);
+      if (!/^[0-9A-F]{2}$/.test(hex)) throw new Error(`not an encoded token: ${JSON.stringify(token)}`);
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else {
+      bytes.push(c.charCodeAt(0));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+export const subjects = {
+  /** Where events come in, per source. */
+  in: (source: string) => `xref.in.${encodeToken(source)}`,
+  inAll: 'xref.in.>',
+  /** Every event resolved to one user. */
+  group: (kind: string, id: string) => `xref.groups.${kind}.${encodeToken(id)}`,
+  groupsAll: 'xref.groups.>',
+  unmatched: (kind: string) => `xref.unmatched.${kind}`,
+  unmatchedAll: 'xref.unmatched.>',
+  audit: (reason: string) => `xref.audit.${reason}`,
+  auditAll: 'xref.audit.>',
+} as const;
+
+/** KV key of a third-party identifier in `xref_links`. */
+export function linkKey(kind: string, value: string): string {
+  return `${kind}.${encodeToken(value)}`;
+}

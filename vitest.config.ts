@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// XREF_TEST_REPORT=<file> adds a JSON report beside the console output (used by .ci/run).
+const jsonReport = process.env.XREF_TEST_REPORT;
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: jsonReport ? ['default', ['json', { outputFile: jsonReport }]] : ['default'],
+  },
+});
