@@ -39,7 +39,9 @@ export function isExpired(item: Buffered, watermark: number, ttlMs: number): boo
   return item.time !== undefined && item.time + ttlMs < watermark;
 }
 
-export function expire(buffer: readonly Buffered[], watermark: number, ttlMs: number) {
+/** Splits off what the watermark passed. `due` (the buffer's deadline) skips the scan when nothing is. */
+export function expire(buffer: readonly Buffered[], watermark: number, ttlMs: number, due: number | null = -Infinity) {
+  if (due === null || due >= watermark) return { kept: buffer, dropped: [] as Buffered[] };
   const kept: Buffered[] = [];
   const dropped: Buffered[] = [];
   for (const item of buffer) (isExpired(item, watermark, ttlMs) ? dropped : kept).push(item);

@@ -1,6 +1,6 @@
 import { enqueueActions, setup } from 'xstate';
 import type { RelinkPolicy } from '../src/domain/config.ts';
-import { append, deadline, expire, merge } from './buffer.ts';
+import { append, deadline, expire, isExpired, merge } from './buffer.ts';
 import type { AuditFact, Bounds, Buffered, UnmatchedReason } from './types.ts';
 
 /**
@@ -35,14 +35,19 @@ interface LinkEvent {
   user: string;
   seq: number;
   eventId: string;
+  watermark: number;
 }
 
+/**
+ * Every message carries the log's watermark: what it has passed is released as `expired` before
+ * the message is applied, so the result is exact however late a wake-up comes.
+ */
 export type IdentifierEvent =
-  | { type: 'BUFFER'; item: Buffered }
-  | { type: 'ABSORB'; members: readonly string[]; buffer: readonly Buffered[] }
+  | { type: 'BUFFER'; item: Buffered; watermark: number }
+  | { type: 'ABSORB'; members: readonly string[]; buffer: readonly Buffered[]; watermark: number }
   | { type: 'WATERMARK'; watermark: number }
   | LinkEvent
-  | { type: 'GIVE_UP' };
+  | { type: 'GIVE_UP'; watermark: number };
 
 export function createIdentifierMachine(bounds: Bounds) {
   return setup({
@@ -60,7 +65,8 @@ export function createIdentifierMachine(bounds: Bounds) {
       audit: (_, _params: AuditFact) => {},
     },
     guards: {
-      isEmpty: ({ context }) => context.buffer.length === 0,
+      allExpired: ({ context, event }) =>
+        context.buffer.every((item) => isExpired(item, (event as { watermark: number }).watermark, bounds.ttlMs)),
       sameUser: ({ context, event }) => (event as LinkEvent).user === context.user,
       latestWins: ({ context }) => context.policy === 'latest',
     },
@@ -78,45 +84,65 @@ export function createIdentifierMachine(bounds: Bounds) {
     states: {
       buffering: {
         tags: ['buffering'],
-        always: { guard: 'isEmpty', target: 'released' },
         on: {
           BUFFER: {
             actions: enqueueActions(({ context, event, enqueue }) => {
-              const { kept, dropped } = append(context.buffer, event.item, bounds);
+              const live = expire(context.buffer, event.watermark, bounds.ttlMs, context.deadline);
+              const { kept, dropped } = append(live.kept, event.item, bounds);
               enqueue.assign({ buffer: kept, deadline: deadline(kept, bounds.ttlMs) });
+              for (const item of live.dropped) enqueue({ type: 'release', params: { item, reason: 'expired' } });
               for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'overflow' } });
             }),
           },
           ABSORB: {
             actions: enqueueActions(({ context, event, enqueue }) => {
-              const { kept, dropped } = merge(context.buffer, event.buffer, bounds);
+              const live = expire(context.buffer, event.watermark, bounds.ttlMs, context.deadline);
+              const incoming = expire(event.buffer, event.watermark, bounds.ttlMs);
+              const { kept, dropped } = merge(live.kept, incoming.kept, bounds);
               enqueue.assign({
                 buffer: kept,
                 deadline: deadline(kept, bounds.ttlMs),
                 members: [...context.members, ...event.members],
               });
+              for (const item of [...live.dropped, ...incoming.dropped]) enqueue({ type: 'release', params: { item, reason: 'expired' } });
               for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'overflow' } });
             }),
           },
-          WATERMARK: {
-            actions: enqueueActions(({ context, event, enqueue }) => {
-              const { kept, dropped } = expire(context.buffer, event.watermark, bounds.ttlMs);
-              if (dropped.length === 0) return;
-              enqueue.assign({ buffer: kept, deadline: deadline(kept, bounds.ttlMs) });
-              for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'expired' } });
-            }),
-          },
+          WATERMARK: [
+            {
+              guard: 'allExpired',
+              target: 'released',
+              actions: enqueueActions(({ context, enqueue }) => {
+                for (const item of context.buffer) enqueue({ type: 'release', params: { item, reason: 'expired' } });
+                enqueue.assign({ buffer: [], deadline: null });
+              }),
+            },
+            {
+              actions: enqueueActions(({ context, event, enqueue }) => {
+                const { kept, dropped } = expire(context.buffer, event.watermark, bounds.ttlMs, context.deadline);
+                if (dropped.length === 0) return;
+                enqueue.assign({ buffer: kept, deadline: deadline(kept, bounds.ttlMs) });
+                for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'expired' } });
+              }),
+            },
+          ],
           LINK: {
             target: 'linked',
             actions: enqueueActions(({ context, event, enqueue }) => {
-              for (const item of context.buffer) enqueue({ type: 'resolve', params: { item, user: event.user } });
+              for (const item of context.buffer) {
+                if (isExpired(item, event.watermark, bounds.ttlMs)) enqueue({ type: 'release', params: { item, reason: 'expired' } });
+                else enqueue({ type: 'resolve', params: { item, user: event.user } });
+              }
               enqueue.assign({ buffer: [], deadline: null, user: event.user });
             }),
           },
           GIVE_UP: {
             target: 'released',
-            actions: enqueueActions(({ context, enqueue }) => {
-              for (const item of context.buffer) enqueue({ type: 'release', params: { item, reason: 'unlinked' } });
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              for (const item of context.buffer) {
+                const reason = isExpired(item, event.watermark, bounds.ttlMs) ? 'expired' : 'unlinked';
+                enqueue({ type: 'release', params: { item, reason } });
+              }
               enqueue.assign({ buffer: [], deadline: null });
             }),
           },

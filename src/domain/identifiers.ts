@@ -24,7 +24,14 @@ export interface JunkRule {
 
 export function junkRule(extraValues: readonly string[], pattern: RegExp | undefined): JunkRule {
   const junk = new Set([...BUILTIN_JUNK, ...extraValues.map((v) => v.trim().toLowerCase())]);
-  return (value) => junk.has(value.trim().toLowerCase()) || (pattern !== undefined && pattern.test(value));
+  const longest = Math.max(...[...junk].map((v) => v.length));
+  const listed = (value: string) => {
+    if (junk.has(value)) return true;
+    // a value longer than every junk value, with nothing to trim, cannot be one: skip the copies
+    if (value.length > longest && value.charCodeAt(0) > 32 && value.charCodeAt(value.length - 1) > 32) return false;
+    return junk.has(value.trim().toLowerCase());
+  };
+  return pattern === undefined ? listed : (value) => listed(value) || pattern.test(value);
 }
 
 /** One identifier: a kind and its value. */

@@ -6,7 +6,7 @@ import { type XrefEvent, eventTime } from '../domain/envelope.ts';
 import { type Identifier, type JunkRule, idKey, junkRule, parseIdKey } from '../domain/identifiers.ts';
 import { ActorSystem } from './actor-system.ts';
 import { DeadlineHeap } from './deadline-heap.ts';
-import { type Sink, userRef } from './outputs.ts';
+import { type Sink, type UserRef, userRef } from './outputs.ts';
 import { MemorySnapshotStore, type SnapshotStore } from './snapshot-store.ts';
 
 export interface EngineOptions {
@@ -18,15 +18,24 @@ export interface EngineOptions {
   readonly userStore?: SnapshotStore;
 }
 
+/** A user, interned: one object per user however many identifiers point to it. */
+interface UserEntry {
+  /** `kind:id`: the user actor's address. */
+  readonly key: string;
+  readonly ref: UserRef;
+}
+
 /** A third-party identifier's place in the identity graph: its user and the input that linked it. */
 interface Link {
-  readonly user: string;
+  readonly user: UserEntry;
   readonly seq: number;
 }
 
 export interface EngineStats {
   events: number;
   duplicates: number;
+  /** Events that had to wait in a buffer. */
+  buffered: number;
   resolved: number;
   unmatched: number;
   audits: number;
@@ -39,13 +48,15 @@ export interface EngineStats {
  * identifier deciding a claim by another user.
  */
 export class IdentityEngine {
-  readonly stats: EngineStats = { events: 0, duplicates: 0, resolved: 0, unmatched: 0, audits: 0 };
+  readonly stats: EngineStats = { events: 0, duplicates: 0, buffered: 0, resolved: 0, unmatched: 0, audits: 0 };
   private readonly links = new Map<string, Link>();
   /** Unlinked identifier → address of the buffering actor of its cluster. */
   private readonly clusterOf = new Map<string, string>();
   private readonly seen = new Set<string>();
-  private readonly userKeys = new Map<string, string>();
+  private readonly userEntries = new Map<string, UserEntry>();
   private readonly deadlines = new DeadlineHeap();
+  /** Buffering actor → the deadline last pushed on the heap for it (older entries are stale). */
+  private readonly scheduled = new Map<string, number>();
   private readonly identifierMachine;
   private readonly identifiers;
   private readonly users;
@@ -61,11 +72,11 @@ export class IdentityEngine {
     this.sink = options.sink;
     this.isJunk = junkRule(this.config.junkValues, this.config.junkPattern === undefined ? undefined : new RegExp(this.config.junkPattern));
     this.internalRank = new Map(this.config.internal.map((kind, i) => [kind, i]));
-    const maxLive = options.maxLiveActors ?? 100_000;
+    const maxLive = options.maxLiveActors ?? 50_000;
     const audit = (_: unknown, fact: AuditFact) => this.audit(fact);
     this.identifierMachine = createIdentifierMachine(this.config.buffer).provide({
       actions: {
-        resolve: (_, { item, user }) => this.resolve(item.event, item.seq, user),
+        resolve: (_, { item, user }) => this.resolve(item.event, item.seq, this.user(user)),
         release: (_, { item, reason }) => this.unmatched(item.event, item.seq, reason),
         audit,
       },
@@ -91,8 +102,7 @@ export class IdentityEngine {
 
   /** The user a third-party identifier is linked to now, if any. */
   whois(kind: string, value: string) {
-    const link = this.links.get(idKey(kind, value));
-    return link === undefined ? undefined : userRef(link.user);
+    return this.links.get(idKey(kind, value))?.user.ref;
   }
 
   /**
@@ -109,7 +119,7 @@ export class IdentityEngine {
     if (seq >= this.nextSeq) this.nextSeq = seq + 1;
     if (time !== undefined && time > this.watermarkMs) this.advance(time);
 
-    let user: string | undefined;
+    let user: UserEntry | undefined;
     let userRank = Infinity;
     const third: string[] = [];
     const junk: string[] = [];
@@ -121,15 +131,15 @@ export class IdentityEngine {
       else if (rank === undefined) third.push(key);
       else if (rank < userRank) {
         userRank = rank;
-        user = this.intern(key);
+        user = this.user(key);
       }
     }
     if (junk.length > 0 && (user !== undefined || third.length > 0)) {
-      for (const identifier of junk) this.audit({ reason: 'refused', cause: 'junk', identifier, user, seq, eventId: event.id });
+      for (const identifier of junk) this.audit({ reason: 'refused', cause: 'junk', identifier, user: user?.key, seq, eventId: event.id });
     }
 
     if (user !== undefined) {
-      this.resolve(event, seq, user, parseIdKey(user));
+      this.resolve(event, seq, user, { kind: user.ref.kind, value: user.ref.id });
       for (const key of third) this.link(key, user, seq, event.id);
     } else if (third.length === 0) {
       this.unmatched(event, seq, 'junk');
@@ -142,7 +152,7 @@ export class IdentityEngine {
   /** End of an offline run: whatever is still buffered is released as `unlinked`. */
   finish(): void {
     for (const address of this.identifiers.addresses()) {
-      if (this.identifiers.peek(address)?.hasTag('buffering')) this.sendCluster(address, { type: 'GIVE_UP' });
+      if (this.identifiers.peek(address)?.hasTag('buffering')) this.sendCluster(address, { type: 'GIVE_UP', watermark: this.watermarkMs });
     }
   }
 
@@ -165,14 +175,20 @@ export class IdentityEngine {
       for (const key of third) {
         const link = this.links.get(key);
         if (link !== undefined && link.user !== owner.user) {
-          this.audit({ reason: 'conflict', identifier: key, user: link.user, claimedBy: owner.user, seq, eventId: event.id });
+          this.audit({ reason: 'conflict', identifier: key, user: link.user.key, claimedBy: owner.user.key, seq, eventId: event.id });
         }
       }
     } else {
       // A chain: the event's other ids join its user first, so `via` does not depend on arrival order.
       for (const key of third) if (!this.links.has(key)) this.link(key, owner.user, seq, event.id);
     }
-    this.resolve(event, seq, owner.user);
+    this.resolve(event, seq, owner.user, this.viaOf(third, owner.user));
+  }
+
+  /** `via` from the keys at hand: the first one linked to the user. */
+  private viaOf(third: readonly string[], user: UserEntry): Identifier {
+    for (const key of third) if (this.links.get(key)?.user === user) return parseIdKey(key);
+    return parseIdKey(third[0]!);
   }
 
   private buffer(item: Buffered, third: string[]): void {
@@ -180,6 +196,7 @@ export class IdentityEngine {
       this.unmatched(item.event, item.seq, 'expired');
       return;
     }
+    this.stats.buffered++;
     const roots: string[] = [];
     const fresh: string[] = [];
     for (const key of third) {
@@ -191,7 +208,7 @@ export class IdentityEngine {
       const address = fresh[0]!;
       for (const key of fresh) this.clusterOf.set(key, address);
       const snapshot = this.identifiers.spawn(address, { key: address, members: fresh, policy: relinkPolicy(this.config, parseIdKey(address).kind), first: item });
-      this.schedule(address, null, snapshot.context.deadline);
+      this.schedule(address, snapshot.context.deadline);
       return;
     }
     // Clusters meet: the largest absorbs the others (union by size).
@@ -207,19 +224,19 @@ export class IdentityEngine {
     for (const root of roots) {
       if (root === target) continue;
       const other = this.identifiers.peek(root)!.context;
-      this.identifiers.forget(root);
+      this.forgetCluster(root);
       for (const key of other.members) this.clusterOf.set(key, target);
-      this.sendCluster(target, { type: 'ABSORB', members: other.members, buffer: other.buffer });
+      this.sendCluster(target, { type: 'ABSORB', members: other.members, buffer: other.buffer, watermark: this.watermarkMs });
     }
     if (fresh.length > 0) {
       for (const key of fresh) this.clusterOf.set(key, target);
-      this.sendCluster(target, { type: 'ABSORB', members: fresh, buffer: [] });
+      this.sendCluster(target, { type: 'ABSORB', members: fresh, buffer: [], watermark: this.watermarkMs });
     }
-    this.sendCluster(target, { type: 'BUFFER', item });
+    this.sendCluster(target, { type: 'BUFFER', item, watermark: this.watermarkMs });
   }
 
   /** Links a third-party identifier (and its whole cluster) to a user, or decides a claim. */
-  private link(key: string, user: string, seq: number, eventId: string): void {
+  private link(key: string, user: UserEntry, seq: number, eventId: string): void {
     const current = this.links.get(key);
     if (current !== undefined) {
       if (current.user !== user) this.claim(key, current.user, user, seq, eventId);
@@ -235,57 +252,73 @@ export class IdentityEngine {
     if (accepted.length === 0) return;
     for (const member of members) this.clusterOf.delete(member);
     for (const member of accepted) this.setLink(member, user, seq, eventId);
-    this.sendCluster(root, { type: 'LINK', user, seq, eventId });
-    this.identifiers.forget(root);
+    this.sendCluster(root, { type: 'LINK', user: user.key, seq, eventId, watermark: this.watermarkMs });
+    this.forgetCluster(root);
   }
 
   /** A linked identifier seen with another user: its machine decides by the kind's relink policy. */
-  private claim(key: string, owner: string, claimant: string, seq: number, eventId: string): void {
+  private claim(key: string, owner: UserEntry, claimant: UserEntry, seq: number, eventId: string): void {
     if (!this.accept(claimant, key, seq, eventId)) return;
     const address = key;
     this.identifiers.restore(
       address,
       this.identifierMachine.resolveState({
         value: 'linked',
-        context: { key, members: [key], buffer: [], deadline: null, user: owner, policy: relinkPolicy(this.config, parseIdKey(key).kind) },
+        context: { key, members: [key], buffer: [], deadline: null, user: owner.key, policy: relinkPolicy(this.config, parseIdKey(key).kind) },
       }),
     );
-    const after = this.identifiers.send(address, { type: 'LINK', user: claimant, seq, eventId }).context.user;
+    const after = this.identifiers.send(address, { type: 'LINK', user: claimant.key, seq, eventId, watermark: this.watermarkMs }).context.user;
     this.identifiers.forget(address);
-    if (after === claimant) {
-      this.links.set(key, { user: claimant, seq });
-      this.users.send(owner, { type: 'UNLINK', kind: parseIdKey(key).kind });
-    } else {
-      this.users.send(claimant, { type: 'UNLINK', kind: parseIdKey(key).kind });
-    }
+    const moved = after === claimant.key;
+    if (moved) this.links.set(key, { user: claimant, seq });
+    this.release(moved ? owner : claimant, key);
   }
 
-  /** Asks the user's actor whether it takes one more identifier of this kind (the per-kind cap). */
-  private accept(user: string, key: string, seq: number, eventId: string): boolean {
-    if (!this.users.has(user)) this.users.spawn(user, { key: user });
+  /**
+   * Asks the user's actor whether it takes one more identifier of this kind. Only kinds with a cap
+   * need asking (the answer is otherwise always yes), so users of uncapped kinds never cost an actor.
+   */
+  private accept(user: UserEntry, key: string, seq: number, eventId: string): boolean {
     const kind = parseIdKey(key).kind;
-    return this.users.send(user, { type: 'LINK', identifier: key, kind, seq, eventId }).context.decision === 'accepted';
+    if (this.config.maxIdsPerUser[kind] === undefined) return true;
+    if (!this.users.has(user.key)) this.users.spawn(user.key, { key: user.key });
+    return this.users.send(user.key, { type: 'LINK', identifier: key, kind, seq, eventId }).context.decision === 'accepted';
   }
 
-  private setLink(key: string, user: string, seq: number, eventId: string): void {
+  /** Gives back a capped kind's place (the identifier moved on, or a claim was refused). */
+  private release(user: UserEntry, key: string): void {
+    const kind = parseIdKey(key).kind;
+    if (this.config.maxIdsPerUser[kind] !== undefined) this.users.send(user.key, { type: 'UNLINK', kind });
+  }
+
+  private setLink(key: string, user: UserEntry, seq: number, eventId: string): void {
     this.links.set(key, { user, seq });
-    this.audit({ reason: 'link', identifier: key, user, seq, eventId });
+    this.audit({ reason: 'link', identifier: key, user: user.key, seq, eventId });
   }
 
   /** Sends to a buffering actor and keeps the deadline heap and the cluster index in step. */
   private sendCluster(address: string, event: IdentifierEvent) {
-    const before = this.identifiers.peek(address)!.context;
     const after = this.identifiers.send(address, event);
     if (after.status === 'done') {
-      for (const key of before.members) if (this.clusterOf.get(key) === address) this.clusterOf.delete(key);
+      for (const key of after.context.members) if (this.clusterOf.get(key) === address) this.clusterOf.delete(key);
+      this.scheduled.delete(address);
     } else {
-      this.schedule(address, before.deadline, after.context.deadline);
+      this.schedule(address, after.context.deadline);
     }
     return after;
   }
 
-  private schedule(address: string, before: number | null, after: number | null): void {
-    if (after !== null && after !== before) this.deadlines.push({ at: after, address });
+  private forgetCluster(address: string): void {
+    this.identifiers.forget(address);
+    this.scheduled.delete(address);
+  }
+
+  private schedule(address: string, deadline: number | null): void {
+    if (deadline === null) this.scheduled.delete(address);
+    else if (this.scheduled.get(address) !== deadline) {
+      this.scheduled.set(address, deadline);
+      this.deadlines.push({ at: deadline, address });
+    }
   }
 
   /** The watermark moved: every buffer whose deadline it passed expires what is too old. */
@@ -293,21 +326,23 @@ export class IdentityEngine {
     this.watermarkMs = time;
     for (let next = this.deadlines.peek(); next !== undefined && next.at < time; next = this.deadlines.peek()) {
       this.deadlines.pop();
-      const snapshot = this.identifiers.peek(next.address);
-      if (snapshot === undefined || !snapshot.hasTag('buffering') || snapshot.context.deadline !== next.at) continue; // stale
+      if (this.scheduled.get(next.address) !== next.at) continue; // stale: the buffer moved on
+      this.scheduled.delete(next.address);
       this.sendCluster(next.address, { type: 'WATERMARK', watermark: time });
     }
   }
 
-  private intern(key: string): string {
-    const known = this.userKeys.get(key);
-    if (known !== undefined) return known;
-    this.userKeys.set(key, key);
-    return key;
+  private user(key: string): UserEntry {
+    let entry = this.userEntries.get(key);
+    if (entry === undefined) {
+      entry = { key, ref: userRef(key) };
+      this.userEntries.set(key, entry);
+    }
+    return entry;
   }
 
   /** The identifier an event reached its user through: its first third-party id linked to that user. */
-  private via(event: XrefEvent, user: string): Identifier {
+  private via(event: XrefEvent, user: UserEntry): Identifier {
     let first: Identifier | undefined;
     for (const kind in event.ids) {
       const value = event.ids[kind]!;
@@ -315,13 +350,12 @@ export class IdentityEngine {
       first ??= { kind, value };
       if (this.links.get(idKey(kind, value))?.user === user) return { kind, value };
     }
-    return first ?? parseIdKey(user);
+    return first ?? { kind: user.ref.kind, value: user.ref.id };
   }
 
-  private resolve(event: XrefEvent, seq: number, user: string, via: Identifier = this.via(event, user)): void {
+  private resolve(event: XrefEvent, seq: number, user: UserEntry, via: Identifier = this.via(event, user)): void {
     this.stats.resolved++;
-    const ref = userRef(user);
-    this.sink.resolved({ outputId: `${event.id}:${ref.kind}.${ref.id}`, seq, event, user: ref, via });
+    this.sink.resolved({ outputId: `${event.id}:${user.ref.kind}.${user.ref.id}`, seq, event, user: user.ref, via });
   }
 
   private unmatched(event: XrefEvent, seq: number, reason: UnmatchedReason): void {

@@ -26,9 +26,9 @@ describe('identifier machine', () => {
   it('buffers in log order and flushes once on LINK', () => {
     const { machine, effects } = identifier();
     const actor = createActor(machine, { input: { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(2) } }).start();
-    actor.send({ type: 'BUFFER', item: item(1) });
-    actor.send({ type: 'LINK', user: 'db_id:1', seq: 3, eventId: 'l' });
-    actor.send({ type: 'LINK', user: 'db_id:1', seq: 4, eventId: 'l2' });
+    actor.send({ type: 'BUFFER', item: item(1), watermark: 0 });
+    actor.send({ type: 'LINK', user: 'db_id:1', seq: 3, eventId: 'l', watermark: 0 });
+    actor.send({ type: 'LINK', user: 'db_id:1', seq: 4, eventId: 'l2', watermark: 0 });
     expect(effects).toEqual(['resolve e1 → db_id:1', 'resolve e2 → db_id:1']);
     expect(actor.getSnapshot().value).toBe('linked');
     expect(actor.getSnapshot().context.buffer).toEqual([]);
@@ -38,7 +38,7 @@ describe('identifier machine', () => {
     const { machine, effects } = identifier();
     const actor = createActor(machine, { input: { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1, 100) } }).start();
     expect(actor.getSnapshot().context.deadline).toBe(1100);
-    for (const seq of [2, 3, 4]) actor.send({ type: 'BUFFER', item: item(seq, 100 + seq) });
+    for (const seq of [2, 3, 4]) actor.send({ type: 'BUFFER', item: item(seq, 100 + seq), watermark: 104 });
     expect(effects).toEqual(['release e1 (overflow)']);
     expect(actor.getSnapshot().context.deadline).toBe(1102);
   });
@@ -46,7 +46,7 @@ describe('identifier machine', () => {
   it('expires by watermark and dissolves when nothing is left', () => {
     const { machine, effects } = identifier();
     const actor = createActor(machine, { input: { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1, 0) } }).start();
-    actor.send({ type: 'BUFFER', item: item(2, 500) });
+    actor.send({ type: 'BUFFER', item: item(2, 500), watermark: 500 });
     actor.send({ type: 'WATERMARK', watermark: 1000 });
     expect(effects).toEqual([]); // exactly ttl old is still held
     actor.send({ type: 'WATERMARK', watermark: 1001 });
@@ -73,15 +73,23 @@ describe('identifier machine', () => {
     const { machine, effects } = identifier();
     const linked = machine.resolveState({ value: 'linked', context: { key: 'cookie:c', members: ['cookie:c'], buffer: [], deadline: null, user: 'db_id:1', policy } });
     const actor = createActor(machine, fromSnapshot(linked)).start();
-    actor.send({ type: 'LINK', user: 'db_id:2', seq: 9, eventId: 'l2' });
+    actor.send({ type: 'LINK', user: 'db_id:2', seq: 9, eventId: 'l2', watermark: 0 });
     expect(actor.getSnapshot().context.user).toBe(owner);
     expect(effects).toEqual(audits);
+  });
+
+  it('is exact however late the wake-up: what the watermark passed expires, never flushes', () => {
+    const { machine, effects } = identifier();
+    const actor = createActor(machine, { input: { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1, 0) } }).start();
+    actor.send({ type: 'BUFFER', item: item(2, 900), watermark: 900 });
+    actor.send({ type: 'LINK', user: 'db_id:1', seq: 3, eventId: 'l', watermark: 1500 });
+    expect(effects).toEqual(['release e1 (expired)', 'resolve e2 → db_id:1']);
   });
 
   it('releases everything as unlinked on GIVE_UP', () => {
     const { machine, effects } = identifier();
     const actor = createActor(machine, { input: { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1) } }).start();
-    actor.send({ type: 'GIVE_UP' });
+    actor.send({ type: 'GIVE_UP', watermark: 0 });
     expect(effects).toEqual(['release e1 (unlinked)']);
     expect(actor.getSnapshot().status).toBe('done');
   });
