@@ -9,6 +9,10 @@ import type { SnapshotStore } from './snapshot-store.ts';
  */
 export class ActorSystem<TMachine extends AnyStateMachine> {
   private readonly live = new Map<string, Actor<TMachine>>();
+  /** When each live actor last had a message (wall clock), for idle passivation. */
+  private readonly lastUsed = new Map<string, number>();
+  /** Addresses whose state changed since the last `takeChanges()`. */
+  private readonly changed = new Set<string>();
 
   constructor(
     private readonly machine: TMachine,
@@ -31,7 +35,11 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   }
 
   has(address: string): boolean {
-    return this.live.has(address) || this.store.get(address) !== undefined;
+    return this.live.has(address) || this.store.has(address);
+  }
+
+  isLive(address: string): boolean {
+    return this.live.has(address);
   }
 
   /** The current snapshot of the actor at `address`, live or passivated. */
@@ -51,7 +59,39 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   forget(address: string): void {
     this.live.get(address)?.stop();
     this.live.delete(address);
+    this.lastUsed.delete(address);
     this.store.delete(address);
+    this.changed.add(address);
+  }
+
+  /**
+   * What changed since the last call: persisted snapshots, and null for forgotten actors. A
+   * passivated actor whose snapshot a remote store already wrote and let go of is left out.
+   */
+  takeChanges(): Array<[address: string, snapshot: unknown]> {
+    const out: Array<[string, unknown]> = [];
+    for (const address of this.changed) {
+      const actor = this.live.get(address);
+      if (actor !== undefined) out.push([address, actor.getPersistedSnapshot()]);
+      else if (!this.store.has(address)) out.push([address, null]);
+      else {
+        const stored = this.store.get(address);
+        if (stored !== undefined) out.push([address, stored]);
+      }
+    }
+    this.changed.clear();
+    return out;
+  }
+
+  /** Passivates every live actor that had no message for `idleMs` (wall clock). */
+  passivateIdle(idleMs: number, now = Date.now()): number {
+    let count = 0;
+    for (const [address, used] of this.lastUsed) {
+      if (now - used < idleMs) break; // insertion order = least recently used first
+      this.passivate(address);
+      count++;
+    }
+    return count;
   }
 
   /** Writes every live actor to the store (e.g. at shutdown). */
@@ -75,19 +115,28 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   private revive(address: string): Actor<TMachine> | undefined {
     const actor = this.live.get(address);
     if (actor !== undefined) {
-      // most recently used goes last
-      this.live.delete(address);
-      this.live.set(address, actor);
+      this.touch(address);
       return actor;
     }
+    if (!this.store.has(address)) return undefined;
     const stored = this.store.get(address);
-    if (stored === undefined) return undefined;
+    if (stored === undefined) throw new Error(`actor ${JSON.stringify(address)} is passivated but its snapshot was not loaded`);
     const restored = this.fromSnapshot(stored);
     restored.start();
     this.store.delete(address);
     this.live.set(address, restored);
+    this.touch(address);
     this.evict();
     return restored;
+  }
+
+  /** Most recently used goes last in both maps. */
+  private touch(address: string): void {
+    const actor = this.live.get(address)!;
+    this.live.delete(address);
+    this.live.set(address, actor);
+    this.lastUsed.delete(address);
+    this.lastUsed.set(address, Date.now());
   }
 
   private fromSnapshot(snapshot: unknown): Actor<TMachine> {
@@ -96,12 +145,15 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
 
   private settle(address: string, actor: Actor<TMachine>): SnapshotFrom<TMachine> {
     const snapshot = actor.getSnapshot() as AnyMachineSnapshot;
+    this.changed.add(address);
     if (snapshot.status === 'done') {
       actor.stop();
       this.live.delete(address);
+      this.lastUsed.delete(address);
       this.store.delete(address);
     } else if (!this.live.has(address)) {
       this.live.set(address, actor);
+      this.touch(address);
       this.evict();
     }
     return snapshot as SnapshotFrom<TMachine>;
@@ -110,9 +162,11 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   private passivate(address: string): void {
     const actor = this.live.get(address);
     if (actor === undefined) return;
+    this.changed.add(address);
     this.store.set(address, actor.getPersistedSnapshot());
     actor.stop();
     this.live.delete(address);
+    this.lastUsed.delete(address);
   }
 
   private evict(): void {

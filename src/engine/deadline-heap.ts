@@ -28,6 +28,18 @@ export class DeadlineHeap {
     a[i] = item;
   }
 
+  /** Every entry due before `time`, without removing any (order unspecified). */
+  *below(time: number): Generator<Deadline> {
+    const a = this.items;
+    const stack = [0];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      if (i >= a.length || a[i]!.at >= time) continue;
+      yield a[i]!;
+      stack.push(2 * i + 1, 2 * i + 2);
+    }
+  }
+
   pop(): Deadline | undefined {
     const a = this.items;
     const top = a[0];

@@ -9,9 +9,33 @@ import { DeadlineHeap } from './deadline-heap.ts';
 import { type Sink, type UserRef, userRef } from './outputs.ts';
 import { MemorySnapshotStore, type SnapshotStore } from './snapshot-store.ts';
 
+/** The state a checkpoint holds; `restore` takes the same shape back. */
+export interface EngineState {
+  /** The last input applied: everything up to it is in this state. */
+  readonly seq: number;
+  readonly watermark: number;
+  /** Identity graph: third-party identifier key → user key and the input that linked it. */
+  readonly links: Iterable<readonly [key: string, link: { user: string; seq: number }]>;
+  /** Buffering identifier actors, by address, as persisted snapshots (null: gone). */
+  readonly identifiers: Iterable<readonly [address: string, snapshot: unknown]>;
+  /** User actors (capped kinds), likewise. */
+  readonly users: Iterable<readonly [address: string, snapshot: unknown]>;
+}
+
+/** What changed since the previous checkpoint: write it, and the state at `seq` is durable. */
+export interface Checkpoint {
+  readonly seq: number;
+  readonly watermark: number;
+  readonly links: Array<[key: string, link: { user: string; seq: number }]>;
+  readonly identifiers: Array<[address: string, snapshot: unknown]>;
+  readonly users: Array<[address: string, snapshot: unknown]>;
+}
+
 export interface EngineOptions {
   readonly config: Config;
   readonly sink: Sink;
+  /** State to resume from (identifier and user snapshots must be in the stores, or loadable). */
+  readonly resume?: { seq: number; watermark: number; links: EngineState['links']; clusters: Iterable<{ address: string; members: readonly string[]; deadline: number | null }>; seen?: Iterable<string> };
   /** Live actors kept per machine before the least recently used is passivated. */
   readonly maxLiveActors?: number;
   readonly identifierStore?: SnapshotStore;
@@ -50,6 +74,8 @@ export interface EngineStats {
 export class IdentityEngine {
   readonly stats: EngineStats = { events: 0, duplicates: 0, buffered: 0, resolved: 0, unmatched: 0, audits: 0 };
   private readonly links = new Map<string, Link>();
+  /** Links changed since the last checkpoint. */
+  private readonly changedLinks = new Set<string>();
   /** Unlinked identifier → address of the buffering actor of its cluster. */
   private readonly clusterOf = new Map<string, string>();
   private readonly seen = new Set<string>();
@@ -83,6 +109,68 @@ export class IdentityEngine {
     });
     this.identifiers = new ActorSystem(this.identifierMachine, options.identifierStore ?? new MemorySnapshotStore(), maxLive);
     this.users = new ActorSystem(createUserMachine(this.config.maxIdsPerUser).provide({ actions: { audit } }), options.userStore ?? new MemorySnapshotStore(), maxLive);
+    if (options.resume !== undefined) this.resumeFrom(options.resume);
+  }
+
+  private resumeFrom(state: NonNullable<EngineOptions['resume']>): void {
+    this.nextSeq = state.seq + 1;
+    this.watermarkMs = state.watermark;
+    for (const [key, link] of state.links) this.links.set(key, { user: this.user(link.user), seq: link.seq });
+    for (const cluster of state.clusters) {
+      for (const key of cluster.members) this.clusterOf.set(key, cluster.address);
+      this.schedule(cluster.address, cluster.deadline);
+    }
+    for (const id of state.seen ?? []) this.seen.add(id);
+  }
+
+  /** The last input applied. */
+  get seq(): number {
+    return this.nextSeq - 1;
+  }
+
+  /**
+   * Everything that changed since the previous checkpoint. Actors passivated in between are in
+   * their store already. Once this is written, the state as of `seq` is durable.
+   */
+  checkpoint(): Checkpoint {
+    const links: Checkpoint['links'] = [];
+    for (const key of this.changedLinks) {
+      const link = this.links.get(key)!;
+      links.push([key, { user: link.user.key, seq: link.seq }]);
+    }
+    this.changedLinks.clear();
+    return { seq: this.seq, watermark: this.watermarkMs, links, identifiers: this.identifiers.takeChanges(), users: this.users.takeChanges() };
+  }
+
+  /** Passivates actors that had no message for `idleMs`; they come back on their next one. */
+  passivateIdle(idleMs: number): number {
+    return this.identifiers.passivateIdle(idleMs) + this.users.passivateIdle(idleMs);
+  }
+
+  /**
+   * The passivated actors that ingesting this input may wake, so that a store over a remote
+   * backend can load them first: the clusters of its identifiers, the buffers whose deadline the
+   * input's time passes, and (for capped kinds) the users involved.
+   */
+  touches(event: XrefEvent, time: number | undefined = eventTime(event)): { identifiers: string[]; users: string[] } {
+    const identifiers = new Set<string>();
+    const users = new Set<string>();
+    const capped = Object.keys(this.config.maxIdsPerUser).length > 0;
+    for (const kind in event.ids) {
+      const key = idKey(kind, event.ids[kind]!);
+      const root = this.clusterOf.get(key);
+      if (root !== undefined && !this.identifiers.isLive(root)) identifiers.add(root);
+      if (capped) {
+        const owner = this.internalRank.has(kind) ? key : this.links.get(key)?.user.key;
+        if (owner !== undefined && !this.users.isLive(owner) && this.users.has(owner)) users.add(owner);
+      }
+    }
+    if (time !== undefined && time > this.watermarkMs) {
+      for (const { at, address } of this.deadlines.below(time)) {
+        if (this.scheduled.get(address) === at && !this.identifiers.isLive(address)) identifiers.add(address);
+      }
+    }
+    return { identifiers: [...identifiers], users: [...users] };
   }
 
   /** The log's watermark: the greatest event time seen so far (epoch ms). */
@@ -270,7 +358,10 @@ export class IdentityEngine {
     const after = this.identifiers.send(address, { type: 'LINK', user: claimant.key, seq, eventId, watermark: this.watermarkMs }).context.user;
     this.identifiers.forget(address);
     const moved = after === claimant.key;
-    if (moved) this.links.set(key, { user: claimant, seq });
+    if (moved) {
+      this.links.set(key, { user: claimant, seq });
+      this.changedLinks.add(key);
+    }
     this.release(moved ? owner : claimant, key);
   }
 
@@ -293,6 +384,7 @@ export class IdentityEngine {
 
   private setLink(key: string, user: UserEntry, seq: number, eventId: string): void {
     this.links.set(key, { user, seq });
+    this.changedLinks.add(key);
     this.audit({ reason: 'link', identifier: key, user: user.key, seq, eventId });
   }
 

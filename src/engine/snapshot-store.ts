@@ -3,6 +3,9 @@
  * the JetStream KV adapter implements the same port.
  */
 export interface SnapshotStore {
+  /** Whether an actor is passivated here (its snapshot may still have to be loaded). */
+  has(address: string): boolean;
+  /** The snapshot, if it is in memory (an adapter over a remote store loads it ahead of use). */
   get(address: string): unknown;
   set(address: string, snapshot: unknown): void;
   delete(address: string): void;
@@ -12,6 +15,9 @@ export interface SnapshotStore {
 
 export class MemorySnapshotStore implements SnapshotStore {
   private readonly map = new Map<string, unknown>();
+  has(address: string): boolean {
+    return this.map.has(address);
+  }
   get(address: string): unknown {
     return this.map.get(address);
   }

@@ -18,29 +18,30 @@ export const BUCKETS = {
 const SAFE = /^[A-Za-z0-9_-]$/;
 
 /**
- * Encodes any string as one NATS token (and KV key part): `[A-Za-z0-9_-]` stay as they are; every
- * other UTF-8 byte becomes `~XX` (upper-case hex), `~` included; the empty string becomes `~`.
- * Reversible by `decodeToken`.
+ * Encodes any string as one NATS subject token that is also a valid KV key part: `[A-Za-z0-9_-]`
+ * stay as they are; every other UTF-8 byte becomes `=XX` (upper-case hex), `=` included; the empty
+ * string becomes `=`. (`=` is legal in both; KV keys refuse `~`, `%` and the like.) Reversible by
+ * `decodeToken`.
  */
 export function encodeToken(value: string): string {
-  if (value.length === 0) return '~';
+  if (value.length === 0) return '=';
   let out = '';
   for (const char of value) {
     if (SAFE.test(char)) {
       out += char;
       continue;
     }
-    for (const byte of Buffer.from(char, 'utf8')) out += `~${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    for (const byte of Buffer.from(char, 'utf8')) out += `=${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
 }
 
 export function decodeToken(token: string): string {
-  if (token === '~') return '';
+  if (token === '=') return '';
   const bytes: number[] = [];
   for (let i = 0; i < token.length; i++) {
     const c = token[i]!;
-    if (c === '~') {
+    if (c === '=') {
       const hex = token.slice(i + 1, i + 3);
       if (!/^[0-9A-F]{2}$/.test(hex)) throw new Error(`not an encoded token: ${JSON.stringify(token)}`);
       bytes.push(parseInt(hex, 16));

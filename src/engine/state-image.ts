@@ -1,0 +1,50 @@
+import type { IdentifierContext } from '../../actors/identifier.machine.ts';
+import type { Checkpoint, EngineOptions } from './engine.ts';
+import { MemorySnapshotStore } from './snapshot-store.ts';
+
+/**
+ * The engine's durable state as plain data: the fold of its checkpoints. What the KV buckets hold,
+ * kept in memory here for tests, `xref replay --verify` and the offline adapters.
+ */
+export class StateImage {
+  seq = 0;
+  watermark = -Infinity;
+  readonly links = new Map<string, { user: string; seq: number }>();
+  readonly identifiers = new Map<string, unknown>();
+  readonly users = new Map<string, unknown>();
+
+  apply(checkpoint: Checkpoint): this {
+    this.seq = checkpoint.seq;
+    this.watermark = checkpoint.watermark;
+    for (const [key, link] of checkpoint.links) this.links.set(key, link);
+    for (const [address, snapshot] of checkpoint.identifiers) setOrDelete(this.identifiers, address, snapshot);
+    for (const [address, snapshot] of checkpoint.users) setOrDelete(this.users, address, snapshot);
+    return this;
+  }
+
+  /** Options that resume an engine from this image, with in-memory stores holding its actors. */
+  resumeOptions(seen?: Iterable<string>): Pick<EngineOptions, 'resume' | 'identifierStore' | 'userStore'> {
+    const identifierStore = new MemorySnapshotStore();
+    const userStore = new MemorySnapshotStore();
+    for (const [address, snapshot] of this.identifiers) identifierStore.set(address, snapshot);
+    for (const [address, snapshot] of this.users) userStore.set(address, snapshot);
+    return {
+      identifierStore,
+      userStore,
+      resume: { seq: this.seq, watermark: this.watermark, links: this.links, clusters: clustersOf(this.identifiers), ...(seen ? { seen } : {}) },
+    };
+  }
+}
+
+function setOrDelete(map: Map<string, unknown>, key: string, value: unknown): void {
+  if (value === null) map.delete(key);
+  else map.set(key, value);
+}
+
+/** Each buffering actor's cluster members and deadline, read from its persisted snapshot. */
+export function* clustersOf(identifiers: Iterable<readonly [string, unknown]>) {
+  for (const [address, snapshot] of identifiers) {
+    const context = (snapshot as { context: IdentifierContext }).context;
+    yield { address, members: context.members, deadline: context.deadline };
+  }
+}
