@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { XrefError } from '../domain/errors.ts';
 import { groupCommand } from './group-command.ts';
+import { serveCommand } from './serve-command.ts';
 
 /** The `xref` command line. Each command returns its exit status. */
 export function buildProgram(): Command {
@@ -19,6 +20,11 @@ export function buildProgram(): Command {
       process.exitCode = await groupCommand(file, options, { stdout: process.stdout, stderr: process.stderr });
     });
 
+  program
+    .command('serve')
+    .description('run the streaming engine on NATS JetStream (NATS_URL, default nats://127.0.0.1:4222)')
+    .action(serveCommand);
+
   return program;
 }
 
@@ -27,6 +33,7 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (error) {
     if (error instanceof XrefError || (error as NodeJS.ErrnoException).code === 'ENOENT') {
+      // the message says what to do; no stack trace
       process.stderr.write(`xref: ${(error as Error).message}\n`);
       process.exitCode = 2;
       return;

@@ -119,3 +119,58 @@ function deepFreeze<T>(value: T): T {
 export function relinkPolicy(config: Config, kind: string): RelinkPolicy {
   return config.relink[kind] ?? 'latest';
 }
+
+/** Settings of the `xref serve` process, from the environment; every one has a default. */
+export interface ServiceSettings {
+  /** NATS_URL: where the NATS server is (default nats://127.0.0.1:4222). */
+  readonly natsUrl: string;
+  /** XREF_DATA_DIR: where an embedded nats-server keeps its store (default .data). */
+  readonly dataDir: string;
+  /** XREF_CONFIG: path of the identity config file (JSON, the keys above); none = defaults. */
+  readonly configFile: string | undefined;
+  /** XREF_CHECKPOINT_EVERY: inputs between two checkpoints (default 20000). */
+  readonly checkpointEvery: number;
+  /** XREF_CHECKPOINT_MS: the most time between two checkpoints (default 5000). */
+  readonly checkpointMs: number;
+  /** XREF_PASSIVATE_AFTER_MS: a buffering actor idle this long leaves memory (default 60000). */
+  readonly passivateAfterMs: number;
+  /** XREF_MAX_LIVE_ACTORS: live actors per kind of machine before the least recently used is passivated (default 50000). */
+  readonly maxLiveActors: number;
+  /** XREF_MAX_IN_FLIGHT: inputs whose outputs may await their acks at once (default 5000). */
+  readonly maxInFlight: number;
+  /** XREF_DEDUP_LOOKBACK: inputs read back at start to refill the event-id dedup set (default 1000000). */
+  readonly dedupLookback: number;
+  /** PORT: the HTTP port (default 8080). */
+  readonly port: number;
+}
+
+function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) throw new InvalidConfigError(name, raw, `must be an integer >= ${min}`);
+  return value;
+}
+
+export function serviceSettings(env: NodeJS.ProcessEnv = process.env): ServiceSettings {
+  const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
+  if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(natsUrl)) throw new InvalidConfigError('NATS_URL', natsUrl, 'must be a URL such as nats://127.0.0.1:4222');
+  return Object.freeze({
+    natsUrl,
+    dataDir: env.XREF_DATA_DIR || '.data',
+    configFile: env.XREF_CONFIG || undefined,
+    checkpointEvery: envInt(env, 'XREF_CHECKPOINT_EVERY', 20_000),
+    checkpointMs: envInt(env, 'XREF_CHECKPOINT_MS', 5_000),
+    passivateAfterMs: envInt(env, 'XREF_PASSIVATE_AFTER_MS', 60_000, 0),
+    maxLiveActors: envInt(env, 'XREF_MAX_LIVE_ACTORS', 50_000),
+    maxInFlight: envInt(env, 'XREF_MAX_IN_FLIGHT', 5_000),
+    dedupLookback: envInt(env, 'XREF_DEDUP_LOOKBACK', 1_000_000, 0),
+    port: envInt(env, 'PORT', 8080, 0),
+  });
+}
+
+/** Address of nats://host:port, with the default port. */
+export function natsHostPort(url: string): { host: string; port: number } {
+  const parsed = new URL(url.replace(/^(tls|ws|wss):/, 'nats:'));
+  return { host: parsed.hostname || '127.0.0.1', port: Number(parsed.port || 4222) };
+}

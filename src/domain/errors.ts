@@ -3,7 +3,9 @@ export type ErrorCode =
   | 'XREF_INVALID_EVENT'
   | 'XREF_INVALID_CONFIG'
   | 'XREF_LIMIT_EXCEEDED'
-  | 'XREF_INVALID_JSON';
+  | 'XREF_INVALID_JSON'
+  | 'XREF_NATS_UNAVAILABLE'
+  | 'XREF_TOPOLOGY';
 
 /** Quote a bad value for a message: short, JSON-shaped, never huge. */
 export function quote(value: unknown, max = 80): string {

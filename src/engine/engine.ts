@@ -128,6 +128,11 @@ export class IdentityEngine {
     return this.nextSeq - 1;
   }
 
+  /** An input that was not an event (rejected before ingest) still moves the log position on. */
+  skip(seq: number): void {
+    if (seq >= this.nextSeq) this.nextSeq = seq + 1;
+  }
+
   /**
    * Everything that changed since the previous checkpoint. Actors passivated in between are in
    * their store already. Once this is written, the state as of `seq` is durable.
@@ -198,13 +203,13 @@ export class IdentityEngine {
    * (defaults to the timestamp; the streaming service passes the publish time when there is none).
    */
   ingest(event: XrefEvent, seq: number = this.nextSeq, time: number | undefined = eventTime(event)): 'accepted' | 'duplicate' {
+    if (seq >= this.nextSeq) this.nextSeq = seq + 1;
     if (this.seen.has(event.id)) {
       this.stats.duplicates++;
       return 'duplicate';
     }
     this.seen.add(event.id);
     this.stats.events++;
-    if (seq >= this.nextSeq) this.nextSeq = seq + 1;
     if (time !== undefined && time > this.watermarkMs) this.advance(time);
 
     let user: UserEntry | undefined;

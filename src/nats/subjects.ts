@@ -70,3 +70,27 @@ export const subjects = {
 export function linkKey(kind: string, value: string): string {
   return `${kind}.${encodeToken(value)}`;
 }
+
+/** `xref_snapshots` keys: buffering identifier actors, user actors, and the engine checkpoint. */
+export const snapshotKeys = {
+  identifier: (key: string) => `i.${addressKey(key)}`,
+  user: (key: string) => `u.${addressKey(key)}`,
+  meta: 'meta.engine',
+} as const;
+
+/** `kind:value` (an identifier or user key) → `kind.<encoded value>`. */
+export function addressKey(key: string): string {
+  const at = key.indexOf(':');
+  return linkKey(key.slice(0, at), key.slice(at + 1));
+}
+
+/** `kind.<encoded value>` → `kind:value`. */
+export function keyAddress(kvKey: string): string {
+  const at = kvKey.indexOf('.');
+  return `${kvKey.slice(0, at)}:${decodeToken(kvKey.slice(at + 1))}`;
+}
+
+/** The subject a KV bucket stores a key under (for pipelined writes). */
+export function kvSubject(bucket: string, key: string): string {
+  return `$KV.${bucket}.${key}`;
+}

@@ -190,7 +190,9 @@ describe('identity rules', () => {
     const once = groupEvents([a, l]);
     const twice = groupEvents([a, a, l, l, a]);
     expect(twice.groups).toEqual(once.groups);
-    expect(twice.audit).toEqual(once.audit.map((r) => ({ ...r })));
+    // a duplicate still takes up a log position, so compare the decisions without positions
+    const decisions = (audit: typeof once.audit) => audit.map(({ seq: _, ...rest }) => rest);
+    expect(decisions(twice.audit)).toEqual(decisions(once.audit));
   });
 
   it('an event with several internal kinds is grouped under the first configured kind', () => {

@@ -1,0 +1,36 @@
+/**
+ * The JetStream streams and KV buckets of DESIGN.md §4, applied idempotently at start by
+ * src/nats/topology.ts. Only nats-server 2.9 features: one subject filter, no transforms.
+ */
+import { BUCKETS, STREAMS, subjects } from '../src/nats/subjects.ts';
+
+export interface StreamDefinition {
+  readonly name: string;
+  readonly subjects: readonly string[];
+  readonly description: string;
+  /** 0 = keep forever. */
+  readonly maxAgeMs: number;
+  /** Same Nats-Msg-Id within this window = one message. */
+  readonly duplicateWindowMs: number;
+}
+
+export interface BucketDefinition {
+  readonly bucket: string;
+  readonly description: string;
+  /** Revisions kept per key: a checkpoint interrupted half-way is undone from the previous one. */
+  readonly history: number;
+}
+
+const TWO_MINUTES = 2 * 60 * 1000;
+
+export const STREAM_DEFINITIONS: readonly StreamDefinition[] = [
+  { name: STREAMS.in, subjects: [subjects.inAll], description: 'every accepted event: the log', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
+  { name: STREAMS.groups, subjects: [subjects.groupsAll], description: 'resolved events, one subject per user', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
+  { name: STREAMS.unmatched, subjects: [subjects.unmatchedAll], description: 'events that left a buffer unlinked', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
+  { name: STREAMS.audit, subjects: [subjects.auditAll], description: 'links, relinks, refusals, conflicts, rejected inputs', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
+];
+
+export const BUCKET_DEFINITIONS: readonly BucketDefinition[] = [
+  { bucket: BUCKETS.links, description: 'the identity graph: third-party id -> user', history: 4 },
+  { bucket: BUCKETS.snapshots, description: 'actor snapshots and the engine checkpoint', history: 8 },
+];

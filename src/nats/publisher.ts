@@ -1,0 +1,142 @@
+import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+
+export interface PublishAck {
+  readonly stream: string;
+  readonly seq: number;
+  readonly duplicate: boolean;
+}
+
+interface Waiting {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly msgId: string;
+  readonly resolve: (ack: PublishAck) => void;
+  readonly reject: (error: Error) => void;
+  sentAt: number;
+  attempts: number;
+}
+
+/** JetStream refused the message for good (not a timeout or an outage, which are retried). */
+export class PublishRejectedError extends Error {
+  constructor(
+    readonly subject: string,
+    readonly code: number,
+    message: string,
+  ) {
+    super(`JetStream refused a message on ${subject}: ${message} (code ${code})`);
+  }
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Pipelined JetStream publishing: plain publishes with a `Nats-Msg-Id` and a reply subject on one
+ * shared inbox, acks parsed here (several times cheaper than one request per message). Nothing is
+ * awaited one by one. A message without an ack in time, or refused because JetStream is not ready
+ * (an outage, a restart), is sent again with the same id until it is stored: the stream's
+ * duplicate window makes that exactly one message.
+ */
+export class JetStreamPublisher {
+  private readonly inbox = createInbox();
+  private readonly waiting = new Map<number, Waiting>();
+  private readonly subscription: Subscription;
+  private readonly timer: NodeJS.Timeout;
+  private readonly idle: Array<() => void> = [];
+  private next = 0;
+  /** Published and not yet acked or refused, retries included. */
+  private outstanding = 0;
+  private closed = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly logger: Logger,
+    private readonly timeoutMs = 4000,
+  ) {
+    this.subscription = nc.subscribe(`${this.inbox}.*`, { callback: (_error, msg) => this.onAck(msg) });
+    this.timer = setInterval(() => this.retryLate(), Math.min(500, timeoutMs));
+    this.timer.unref();
+  }
+
+  get pending(): number {
+    return this.outstanding;
+  }
+
+  publish(subject: string, data: Uint8Array | string, msgId: string): Promise<PublishAck> {
+    if (this.closed) return Promise.reject(new Error('publisher is closed'));
+    const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+    this.outstanding++;
+    return new Promise<PublishAck>((resolve, reject) => this.send({ subject, data: bytes, msgId, resolve, reject, sentAt: 0, attempts: 0 })).finally(() => {
+      this.outstanding--;
+      this.settleIdle();
+    });
+  }
+
+  /** Resolves once every message published so far is acked. */
+  flushed(): Promise<void> {
+    if (this.outstanding === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    this.subscription.unsubscribe();
+    for (const waiting of this.waiting.values()) waiting.reject(new Error('publisher closed before the message was acked'));
+    this.waiting.clear();
+  }
+
+  private send(waiting: Waiting): void {
+    const id = ++this.next;
+    waiting.sentAt = Date.now();
+    waiting.attempts++;
+    this.waiting.set(id, waiting);
+    const h = headers();
+    h.set('Nats-Msg-Id', waiting.msgId);
+    try {
+      this.nc.publish(waiting.subject, waiting.data, { reply: `${this.inbox}.${id}`, headers: h });
+    } catch (error) {
+      // closed or draining connection: the sweep retries it, or close() rejects it
+      this.logger.debug({ err: error, subject: waiting.subject }, 'publish failed, will retry');
+    }
+  }
+
+  private onAck(msg: Msg): void {
+    const id = Number(msg.subject.slice(this.inbox.length + 1));
+    const waiting = this.waiting.get(id);
+    if (waiting === undefined) return; // late ack of a message already sent again
+    this.waiting.delete(id);
+    if (msg.data.length === 0) {
+      // a status reply (503: no stream bound yet, e.g. JetStream restarting): try again
+      this.retryLater(waiting, `status ${msg.headers?.code ?? '?'}`);
+      return;
+    }
+    const ack = msg.json<{ stream: string; seq: number; duplicate?: boolean; error?: { code: number; err_code: number; description: string } }>();
+    if (ack.error !== undefined) {
+      if (ack.error.code >= 500) this.retryLater(waiting, ack.error.description);
+      else waiting.reject(new PublishRejectedError(waiting.subject, ack.error.err_code, ack.error.description));
+    } else {
+      waiting.resolve({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true });
+    }
+  }
+
+  private retryLater(waiting: Waiting, why: string): void {
+    if (waiting.attempts % 20 === 1) this.logger.warn({ subject: waiting.subject, attempts: waiting.attempts, why }, 'publish not stored yet, retrying');
+    setTimeout(() => (this.closed ? waiting.reject(new Error('publisher closed')) : this.send(waiting)), Math.min(2000, 50 * waiting.attempts)).unref();
+  }
+
+  /** Messages without an ack in time go again, same id. */
+  private retryLate(): void {
+    const late = Date.now() - this.timeoutMs;
+    for (const [id, waiting] of this.waiting) {
+      if (waiting.sentAt > late) break; // insertion order = send order
+      this.waiting.delete(id);
+      this.retryLater(waiting, 'no ack in time');
+    }
+  }
+
+  private settleIdle(): void {
+    if (this.outstanding > 0 || this.idle.length === 0) return;
+    for (const resolve of this.idle.splice(0)) resolve();
+  }
+}

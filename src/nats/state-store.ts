@@ -1,0 +1,202 @@
+import { DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { IdentifierContext } from '../../actors/identifier.machine.ts';
+import type { Checkpoint } from '../engine/engine.ts';
+import type { SnapshotStore } from '../engine/snapshot-store.ts';
+import type { JetStreamPublisher } from './publisher.ts';
+import { BUCKETS, addressKey, keyAddress, kvSubject, snapshotKeys } from './subjects.ts';
+
+/**
+ * Every KV record carries `at`: the checkpoint that wrote it. The meta record is written last, so
+ * a record newer than the meta belongs to a checkpoint that never finished: its previous revision
+ * is the one in force.
+ */
+type LinkRecord = { at: number; user: string; seq: number };
+type SnapshotRecord = { at: number; snapshot: unknown } | { at: number; deleted: true };
+type MetaRecord = { at: number; seq: number; watermark: number | null };
+
+export interface LoadedState {
+  seq: number;
+  watermark: number;
+  links: Map<string, { user: string; seq: number }>;
+  clusters: Array<{ address: string; members: readonly string[]; deadline: number | null }>;
+  identifierAddresses: string[];
+  userAddresses: string[];
+  /** Records that were written after the meta, i.e. by an interrupted checkpoint. */
+  rolledBack: number;
+}
+
+const decoder = new TextDecoder();
+
+/** The engine's durable state in the `xref_links` and `xref_snapshots` buckets. */
+export class NatsStateStore {
+  private readonly kvm: Kvm;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly publisher: JetStreamPublisher,
+    private readonly logger: Logger,
+  ) {
+    this.kvm = new Kvm(nc);
+  }
+
+  /** Loads the state of the last finished checkpoint (an empty state when there is none). */
+  async load(): Promise<LoadedState> {
+    const snapshots = await this.kvm.open(BUCKETS.snapshots);
+    const metaEntry = await snapshots.get(snapshotKeys.meta);
+    const meta: MetaRecord = metaEntry?.operation === 'PUT' ? (metaEntry.json() as MetaRecord) : { at: 0, seq: 0, watermark: null };
+    const state: LoadedState = {
+      seq: meta.seq,
+      watermark: meta.watermark ?? -Infinity,
+      links: new Map(),
+      clusters: [],
+      identifierAddresses: [],
+      userAddresses: [],
+      rolledBack: 0,
+    };
+    const inForce = async <T extends { at: number }>(bucket: string, key: string, record: T): Promise<T | undefined> => {
+      if (record.at <= meta.seq) return record;
+      state.rolledBack++;
+      return this.revisionAt<T>(bucket, key, meta.seq);
+    };
+    for (const [key, record] of await this.readBucket<LinkRecord>(BUCKETS.links)) {
+      const link = await inForce(BUCKETS.links, key, record);
+      if (link !== undefined) state.links.set(keyAddress(key), { user: link.user, seq: link.seq });
+    }
+    for (const [key, record] of await this.readBucket<SnapshotRecord | MetaRecord>(BUCKETS.snapshots)) {
+      if (key === snapshotKeys.meta) continue;
+      const found = await inForce(BUCKETS.snapshots, key, record as SnapshotRecord);
+      if (found === undefined || 'deleted' in found) continue;
+      const address = keyAddress(key.slice(2));
+      if (key.startsWith('i.')) {
+        const context = (found.snapshot as { context: IdentifierContext }).context;
+        state.identifierAddresses.push(address);
+        state.clusters.push({ address, members: context.members, deadline: context.deadline });
+      } else {
+        state.userAddresses.push(address);
+      }
+    }
+    if (state.rolledBack > 0) this.logger.warn({ records: state.rolledBack, seq: meta.seq }, 'undid the records of an interrupted checkpoint');
+    return state;
+  }
+
+  /** Writes a checkpoint: every record, pipelined, then the meta record once they are all stored. */
+  async write(checkpoint: Checkpoint): Promise<void> {
+    const at = checkpoint.seq;
+    const writes: Promise<unknown>[] = [];
+    const put = (bucket: string, key: string, record: unknown) => {
+      writes.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}`));
+    };
+    for (const [key, link] of checkpoint.links) put(BUCKETS.links, addressKey(key), { at, ...link } satisfies LinkRecord);
+    const snapshotRecord = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, deleted: true } : { at, snapshot });
+    for (const [address, snapshot] of checkpoint.identifiers) put(BUCKETS.snapshots, snapshotKeys.identifier(address), snapshotRecord(snapshot));
+    for (const [address, snapshot] of checkpoint.users) put(BUCKETS.snapshots, snapshotKeys.user(address), snapshotRecord(snapshot));
+    await Promise.all(writes);
+    const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
+    await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}`);
+  }
+
+  /** One actor's snapshot, as the last checkpoint left it. */
+  async snapshot(kind: 'i' | 'u', address: string): Promise<unknown> {
+    const bucket = await this.kvm.open(BUCKETS.snapshots);
+    const entry = await bucket.get(kind === 'i' ? snapshotKeys.identifier(address) : snapshotKeys.user(address));
+    if (entry === null || entry.operation !== 'PUT') return undefined;
+    const record = entry.json() as SnapshotRecord;
+    return 'deleted' in record ? undefined : record.snapshot;
+  }
+
+  /** Latest value of every key of a bucket, read as one ordered stream (not a get per key). */
+  private async readBucket<T>(bucket: string): Promise<Map<string, T>> {
+    const out = new Map<string, T>();
+    const prefix = `$KV.${bucket}.`;
+    const consumer = await this.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
+    const info = await consumer.info(true);
+    if (info.num_pending === 0) return out;
+    const messages = await consumer.consume({ max_messages: 1000 });
+    for await (const msg of messages as AsyncIterable<JsMsg>) {
+      const op = msg.headers?.get('KV-Operation');
+      const key = msg.subject.slice(prefix.length);
+      if (op === 'DEL' || op === 'PURGE') out.delete(key);
+      else out.set(key, JSON.parse(decoder.decode(msg.data)) as T);
+      if (msg.info.pending === 0) break;
+    }
+    return out;
+  }
+
+  private async revisionAt<T extends { at: number }>(bucket: string, key: string, seq: number): Promise<T | undefined> {
+    const kv = await this.kvm.open(bucket);
+    let found: T | undefined;
+    for await (const entry of await kv.history({ key })) {
+      if (entry.operation !== 'PUT') continue;
+      const record = entry.json() as T;
+      if (record.at <= seq) found = record; // history runs oldest first: keep the newest in force
+    }
+    return found;
+  }
+}
+
+/**
+ * Where passivated actors wait in the service: in JetStream KV, written with the next checkpoint.
+ * `has` answers for every passivated actor; `get` only for those in memory, so the service loads
+ * (`prefetch`) what an input will touch before the engine applies it.
+ */
+export class KvSnapshotStore implements SnapshotStore {
+  private readonly resident = new Map<string, unknown>();
+  private readonly inKv: Set<string>;
+
+  constructor(
+    private readonly kind: 'i' | 'u',
+    private readonly state: NatsStateStore,
+    passivated: Iterable<string>,
+  ) {
+    this.inKv = new Set(passivated);
+  }
+
+  has(address: string): boolean {
+    return this.resident.has(address) || this.inKv.has(address);
+  }
+  get(address: string): unknown {
+    return this.resident.get(address);
+  }
+  set(address: string, snapshot: unknown): void {
+    this.resident.set(address, snapshot);
+  }
+  delete(address: string): void {
+    this.resident.delete(address);
+    this.inKv.delete(address);
+  }
+  keys(): Iterable<string> {
+    return new Set([...this.resident.keys(), ...this.inKv]);
+  }
+  get size(): number {
+    let size = this.inKv.size;
+    for (const address of this.resident.keys()) if (!this.inKv.has(address)) size++;
+    return size;
+  }
+  get residentCount(): number {
+    return this.resident.size;
+  }
+
+  async prefetch(addresses: readonly string[]): Promise<void> {
+    const missing = addresses.filter((address) => this.inKv.has(address) && !this.resident.has(address));
+    await Promise.all(
+      missing.map(async (address) => {
+        const snapshot = await this.state.snapshot(this.kind, address);
+        if (snapshot === undefined) throw new Error(`passivated actor ${JSON.stringify(address)} has no snapshot in KV`);
+        this.resident.set(address, snapshot);
+      }),
+    );
+  }
+
+  /**
+   * After a checkpoint is durable: the passivated snapshots it wrote leave memory, and so do
+   * snapshots loaded for an input that did not need them after all.
+   */
+  written(changes: ReadonlyArray<readonly [string, unknown]>): void {
+    for (const [address, snapshot] of changes) if (snapshot !== null && this.resident.has(address)) this.inKv.add(address);
+    for (const address of [...this.resident.keys()]) if (this.inKv.has(address)) this.resident.delete(address);
+  }
+}

@@ -1,0 +1,258 @@
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, JetStreamApiError, type JetStreamClient, type JetStreamManager, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { Config, ServiceSettings } from '../domain/config.ts';
+import { type XrefEvent, eventTime, validateEvent } from '../domain/envelope.ts';
+import { XrefError } from '../domain/errors.ts';
+import { type Limits, defaultLimits } from '../domain/limits.ts';
+import { IdentityEngine } from '../engine/engine.ts';
+import type { Sink } from '../engine/outputs.ts';
+import { readLog } from '../nats/log-reader.ts';
+import { JetStreamPublisher } from '../nats/publisher.ts';
+import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
+import { STREAMS, subjects } from '../nats/subjects.ts';
+import { ensureTopology } from '../nats/topology.ts';
+import { type OutboundMessage, auditMessage, rejectedMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
+
+export const ENGINE_CONSUMER = 'xref-engine';
+const CONSUMER_NOT_FOUND = 10014;
+const decoder = new TextDecoder();
+
+export interface EngineServiceOptions {
+  readonly nc: NatsConnection;
+  readonly config: Config;
+  readonly settings: ServiceSettings;
+  readonly logger: Logger;
+  readonly limits?: Limits;
+}
+
+export interface EngineServiceStats {
+  inputs: number;
+  rejected: number;
+  outputs: number;
+  checkpoints: number;
+  lastCheckpointSeq: number;
+}
+
+/**
+ * The streaming engine: consumes XREF_IN with a durable pull consumer, applies each input in log
+ * order, publishes what it decides (pipelined, deterministic ids) and acks an input only once all
+ * its outputs are stored. Checkpoints every N inputs / T ms and at shutdown; a restart resumes
+ * right after the last checkpoint, and re-published outputs are dropped by JetStream's dedup.
+ */
+export class EngineService {
+  readonly stats: EngineServiceStats = { inputs: 0, rejected: 0, outputs: 0, checkpoints: 0, lastCheckpointSeq: 0 };
+  private readonly queue: JsMsg[] = [];
+  private readonly outbox: OutboundMessage[] = [];
+  private messages: ConsumerMessages | undefined;
+  private pumping: Promise<void> | undefined;
+  private sinceCheckpoint = 0;
+  private checkpointDue = false;
+  private stopping = false;
+  private failure: Error | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly options: EngineServiceOptions,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly publisher: JetStreamPublisher,
+    private readonly state: NatsStateStore,
+    private readonly engine: IdentityEngine,
+    private readonly stores: { identifiers: KvSnapshotStore; users: KvSnapshotStore },
+  ) {
+    this.timer = setInterval(() => this.requestCheckpoint(), options.settings.checkpointMs);
+    this.timer.unref();
+  }
+
+  /** Applies the topology, loads the last checkpoint and starts consuming right after it. */
+  static async start(options: EngineServiceOptions): Promise<EngineService> {
+    const { nc, logger, settings } = options;
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    await ensureTopology(nc, jsm, logger);
+    const publisher = new JetStreamPublisher(nc, logger.child({ component: 'publisher' }));
+    const state = new NatsStateStore(nc, js, publisher, logger.child({ component: 'state' }));
+    const started = Date.now();
+    const loaded = await state.load();
+    const seen: string[] = [];
+    if (loaded.seq > 0 && settings.dedupLookback > 0) {
+      await readLog(js, jsm, Math.max(1, loaded.seq - settings.dedupLookback + 1), loaded.seq, (msg) => {
+        try {
+          const id = (JSON.parse(decoder.decode(msg.data)) as { id?: unknown }).id;
+          if (typeof id === 'string') seen.push(id);
+        } catch {
+          // a rejected input holds no id
+        }
+      });
+    }
+    const stores = {
+      identifiers: new KvSnapshotStore('i', state, loaded.identifierAddresses),
+      users: new KvSnapshotStore('u', state, loaded.userAddresses),
+    };
+    let service: EngineService | undefined;
+    const sink: Sink = {
+      resolved: (r) => service!.outbox.push(resolvedMessage(r)),
+      unmatched: (u) => service!.outbox.push(unmatchedMessage(u)),
+      audit: (a) => service!.outbox.push(auditMessage(a)),
+    };
+    const engine = new IdentityEngine({
+      config: options.config,
+      sink,
+      maxLiveActors: settings.maxLiveActors,
+      identifierStore: stores.identifiers,
+      userStore: stores.users,
+      resume: { seq: loaded.seq, watermark: loaded.watermark, links: loaded.links, clusters: loaded.clusters, seen },
+    });
+    logger.info(
+      { seq: loaded.seq, links: loaded.links.size, buffering: loaded.identifierAddresses.length, dedupIds: seen.length, ms: Date.now() - started },
+      'state loaded',
+    );
+    service = new EngineService(options, js, jsm, publisher, state, engine, stores);
+    await service.consumeFrom(loaded.seq + 1);
+    return service;
+  }
+
+  /** The last input applied. */
+  get seq(): number {
+    return this.engine.seq;
+  }
+
+  get engineSize() {
+    return this.engine.size;
+  }
+
+  get engineStats() {
+    return this.engine.stats;
+  }
+
+  /** Inputs in XREF_IN not yet applied. */
+  async lag(): Promise<number> {
+    const { state } = await this.jsm.streams.info(STREAMS.in);
+    return Math.max(0, state.last_seq - this.engine.seq);
+  }
+
+  /** Stops pulling, finishes what was delivered, checkpoints, and lets go of the stream. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.timer);
+    await this.messages?.close();
+    await this.pumping;
+    await this.runCheckpoint();
+    await this.publisher.close();
+    this.options.logger.info({ seq: this.engine.seq, ...this.stats }, 'engine stopped');
+  }
+
+  /** A failure that stopped processing (e.g. the state could not be written), if any. */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  private async consumeFrom(startSeq: number): Promise<void> {
+    // The durable consumer always restarts right after the checkpoint: inputs acked after it are
+    // applied again, and their outputs dropped by the streams' duplicate window.
+    try {
+      await this.jsm.consumers.delete(STREAMS.in, ENGINE_CONSUMER);
+    } catch (error) {
+      if (!(error instanceof JetStreamApiError && error.code === CONSUMER_NOT_FOUND)) throw error;
+    }
+    await this.jsm.consumers.add(STREAMS.in, {
+      durable_name: ENGINE_CONSUMER,
+      filter_subject: subjects.inAll,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(60_000),
+      max_ack_pending: this.options.settings.maxInFlight * 4,
+      ...(startSeq <= 1 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq }),
+    });
+    const consumer = await this.js.consumers.get(STREAMS.in, ENGINE_CONSUMER);
+    this.messages = await consumer.consume({
+      max_messages: 2000,
+      callback: (msg) => {
+        this.queue.push(msg);
+        this.pump();
+      },
+    });
+  }
+
+  private requestCheckpoint(): void {
+    this.checkpointDue = true;
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.pumping !== undefined || this.failure !== undefined) return;
+    this.pumping = this.drain()
+      .catch((error: Error) => {
+        this.failure = error;
+        this.options.logger.fatal({ err: error }, 'engine stopped processing');
+      })
+      .finally(() => {
+        this.pumping = undefined;
+        if (this.failure === undefined && (this.queue.length > 0 || this.checkpointDue)) this.pump();
+      });
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      if (this.checkpointDue || this.sinceCheckpoint >= this.options.settings.checkpointEvery) await this.runCheckpoint();
+      const msg = this.queue.shift();
+      if (msg === undefined) return;
+      await this.apply(msg);
+    }
+  }
+
+  private async apply(msg: JsMsg): Promise<void> {
+    const seq = msg.seq;
+    if (seq <= this.engine.seq) {
+      msg.ack(); // delivered again, already in the state
+      return;
+    }
+    this.stats.inputs++;
+    this.sinceCheckpoint++;
+    const text = decoder.decode(msg.data);
+    let event: XrefEvent | undefined;
+    try {
+      event = validateEvent(JSON.parse(text), this.options.limits ?? defaultLimits(), msg.data.length);
+    } catch (error) {
+      const reason = error instanceof XrefError ? error : new XrefError('XREF_INVALID_JSON', `invalid JSON (${(error as Error).message})`);
+      this.stats.rejected++;
+      this.engine.skip(seq);
+      this.outbox.push(rejectedMessage(seq, msg.subject, reason, text));
+    }
+    if (event !== undefined) {
+      // an event without a timestamp takes the log's time: when it was published
+      const time = event.timestamp === undefined ? Number(msg.timestampNanos / 1_000_000n) : eventTime(event);
+      const touched = this.engine.touches(event, time);
+      if (touched.identifiers.length > 0) await this.stores.identifiers.prefetch(touched.identifiers);
+      if (touched.users.length > 0) await this.stores.users.prefetch(touched.users);
+      this.engine.ingest(event, seq, time);
+    }
+    const outputs = this.outbox.splice(0);
+    this.stats.outputs += outputs.length;
+    if (outputs.length === 0) msg.ack();
+    else {
+      void Promise.all(outputs.map((out) => this.publisher.publish(out.subject, out.payload, out.msgId))).then(
+        () => msg.ack(),
+        (error: Error) => this.options.logger.error({ err: error, seq }, 'an output was refused: the input stays unacked'),
+      );
+    }
+    if (this.publisher.pending >= this.options.settings.maxInFlight) await this.publisher.flushed();
+  }
+
+  /** Waits until every output so far is stored, then writes what changed since the last checkpoint. */
+  private async runCheckpoint(): Promise<void> {
+    this.checkpointDue = false;
+    this.sinceCheckpoint = 0;
+    await this.publisher.flushed();
+    if (this.options.settings.passivateAfterMs >= 0) this.engine.passivateIdle(this.options.settings.passivateAfterMs);
+    const checkpoint = this.engine.checkpoint();
+    if (checkpoint.seq === this.stats.lastCheckpointSeq && checkpoint.links.length + checkpoint.identifiers.length + checkpoint.users.length === 0) return;
+    await this.state.write(checkpoint);
+    this.stores.identifiers.written(checkpoint.identifiers);
+    this.stores.users.written(checkpoint.users);
+    this.stats.checkpoints++;
+    this.stats.lastCheckpointSeq = checkpoint.seq;
+    this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.length, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
+  }
+}

@@ -1,0 +1,37 @@
+import type { AuditRecord, Resolved, Unmatched } from '../engine/outputs.ts';
+import { subjects } from '../nats/subjects.ts';
+
+/** One message to publish: where, what, and its deterministic id (the JetStream dedup key). */
+export interface OutboundMessage {
+  readonly subject: string;
+  readonly msgId: string;
+  readonly payload: string;
+}
+
+/** A resolved event on its user's subject: `{ seq, user, via, event }`. */
+export function resolvedMessage(r: Resolved): OutboundMessage {
+  return { subject: subjects.group(r.user.kind, r.user.id), msgId: r.outputId, payload: JSON.stringify({ seq: r.seq, user: r.user, via: r.via, event: r.event }) };
+}
+
+/** An unplaced event on `xref.unmatched.<kind>`: `{ seq, reason, identifier, event }`. */
+export function unmatchedMessage(u: Unmatched): OutboundMessage {
+  return {
+    subject: subjects.unmatched(u.identifier.kind),
+    msgId: u.outputId,
+    payload: JSON.stringify({ seq: u.seq, reason: u.reason, identifier: u.identifier, event: u.event }),
+  };
+}
+
+/** A decision on `xref.audit.<reason>`: the audit record as it is. */
+export function auditMessage(a: AuditRecord): OutboundMessage {
+  return { subject: subjects.audit(a.reason), msgId: a.outputId, payload: JSON.stringify(a) };
+}
+
+/** An input that is not an event, on `xref.audit.rejected`, so nothing vanishes silently. */
+export function rejectedMessage(seq: number, subject: string, error: Error & { field?: string }, data: string): OutboundMessage {
+  return {
+    subject: subjects.audit('rejected'),
+    msgId: `in-${seq}:rejected`,
+    payload: JSON.stringify({ seq, subject, error: error.message, field: error.field, data: data.length > 2048 ? `${data.slice(0, 2048)}…` : data }),
+  };
+}
