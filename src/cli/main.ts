@@ -1,7 +1,11 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { serviceSettings } from '../domain/config.ts';
 import { XrefError } from '../domain/errors.ts';
+import { subjects } from '../nats/subjects.ts';
 import { groupCommand } from './group-command.ts';
+import { publishCommand } from './publish-command.ts';
 import { serveCommand } from './serve-command.ts';
+import { tailCommand } from './tail-command.ts';
 
 /** The `xref` command line. Each command returns its exit status. */
 export function buildProgram(): Command {
@@ -25,7 +29,43 @@ export function buildProgram(): Command {
     .description('run the streaming engine on NATS JetStream (NATS_URL, default nats://127.0.0.1:4222)')
     .action(serveCommand);
 
+  program
+    .command('publish')
+    .description('validate an NDJSON file of events and publish the good ones to xref.in.<source> (NATS_URL, default nats://127.0.0.1:4222)')
+    .argument('<file>', 'NDJSON file of events, or - for standard input')
+    .option('-s, --subject <subject>', `subject under xref.in. to publish on (default: ${subjects.in('cli')})`)
+    .option('--json', 'also print the summary as JSON on stdout')
+    .action(async (file: string, options: { subject?: string; json?: boolean }) => {
+      process.exitCode = await publishCommand(file, options, { stdout: process.stdout, stderr: process.stderr }, serviceSettings());
+    });
+
+  program
+    .command('tail')
+    .description("print a user's resolved events as they arrive, one JSON line each ({seq, user, via, event}), until Ctrl-C")
+    .argument('<kind>', 'the user\'s internal kind, e.g. db_id')
+    .argument('<id>', 'the user\'s id')
+    .option('--new', 'only events resolved from now on (default: from the start)')
+    .option('--limit <n>', 'stop after n messages', positiveInt)
+    .action(async (kind: string, id: string, options: { new?: boolean; limit?: number }) => {
+      const stop = new AbortController();
+      const abort = () => stop.abort();
+      process.once('SIGINT', abort);
+      process.once('SIGTERM', abort);
+      try {
+        process.exitCode = await tailCommand(kind, id, options, { stdout: process.stdout, stderr: process.stderr }, serviceSettings(), stop.signal);
+      } finally {
+        process.off('SIGINT', abort);
+        process.off('SIGTERM', abort);
+      }
+    });
+
   return program;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -13,7 +13,7 @@ const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 /** How to get a NATS server, for the message when none is reachable. */
 export function noNatsMessage(url: string): string {
   return [
-    `xref: no NATS server answers at ${url}.`,
+    `no NATS server answers at ${url}.`,
     '  Start one with JetStream, then run this again:',
     '    nats-server -js                      # Debian/Ubuntu: apt-get install nats-server',
     '    docker compose up -d nats            # or with Docker, from this checkout',

@@ -44,6 +44,9 @@ export class JetStreamPublisher {
   private readonly timer: NodeJS.Timeout;
   private readonly idle: Array<() => void> = [];
   private next = 0;
+  /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
+  private recent: Array<{ at: number; subject: string; data: Uint8Array; msgId: string }> = [];
+  private disconnected = false;
   /** Published and not yet acked or refused, retries included. */
   private outstanding = 0;
   private closed = false;
@@ -52,10 +55,41 @@ export class JetStreamPublisher {
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
     private readonly timeoutMs = 4000,
+    /** How long stored messages are kept to be sent again after a reconnect (0: never). */
+    private readonly retainMs = 3000,
   ) {
     this.subscription = nc.subscribe(`${this.inbox}.*`, { callback: (_error, msg) => this.onAck(msg) });
     this.timer = setInterval(() => this.retryLate(), Math.min(500, timeoutMs));
     this.timer.unref();
+    if (retainMs > 0) void this.watchReconnects();
+  }
+
+  /**
+   * A server killed hard can lose messages it acked but had not written out yet. After every
+   * reconnect, what was stored just before the disconnect is sent again, same ids and same order:
+   * what survived is dropped as a duplicate, what was lost is stored again.
+   */
+  private async watchReconnects(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (this.closed) return;
+      if (status.type === 'disconnect') this.disconnected = true;
+      if (status.type !== 'reconnect') continue;
+      this.disconnected = false;
+      const again = this.recent;
+      this.recent = [];
+      if (again.length > 0) this.logger.info({ messages: again.length }, 'reconnected: sending the last stored messages again');
+      for (const m of again) void this.publish(m.subject, m.data, m.msgId).catch(() => undefined);
+    }
+  }
+
+  private remember(waiting: Waiting): void {
+    if (this.retainMs <= 0) return;
+    const now = Date.now();
+    this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId });
+    if (this.disconnected) return; // keep everything from before the outage
+    let drop = 0;
+    while (drop < this.recent.length && this.recent[drop]!.at < now - this.retainMs) drop++;
+    if (drop > 1024 || drop === this.recent.length) this.recent = this.recent.slice(drop);
   }
 
   get pending(): number {
@@ -116,6 +150,7 @@ export class JetStreamPublisher {
       if (ack.error.code >= 500) this.retryLater(waiting, ack.error.description);
       else waiting.reject(new PublishRejectedError(waiting.subject, ack.error.err_code, ack.error.description));
     } else {
+      this.remember(waiting);
       waiting.resolve({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true });
     }
   }

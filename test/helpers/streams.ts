@@ -2,6 +2,7 @@ import { DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from '@nats-io
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
+import { ensureTopology } from '../../src/nats/topology.ts';
 import { logger } from '../../src/log.ts';
 
 const decoder = new TextDecoder();
@@ -22,6 +23,7 @@ export async function readStream<T = unknown>(nc: NatsConnection, stream: string
 
 /** Publishes events to `xref.in.<source>` pipelined, dedup id = event id; resolves when all are stored. */
 export async function publishEvents(nc: NatsConnection, events: readonly XrefEvent[], source = 'test'): Promise<void> {
+  await ensureTopology(nc, await jetstreamManager(nc), logger.child({ component: 'test-topology' }));
   const publisher = new JetStreamPublisher(nc, logger.child({ component: 'test-publisher' }));
   await Promise.all(events.map((event) => publisher.publish(`xref.in.${source}`, JSON.stringify(event), event.id)));
   await publisher.close();

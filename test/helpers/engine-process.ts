@@ -1,0 +1,41 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import { ENGINE_CONSUMER } from '../../src/service/engine-service.ts';
+import { STREAMS } from '../../src/nats/subjects.ts';
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** `xref serve` as a child process (so it can be killed -9), pointed at a test server. */
+export function startEngineProcess(natsUrl: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+  let output = '';
+  const child = spawn(process.execPath, ['bin/xref.js', 'serve'], {
+    env: { ...process.env, NATS_URL: natsUrl, XREF_DATA_DIR: mkdtempSync(join(tmpdir(), 'xref-data-')), XREF_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  live.add(child);
+  child.on('exit', () => live.delete(child));
+  return Object.assign(child, { output: () => output });
+}
+
+export function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/** Highest input sequence the engine has acked (all inputs up to it have their outputs stored). */
+export async function ackFloor(jsm: JetStreamManager): Promise<number> {
+  try {
+    return (await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER)).ack_floor.stream_seq;
+  } catch (error) {
+    if (error instanceof JetStreamApiError) return 0; // between restarts the consumer is recreated
+    throw error;
+  }
+}
