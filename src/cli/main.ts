@@ -4,6 +4,7 @@ import { XrefError } from '../domain/errors.ts';
 import { subjects } from '../nats/subjects.ts';
 import { groupCommand } from './group-command.ts';
 import { publishCommand } from './publish-command.ts';
+import { replayCommand } from './replay-command.ts';
 import { serveCommand } from './serve-command.ts';
 import { tailCommand } from './tail-command.ts';
 
@@ -37,6 +38,18 @@ export function buildProgram(): Command {
     .option('--json', 'also print the summary as JSON on stdout')
     .action(async (file: string, options: { subject?: string; json?: boolean }) => {
       process.exitCode = await publishCommand(file, options, { stdout: process.stdout, stderr: process.stderr }, serviceSettings());
+    });
+
+  program
+    .command('replay')
+    .description('rebuild the state from the log XREF_IN (stop `xref serve` first), or compare it with --verify')
+    .option('--from-seq <n>', 'first input to apply (default 1)', positiveInt)
+    .option('--verify', 'replay up to the live checkpoint and report differences; change nothing')
+    .option('--republish', 'publish the outputs again, into emptied XREF_GROUPS / XREF_UNMATCHED / XREF_AUDIT')
+    .option('-c, --config <file>', 'JSON config file (default: XREF_CONFIG)')
+    .action(async (options: { fromSeq?: number; verify?: boolean; republish?: boolean; config?: string }) => {
+      const settings = serviceSettings();
+      process.exitCode = await replayCommand(options, { stdout: process.stdout, stderr: process.stderr }, settings);
     });
 
   program

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { IdentifierContext } from '../../actors/identifier.machine.ts';
 import type { Checkpoint } from '../engine/engine.ts';
 import type { SnapshotStore } from '../engine/snapshot-store.ts';
+import { StateImage } from '../engine/state-image.ts';
 import type { JetStreamPublisher } from './publisher.ts';
 import { BUCKETS, addressKey, keyAddress, kvSubject, snapshotKeys } from './subjects.ts';
 
@@ -13,7 +14,7 @@ import { BUCKETS, addressKey, keyAddress, kvSubject, snapshotKeys } from './subj
  * a record newer than the meta belongs to a checkpoint that never finished: its previous revision
  * is the one in force.
  */
-type LinkRecord = { at: number; user: string; seq: number };
+type LinkRecord = { at: number; user: string; seq: number } | { at: number; deleted: true };
 type SnapshotRecord = { at: number; snapshot: unknown } | { at: number; deleted: true };
 type MetaRecord = { at: number; seq: number; watermark: number | null };
 
@@ -45,58 +46,99 @@ export class NatsStateStore {
 
   /** Loads the state of the last finished checkpoint (an empty state when there is none). */
   async load(): Promise<LoadedState> {
-    const snapshots = await this.kvm.open(BUCKETS.snapshots);
-    const metaEntry = await snapshots.get(snapshotKeys.meta);
-    const meta: MetaRecord = metaEntry?.operation === 'PUT' ? (metaEntry.json() as MetaRecord) : { at: 0, seq: 0, watermark: null };
+    const { meta, links, snapshots, rolledBack } = await this.readInForce();
     const state: LoadedState = {
       seq: meta.seq,
       watermark: meta.watermark ?? -Infinity,
-      links: new Map(),
+      links,
       clusters: [],
       identifierAddresses: [],
       userAddresses: [],
-      rolledBack: 0,
+      rolledBack,
     };
-    const inForce = async <T extends { at: number }>(bucket: string, key: string, record: T): Promise<T | undefined> => {
-      if (record.at <= meta.seq) return record;
-      state.rolledBack++;
-      return this.revisionAt<T>(bucket, key, meta.seq);
-    };
-    for (const [key, record] of await this.readBucket<LinkRecord>(BUCKETS.links)) {
-      const link = await inForce(BUCKETS.links, key, record);
-      if (link !== undefined) state.links.set(keyAddress(key), { user: link.user, seq: link.seq });
-    }
-    for (const [key, record] of await this.readBucket<SnapshotRecord | MetaRecord>(BUCKETS.snapshots)) {
-      if (key === snapshotKeys.meta) continue;
-      const found = await inForce(BUCKETS.snapshots, key, record as SnapshotRecord);
-      if (found === undefined || 'deleted' in found) continue;
+    for (const [key, snapshot] of snapshots) {
       const address = keyAddress(key.slice(2));
       if (key.startsWith('i.')) {
-        const context = (found.snapshot as { context: IdentifierContext }).context;
+        const context = (snapshot as { context: IdentifierContext }).context;
         state.identifierAddresses.push(address);
         state.clusters.push({ address, members: context.members, deadline: context.deadline });
       } else {
         state.userAddresses.push(address);
       }
     }
-    if (state.rolledBack > 0) this.logger.warn({ records: state.rolledBack, seq: meta.seq }, 'undid the records of an interrupted checkpoint');
     return state;
   }
 
+  /** The whole state of the last finished checkpoint, snapshots included (for `replay --verify`). */
+  async loadImage(): Promise<StateImage> {
+    const { meta, links, snapshots } = await this.readInForce();
+    const image = new StateImage();
+    image.seq = meta.seq;
+    image.watermark = meta.watermark ?? -Infinity;
+    for (const [key, link] of links) image.links.set(key, link);
+    for (const [key, snapshot] of snapshots) (key.startsWith('i.') ? image.identifiers : image.users).set(keyAddress(key.slice(2)), snapshot);
+    return image;
+  }
+
+  /**
+   * Makes `image` the live state: writes it whole as a checkpoint at `image.seq`, and tombstones
+   * for whatever the live state held that the image does not (e.g. after `xref replay`).
+   */
+  async replaceWith(image: StateImage): Promise<void> {
+    const live = await this.loadImage();
+    const removed = <T>(now: Map<string, T>, before: Map<string, unknown>) => [...before.keys()].filter((key) => !now.has(key));
+    await this.write({
+      seq: image.seq,
+      watermark: image.watermark,
+      links: [...image.links],
+      removedLinks: removed(image.links, live.links),
+      identifiers: [...image.identifiers, ...removed(image.identifiers, live.identifiers).map((a) => [a, null] as [string, unknown])],
+      users: [...image.users, ...removed(image.users, live.users).map((a) => [a, null] as [string, unknown])],
+    }, `replay-${Date.now()}`);
+  }
+
+  /** Every record in force: the latest, or for records of an interrupted checkpoint the one before. */
+  private async readInForce() {
+    const snapshotsKv = await this.kvm.open(BUCKETS.snapshots);
+    const metaEntry = await snapshotsKv.get(snapshotKeys.meta);
+    const meta: MetaRecord = metaEntry?.operation === 'PUT' ? (metaEntry.json() as MetaRecord) : { at: 0, seq: 0, watermark: null };
+    let rolledBack = 0;
+    const inForce = async <T extends { at: number }>(bucket: string, key: string, record: T): Promise<T | undefined> => {
+      if (record.at <= meta.seq) return record;
+      rolledBack++;
+      return this.revisionAt<T>(bucket, key, meta.seq);
+    };
+    const links = new Map<string, { user: string; seq: number }>();
+    for (const [key, record] of await this.readBucket<LinkRecord>(BUCKETS.links)) {
+      const link = await inForce(BUCKETS.links, key, record);
+      if (link !== undefined && !('deleted' in link)) links.set(keyAddress(key), { user: link.user, seq: link.seq });
+    }
+    const snapshots = new Map<string, unknown>();
+    for (const [key, record] of await this.readBucket<SnapshotRecord | MetaRecord>(BUCKETS.snapshots)) {
+      if (key === snapshotKeys.meta) continue;
+      const found = await inForce(BUCKETS.snapshots, key, record as SnapshotRecord);
+      if (found !== undefined && !('deleted' in found)) snapshots.set(key, found.snapshot);
+    }
+    if (rolledBack > 0) this.logger.warn({ records: rolledBack, seq: meta.seq }, 'undid the records of an interrupted checkpoint');
+    return { meta, links, snapshots, rolledBack };
+  }
+
   /** Writes a checkpoint: every record, pipelined, then the meta record once they are all stored. */
-  async write(checkpoint: Checkpoint): Promise<void> {
+  async write(checkpoint: Checkpoint & { removedLinks?: string[] }, writer = 'engine'): Promise<void> {
     const at = checkpoint.seq;
+    // dedup ids name the writer: a replay rewriting the same checkpoint must not be dropped as a duplicate
     const writes: Promise<unknown>[] = [];
     const put = (bucket: string, key: string, record: unknown) => {
-      writes.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}`));
+      writes.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${writer}`));
     };
     for (const [key, link] of checkpoint.links) put(BUCKETS.links, addressKey(key), { at, ...link } satisfies LinkRecord);
+    for (const key of checkpoint.removedLinks ?? []) put(BUCKETS.links, addressKey(key), { at, deleted: true } satisfies LinkRecord);
     const snapshotRecord = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, deleted: true } : { at, snapshot });
     for (const [address, snapshot] of checkpoint.identifiers) put(BUCKETS.snapshots, snapshotKeys.identifier(address), snapshotRecord(snapshot));
     for (const [address, snapshot] of checkpoint.users) put(BUCKETS.snapshots, snapshotKeys.user(address), snapshotRecord(snapshot));
     await Promise.all(writes);
     const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
-    await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}`);
+    await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${writer}`);
   }
 
   /** One actor's snapshot, as the last checkpoint left it. */

@@ -2,8 +2,6 @@ import { AckPolicy, DeliverPolicy, type ConsumerMessages, JetStreamApiError, typ
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config, ServiceSettings } from '../domain/config.ts';
-import { type XrefEvent, eventTime, validateEvent } from '../domain/envelope.ts';
-import { XrefError } from '../domain/errors.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { IdentityEngine } from '../engine/engine.ts';
 import type { Sink } from '../engine/outputs.ts';
@@ -12,7 +10,8 @@ import { JetStreamPublisher } from '../nats/publisher.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
-import { type OutboundMessage, auditMessage, rejectedMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
+import { decodeInput } from './input.ts';
+import { type OutboundMessage, auditMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
 
 export const ENGINE_CONSUMER = 'xref-engine';
 const CONSUMER_NOT_FOUND = 10014;
@@ -210,23 +209,16 @@ export class EngineService {
     }
     this.stats.inputs++;
     this.sinceCheckpoint++;
-    const text = decoder.decode(msg.data);
-    let event: XrefEvent | undefined;
-    try {
-      event = validateEvent(JSON.parse(text), this.options.limits ?? defaultLimits(), msg.data.length);
-    } catch (error) {
-      const reason = error instanceof XrefError ? error : new XrefError('XREF_INVALID_JSON', `invalid JSON (${(error as Error).message})`);
+    const input = decodeInput(msg, this.options.limits ?? defaultLimits());
+    if ('rejected' in input) {
       this.stats.rejected++;
       this.engine.skip(seq);
-      this.outbox.push(rejectedMessage(seq, msg.subject, reason, text));
-    }
-    if (event !== undefined) {
-      // an event without a timestamp takes the log's time: when it was published
-      const time = event.timestamp === undefined ? Number(msg.timestampNanos / 1_000_000n) : eventTime(event);
-      const touched = this.engine.touches(event, time);
+      this.outbox.push(input.rejected);
+    } else {
+      const touched = this.engine.touches(input.event, input.time);
       if (touched.identifiers.length > 0) await this.stores.identifiers.prefetch(touched.identifiers);
       if (touched.users.length > 0) await this.stores.users.prefetch(touched.users);
-      this.engine.ingest(event, seq, time);
+      this.engine.ingest(input.event, seq, input.time);
     }
     const outputs = this.outbox.splice(0);
     this.stats.outputs += outputs.length;

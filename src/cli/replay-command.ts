@@ -1,0 +1,96 @@
+import { JetStreamApiError, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { resolveConfig } from '../domain/config.ts';
+import { XrefError } from '../domain/errors.ts';
+import { componentLogger } from '../log.ts';
+import { JetStreamPublisher } from '../nats/publisher.ts';
+import { NatsStateStore } from '../nats/state-store.ts';
+import { STREAMS } from '../nats/subjects.ts';
+import { ensureTopology } from '../nats/topology.ts';
+import { ENGINE_CONSUMER } from '../service/engine-service.ts';
+import { compareStates, replayLog } from '../service/replay.ts';
+import { type CommandIo, loadConfigFile } from './group-command.ts';
+import { progressBar } from './progress.ts';
+import type { NatsTarget } from './publish-command.ts';
+import { connectOrEmbed } from './serve-command.ts';
+
+export interface ReplayCommandOptions {
+  fromSeq?: number;
+  verify?: boolean;
+  republish?: boolean;
+  config?: string;
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/**
+ * `xref replay`: rebuilds the engine's state from XREF_IN. With `--verify`, replays up to the live
+ * checkpoint and reports where the rebuilt state differs (exit 1 if it does), changing nothing.
+ * Otherwise the rebuilt state replaces the live one (the engine must be stopped), and with
+ * `--republish` the outputs are published again into emptied output streams.
+ */
+export async function replayCommand(options: ReplayCommandOptions, io: CommandIo, target: NatsTarget & { configFile?: string }): Promise<number> {
+  const logger = componentLogger('replay');
+  const config = resolveConfig(loadConfigFile(options.config ?? target.configFile));
+  const running = await connectOrEmbed(target.natsUrl, target.dataDir, 'xref-replay');
+  try {
+    const { nc } = running;
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(nc, jsm, logger);
+    const publisher = new JetStreamPublisher(nc, logger.child({ component: 'publisher' }));
+    const state = new NatsStateStore(nc, jetstream(nc), publisher, logger.child({ component: 'state' }));
+    try {
+      const live = options.verify ? await state.loadImage() : undefined;
+      if (!options.verify && (await engineIsRunning(jsm))) {
+        throw new XrefError('XREF_INVALID_ARGUMENT', 'the engine is running (its consumer is pulling): stop `xref serve` before a replay rewrites its state, or use --verify');
+      }
+      let progress: ReturnType<typeof progressBar> | undefined;
+      const result = await replayLog({
+        nc,
+        config,
+        logger,
+        ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq }),
+        ...(live === undefined ? {} : { toSeq: live.seq }),
+        republish: options.republish === true && !options.verify,
+        onProgress: (done, total) => {
+          progress ??= progressBar(total, 'inputs');
+          progress.update(done);
+        },
+      });
+      progress?.stop();
+      io.stdout.write(
+        [
+          `replayed ${fmt(result.events)} events (${fmt(result.rejected)} rejected inputs) in ${result.seconds.toFixed(2)} s: ${fmt(result.events / Math.max(result.seconds, 1e-9))} events/s`,
+          `identifiers ${fmt(result.identifiers)}, links ${fmt(result.links)}, buffering actors ${fmt(result.image.identifiers.size)}, state at input ${fmt(result.image.seq)}`,
+          '',
+        ].join('\n'),
+      );
+      if (live !== undefined) {
+        const differences = compareStates(live, result.image);
+        if (differences.length === 0) {
+          io.stdout.write(`verify: the rebuilt state equals the live state at input ${fmt(live.seq)}\n`);
+          return 0;
+        }
+        io.stdout.write(`verify: ${differences.length} differences from the live state at input ${fmt(live.seq)}\n`);
+        for (const d of differences.slice(0, 20)) io.stdout.write(`  ${d.what} ${d.key}: live ${JSON.stringify(d.live)} / rebuilt ${JSON.stringify(d.rebuilt)}\n`);
+        return 1;
+      }
+      await state.replaceWith(result.image);
+      io.stdout.write(`the rebuilt state is now the live state; \`xref serve\` resumes after input ${fmt(result.image.seq)}\n`);
+      return 0;
+    } finally {
+      await publisher.close();
+    }
+  } finally {
+    await running.stop();
+  }
+}
+
+/** Whether `xref serve` is consuming now: its durable consumer has pull requests waiting. */
+async function engineIsRunning(jsm: Awaited<ReturnType<typeof jetstreamManager>>): Promise<boolean> {
+  try {
+    return (await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER)).num_waiting > 0;
+  } catch (error) {
+    if (error instanceof JetStreamApiError) return false;
+    throw error;
+  }
+}

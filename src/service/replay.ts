@@ -1,0 +1,112 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { Config } from '../domain/config.ts';
+import { type Limits, defaultLimits } from '../domain/limits.ts';
+import { IdentityEngine } from '../engine/engine.ts';
+import type { Sink } from '../engine/outputs.ts';
+import { StateImage } from '../engine/state-image.ts';
+import { logBounds, readLog } from '../nats/log-reader.ts';
+import { JetStreamPublisher } from '../nats/publisher.ts';
+import { STREAMS } from '../nats/subjects.ts';
+import { ensureTopology } from '../nats/topology.ts';
+import { decodeInput } from './input.ts';
+import { type OutboundMessage, auditMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
+
+export interface ReplayOptions {
+  readonly nc: NatsConnection;
+  readonly config: Config;
+  readonly logger: Logger;
+  /** First input to apply (default 1: the whole log). */
+  readonly fromSeq?: number;
+  /** Last input to apply (default: the end of the log now). */
+  readonly toSeq?: number;
+  /** Publish the outputs again, into emptied output streams. */
+  readonly republish?: boolean;
+  readonly limits?: Limits;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+export interface ReplayResult {
+  readonly events: number;
+  readonly rejected: number;
+  readonly identifiers: number;
+  readonly links: number;
+  readonly seconds: number;
+  readonly image: StateImage;
+}
+
+/** Rebuilds the engine's state from XREF_IN in memory, input by input, as the live engine did. */
+export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
+  const { nc, logger } = options;
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const bounds = await logBounds(jsm);
+  const fromSeq = Math.max(options.fromSeq ?? 1, bounds.first, 1);
+  const toSeq = Math.min(options.toSeq ?? bounds.last, bounds.last);
+  const total = Math.max(0, toSeq - fromSeq + 1);
+  const publisher = options.republish ? new JetStreamPublisher(nc, logger.child({ component: 'publisher' })) : undefined;
+  if (publisher !== undefined) {
+    // fresh streams: a purge would keep the duplicate window, which would drop every output again
+    for (const stream of [STREAMS.groups, STREAMS.unmatched, STREAMS.audit]) await jsm.streams.delete(stream);
+    await ensureTopology(nc, jsm, logger);
+  }
+  const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId);
+  const sink: Sink = publisher
+    ? { resolved: (r) => publish(resolvedMessage(r)), unmatched: (u) => publish(unmatchedMessage(u)), audit: (a) => publish(auditMessage(a)) }
+    : { resolved() {}, unmatched() {}, audit() {} };
+  const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER });
+  const limits = options.limits ?? defaultLimits();
+  let events = 0;
+  let rejected = 0;
+  const started = process.hrtime.bigint();
+  await readLog(js, jsm, fromSeq, toSeq, async (msg) => {
+    const input = decodeInput(msg, limits);
+    if ('rejected' in input) {
+      rejected++;
+      engine.skip(msg.seq);
+      publish(input.rejected);
+    } else {
+      events++;
+      engine.ingest(input.event, msg.seq, input.time);
+    }
+    if (publisher !== undefined && publisher.pending > 5000) await publisher.flushed();
+    if ((msg.seq & 0x3ff) === 0) options.onProgress?.(msg.seq - fromSeq + 1, total);
+  });
+  options.onProgress?.(total, total);
+  await publisher?.flushed();
+  await publisher?.close();
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const image = new StateImage().apply(engine.checkpoint());
+  const size = engine.size;
+  return { events, rejected, identifiers: size.links + size.buffering, links: size.links, seconds, image };
+}
+
+export interface StateDifference {
+  readonly what: 'link' | 'identifier' | 'user' | 'seq';
+  readonly key: string;
+  readonly live: unknown;
+  readonly rebuilt: unknown;
+}
+
+/** Where two states disagree: links, and actors compared by state value and context. */
+export function compareStates(live: StateImage, rebuilt: StateImage): StateDifference[] {
+  const out: StateDifference[] = [];
+  if (live.seq !== rebuilt.seq) out.push({ what: 'seq', key: 'seq', live: live.seq, rebuilt: rebuilt.seq });
+  const essence = (snapshot: unknown) => {
+    if (snapshot === undefined) return undefined;
+    const { value, context } = snapshot as { value: unknown; context: unknown };
+    return JSON.stringify({ value, context });
+  };
+  const compare = (what: StateDifference['what'], a: Map<string, unknown>, b: Map<string, unknown>, view: (v: unknown) => unknown) => {
+    for (const key of new Set([...a.keys(), ...b.keys()])) {
+      const left = view(a.get(key));
+      const right = view(b.get(key));
+      if (JSON.stringify(left) !== JSON.stringify(right)) out.push({ what, key, live: left, rebuilt: right });
+    }
+  };
+  compare('link', live.links, rebuilt.links, (v) => v);
+  compare('identifier', live.identifiers, rebuilt.identifiers, essence);
+  compare('user', live.users, rebuilt.users, essence);
+  return out;
+}
