@@ -3,6 +3,7 @@
  * ratio to its yardstick. Machine noise moves both sides of a ratio together.
  */
 import { benchEngine } from './engine.bench.ts';
+import { benchStreaming } from './streaming.bench.ts';
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
@@ -23,4 +24,23 @@ function engineSection(): void {
   );
 }
 
-engineSection();
+async function streamingSection(): Promise<void> {
+  const r = await benchStreaming();
+  process.stdout.write(
+    [
+      `streaming, one nats-server ${'(2.9)'} on this machine: ${fmt(r.events)} events, side by side`,
+      `  JetStream publish      ${fmt(r.publishRate)} events/s   (pipelined, shared inbox)`,
+      `  (a) raw pass-through   ${fmt(r.stock)} events/s   (consume, parse, republish with stock js.publish, ack)`,
+      `  (a') same, one inbox   ${fmt(r.inbox)} events/s   (republish with plain publishes and acks on one shared inbox)`,
+      `  (b) xref end to end    ${fmt(r.xref)} events/s   ratio b/a ${(r.xref / r.stock).toFixed(2)} (target >= 0.8), b/a' ${(r.xref / r.inbox).toFixed(2)}`,
+      `  (c) replay             ${fmt(r.replay)} events/s   vs parse-only read ${fmt(r.read)}/s: ratio ${(r.replay / r.read).toFixed(2)} (target >= 0.5)`,
+      `  (d) link -> flush      p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms at ${fmt(r.latency.achieved)} events/s offered (half of b), ${r.latency.probes} probes (target p99 < 50 ms)`,
+      `  (e) RSS of xref serve  ${fmt(r.rssMb)} MB after ${fmt(r.identifiers)} more distinct identifiers (target < 1 GB)`,
+      '',
+    ].join('\n'),
+  );
+}
+
+const only = process.argv[2];
+if (only === undefined || only === 'engine') engineSection();
+if (only === undefined || only === 'streaming') await streamingSection();

@@ -1,5 +1,6 @@
-import { InvalidConfigError } from './errors.ts';
+import { InvalidConfigError, XrefError } from './errors.ts';
 import { KIND_PATTERN } from './identifiers.ts';
+import { defaultLimits } from './limits.ts';
 
 export type RelinkPolicy = 'latest' | 'first';
 
@@ -142,6 +143,25 @@ export interface ServiceSettings {
   readonly dedupLookback: number;
   /** PORT: the HTTP port (default 8080). */
   readonly port: number;
+  /** XREF_HTTP_HOST: the address the HTTP collector listens on (default 0.0.0.0). */
+  readonly httpHost: string;
+  /**
+   * XREF_WRITE_KEYS: comma-separated write keys the HTTP collector accepts (HTTP Basic user name,
+   * Segment's convention). None and no XREF_INSECURE_NO_AUTH: the collector refuses to start.
+   */
+  readonly writeKeys: readonly string[];
+  /** XREF_INSECURE_NO_AUTH=1 (or `--insecure-no-auth`): accept requests without a write key (default off). */
+  readonly insecureNoAuth: boolean;
+  /** XREF_HTTP_PUBLISH_DEADLINE_MS: how long a request waits for JetStream's acks before a 503 (default 5000). */
+  readonly httpPublishDeadlineMs: number;
+  /** XREF_HTTP_MAX_EVENT_BYTES: the largest event the collector takes, as JSON bytes (default 32768). */
+  readonly httpMaxEventBytes: number;
+  /** XREF_HTTP_MAX_REQUEST_BYTES: the largest request body (default 512000). */
+  readonly httpMaxRequestBytes: number;
+  /** XREF_HTTP_MAX_PENDING_EVENTS: events awaiting JetStream's ack at once before requests get a 503 (default 100000). */
+  readonly httpMaxPendingEvents: number;
+  /** XREF_SEGMENT_USER_KIND: the internal kind a Segment `userId` maps to (default user_id). */
+  readonly segmentUserKind: string;
 }
 
 function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
@@ -166,7 +186,46 @@ export function serviceSettings(env: NodeJS.ProcessEnv = process.env): ServiceSe
     maxInFlight: envInt(env, 'XREF_MAX_IN_FLIGHT', 5_000),
     dedupLookback: envInt(env, 'XREF_DEDUP_LOOKBACK', 1_000_000, 0),
     port: envInt(env, 'PORT', 8080, 0),
+    httpHost: env.XREF_HTTP_HOST || '0.0.0.0',
+    writeKeys: Object.freeze(writeKeys(env.XREF_WRITE_KEYS)),
+    insecureNoAuth: envFlag(env, 'XREF_INSECURE_NO_AUTH'),
+    httpPublishDeadlineMs: envInt(env, 'XREF_HTTP_PUBLISH_DEADLINE_MS', 5_000),
+    httpMaxEventBytes: envInt(env, 'XREF_HTTP_MAX_EVENT_BYTES', defaultLimits().eventBytes),
+    httpMaxRequestBytes: envInt(env, 'XREF_HTTP_MAX_REQUEST_BYTES', defaultLimits().batchBytes),
+    httpMaxPendingEvents: envInt(env, 'XREF_HTTP_MAX_PENDING_EVENTS', 100_000),
+    segmentUserKind: envKind(env, 'XREF_SEGMENT_USER_KIND', 'user_id'),
   });
+}
+
+function envFlag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === '0' || raw === 'false' || raw === 'no') return false;
+  if (raw === '1' || raw === 'true' || raw === 'yes') return true;
+  throw new InvalidConfigError(name, env[name], 'must be 1/true/yes or 0/false/no');
+}
+
+function envKind(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!KIND_PATTERN.test(raw)) throw new InvalidConfigError(name, raw, 'must match [A-Za-z0-9_-]+');
+  return raw;
+}
+
+/** XREF_WRITE_KEYS, split on commas and trimmed. Error messages never quote a key. */
+function writeKeys(raw: string | undefined): string[] {
+  if (raw === undefined) return [];
+  const keys: string[] = [];
+  raw.split(',').forEach((part, i) => {
+    const key = part.trim();
+    if (key === '') return;
+    if (/[\s:]/.test(key)) {
+      throw new XrefError('XREF_INVALID_CONFIG', `XREF_WRITE_KEYS entry ${i + 1} holds a space or a ':' (a write key is an HTTP Basic user name, which cannot)`, {
+        field: 'XREF_WRITE_KEYS',
+      });
+    }
+    keys.push(key);
+  });
+  return [...new Set(keys)];
 }
 
 /** Address of nats://host:port, with the default port. */

@@ -6,7 +6,17 @@ export type ErrorCode =
   | 'XREF_INVALID_JSON'
   | 'XREF_INVALID_ARGUMENT'
   | 'XREF_NATS_UNAVAILABLE'
-  | 'XREF_TOPOLOGY';
+  | 'XREF_TOPOLOGY'
+  /** HTTP: the write key is missing or not one of XREF_WRITE_KEYS. */
+  | 'XREF_UNAUTHORIZED'
+  /** HTTP: the request itself is malformed (media type, headers, route arguments). */
+  | 'XREF_INVALID_REQUEST'
+  /** HTTP: no such route. */
+  | 'XREF_NOT_FOUND'
+  /** HTTP: not ready to take traffic (starting, NATS down, shutting down). */
+  | 'XREF_NOT_READY'
+  /** An unexpected failure inside xref (a bug): the message says what was being done. */
+  | 'XREF_INTERNAL';
 
 /** Quote a bad value for a message: short, JSON-shaped, never huge. */
 export function quote(value: unknown, max = 80): string {

@@ -90,6 +90,8 @@ export class IdentityEngine {
   private readonly internalRank: ReadonlyMap<string, number>;
   private readonly config: Config;
   private readonly sink: Sink;
+  /** Whether any kind has a per-user cap (then user actors exist). */
+  private readonly capped: boolean;
   private watermarkMs = -Infinity;
   private nextSeq = 1;
 
@@ -98,6 +100,7 @@ export class IdentityEngine {
     this.sink = options.sink;
     this.isJunk = junkRule(this.config.junkValues, this.config.junkPattern === undefined ? undefined : new RegExp(this.config.junkPattern));
     this.internalRank = new Map(this.config.internal.map((kind, i) => [kind, i]));
+    this.capped = Object.keys(this.config.maxIdsPerUser).length > 0;
     const maxLive = options.maxLiveActors ?? 50_000;
     const audit = (_: unknown, fact: AuditFact) => this.audit(fact);
     this.identifierMachine = createIdentifierMachine(this.config.buffer).provide({
@@ -155,28 +158,32 @@ export class IdentityEngine {
   /**
    * The passivated actors that ingesting this input may wake, so that a store over a remote
    * backend can load them first: the clusters of its identifiers, the buffers whose deadline the
-   * input's time passes, and (for capped kinds) the users involved.
+   * input's time passes, and (for capped kinds) the users involved. Undefined when none.
    */
-  touches(event: XrefEvent, time: number | undefined = eventTime(event)): { identifiers: string[]; users: string[] } {
-    const identifiers = new Set<string>();
-    const users = new Set<string>();
-    const capped = Object.keys(this.config.maxIdsPerUser).length > 0;
+  touches(event: XrefEvent, time: number | undefined = eventTime(event)): { identifiers: string[]; users: string[] } | undefined {
+    let found: { identifiers: string[]; users: string[] } | undefined;
+    const add = (list: 'identifiers' | 'users', address: string) => {
+      found ??= { identifiers: [], users: [] };
+      if (!found[list].includes(address)) found[list].push(address);
+    };
+    const capped = this.capped;
     for (const kind in event.ids) {
       const key = idKey(kind, event.ids[kind]!);
       const root = this.clusterOf.get(key);
-      if (root !== undefined && !this.identifiers.isLive(root)) identifiers.add(root);
+      if (root !== undefined && !this.identifiers.isLive(root)) add('identifiers', root);
       if (capped) {
         const owner = this.internalRank.has(kind) ? key : this.links.get(key)?.user.key;
-        if (owner !== undefined && !this.users.isLive(owner) && this.users.has(owner)) users.add(owner);
+        if (owner !== undefined && !this.users.isLive(owner) && this.users.has(owner)) add('users', owner);
       }
     }
-    if (time !== undefined && time > this.watermarkMs) {
+    if (time !== undefined && time > this.watermarkMs && (this.deadlines.peek()?.at ?? Infinity) < time) {
       for (const { at, address } of this.deadlines.below(time)) {
-        if (this.scheduled.get(address) === at && !this.identifiers.isLive(address)) identifiers.add(address);
+        if (this.scheduled.get(address) === at && !this.identifiers.isLive(address)) add('identifiers', address);
       }
     }
-    return { identifiers: [...identifiers], users: [...users] };
+    return found;
   }
+
 
   /** The log's watermark: the greatest event time seen so far (epoch ms). */
   get watermark(): number {

@@ -7,12 +7,14 @@ export interface PublishAck {
   readonly duplicate: boolean;
 }
 
+/** Called once: with the ack, or with the error that refused the message for good. */
+export type PublishCallback = (error: Error | undefined, ack?: PublishAck) => void;
+
 interface Waiting {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly msgId: string;
-  readonly resolve: (ack: PublishAck) => void;
-  readonly reject: (error: Error) => void;
+  readonly done: PublishCallback;
   sentAt: number;
   attempts: number;
 }
@@ -42,7 +44,7 @@ export class JetStreamPublisher {
   private readonly waiting = new Map<number, Waiting>();
   private readonly subscription: Subscription;
   private readonly timer: NodeJS.Timeout;
-  private readonly idle: Array<() => void> = [];
+  private readonly idle: Array<{ count: number; resolve: () => void }> = [];
   private next = 0;
   /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
   private recent: Array<{ at: number; subject: string; data: Uint8Array; msgId: string }> = [];
@@ -97,27 +99,44 @@ export class JetStreamPublisher {
   }
 
   publish(subject: string, data: Uint8Array | string, msgId: string): Promise<PublishAck> {
-    if (this.closed) return Promise.reject(new Error('publisher is closed'));
+    return new Promise((resolve, reject) => this.publishThen(subject, data, msgId, (error, ack) => (error ? reject(error) : resolve(ack!))));
+  }
+
+  /** `publish` without a promise per message, for hot paths: `done` is called once. */
+  publishThen(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback): void {
+    if (this.closed) {
+      done(new Error('publisher is closed'));
+      return;
+    }
     const bytes = typeof data === 'string' ? encoder.encode(data) : data;
     this.outstanding++;
-    return new Promise<PublishAck>((resolve, reject) => this.send({ subject, data: bytes, msgId, resolve, reject, sentAt: 0, attempts: 0 })).finally(() => {
-      this.outstanding--;
-      this.settleIdle();
-    });
+    this.send({ subject, data: bytes, msgId, done, sentAt: 0, attempts: 0 });
+  }
+
+  private finish(waiting: Waiting, error: Error | undefined, ack?: PublishAck): void {
+    this.outstanding--;
+    waiting.done(error, ack);
+    this.settleIdle();
   }
 
   /** Resolves once every message published so far is acked. */
   flushed(): Promise<void> {
-    if (this.outstanding === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idle.push(resolve));
+    return this.below(1);
+  }
+
+  /** Resolves once fewer than `count` messages await their acks (backpressure without stop-and-go). */
+  below(count: number): Promise<void> {
+    if (this.outstanding < count) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push({ count, resolve }));
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     this.subscription.unsubscribe();
-    for (const waiting of this.waiting.values()) waiting.reject(new Error('publisher closed before the message was acked'));
+    const left = [...this.waiting.values()];
     this.waiting.clear();
+    for (const waiting of left) this.finish(waiting, new Error('publisher closed before the message was acked'));
   }
 
   private send(waiting: Waiting): void {
@@ -148,16 +167,16 @@ export class JetStreamPublisher {
     const ack = msg.json<{ stream: string; seq: number; duplicate?: boolean; error?: { code: number; err_code: number; description: string } }>();
     if (ack.error !== undefined) {
       if (ack.error.code >= 500) this.retryLater(waiting, ack.error.description);
-      else waiting.reject(new PublishRejectedError(waiting.subject, ack.error.err_code, ack.error.description));
+      else this.finish(waiting, new PublishRejectedError(waiting.subject, ack.error.err_code, ack.error.description));
     } else {
       this.remember(waiting);
-      waiting.resolve({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true });
+      this.finish(waiting, undefined, { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate === true });
     }
   }
 
   private retryLater(waiting: Waiting, why: string): void {
     if (waiting.attempts % 20 === 1) this.logger.warn({ subject: waiting.subject, attempts: waiting.attempts, why }, 'publish not stored yet, retrying');
-    setTimeout(() => (this.closed ? waiting.reject(new Error('publisher closed')) : this.send(waiting)), Math.min(2000, 50 * waiting.attempts)).unref();
+    setTimeout(() => (this.closed ? this.finish(waiting, new Error('publisher closed')) : this.send(waiting)), Math.min(2000, 50 * waiting.attempts)).unref();
   }
 
   /** Messages without an ack in time go again, same id. */
@@ -171,7 +190,13 @@ export class JetStreamPublisher {
   }
 
   private settleIdle(): void {
-    if (this.outstanding > 0 || this.idle.length === 0) return;
-    for (const resolve of this.idle.splice(0)) resolve();
+    if (this.idle.length === 0) return;
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const waiter = this.idle[i]!;
+      if (this.outstanding < waiter.count) {
+        this.idle.splice(i, 1);
+        waiter.resolve();
+      }
+    }
   }
 }

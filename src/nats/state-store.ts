@@ -103,28 +103,43 @@ export class NatsStateStore {
     const metaEntry = await snapshotsKv.get(snapshotKeys.meta);
     const meta: MetaRecord = metaEntry?.operation === 'PUT' ? (metaEntry.json() as MetaRecord) : { at: 0, seq: 0, watermark: null };
     let rolledBack = 0;
-    const inForce = async <T extends { at: number }>(bucket: string, key: string, record: T): Promise<T | undefined> => {
-      if (record.at <= meta.seq) return record;
-      rolledBack++;
-      return this.revisionAt<T>(bucket, key, meta.seq);
+    const repairs: Promise<unknown>[] = [];
+    const read = async <T extends { at: number }>(bucket: string) => {
+      const latest = await this.readBucket<T>(bucket, DeliverPolicy.LastPerSubject);
+      const ahead = [...latest].filter(([, record]) => record.at > meta.seq).map(([key]) => key);
+      if (ahead.length === 0) return latest;
+      // an interrupted checkpoint: read the bucket's history once, keep each key's newest record
+      // that the checkpoint in force covers (a key with none did not exist then) ...
+      rolledBack += ahead.length;
+      const covered = await this.readBucket<T>(bucket, DeliverPolicy.All, (record) => record.at <= meta.seq);
+      // ... and write those back as the latest values, so a later get (a passivated actor coming
+      // back) reads the state in force, not the interrupted checkpoint's
+      const repair = `repair-${Date.now()}`;
+      for (const key of ahead) {
+        const record = covered.get(key) ?? { at: meta.seq, deleted: true };
+        repairs.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${meta.seq}:${repair}`));
+      }
+      return covered;
     };
     const links = new Map<string, { user: string; seq: number }>();
-    for (const [key, record] of await this.readBucket<LinkRecord>(BUCKETS.links)) {
-      const link = await inForce(BUCKETS.links, key, record);
-      if (link !== undefined && !('deleted' in link)) links.set(keyAddress(key), { user: link.user, seq: link.seq });
+    for (const [key, link] of await read<LinkRecord>(BUCKETS.links)) {
+      if (!('deleted' in link)) links.set(keyAddress(key), { user: link.user, seq: link.seq });
     }
     const snapshots = new Map<string, unknown>();
-    for (const [key, record] of await this.readBucket<SnapshotRecord | MetaRecord>(BUCKETS.snapshots)) {
-      if (key === snapshotKeys.meta) continue;
-      const found = await inForce(BUCKETS.snapshots, key, record as SnapshotRecord);
-      if (found !== undefined && !('deleted' in found)) snapshots.set(key, found.snapshot);
+    for (const [key, record] of await read<SnapshotRecord>(BUCKETS.snapshots)) {
+      if (key === snapshotKeys.meta || 'deleted' in record) continue;
+      snapshots.set(key, record.snapshot);
     }
+    await Promise.all(repairs);
     if (rolledBack > 0) this.logger.warn({ records: rolledBack, seq: meta.seq }, 'undid the records of an interrupted checkpoint');
     return { meta, links, snapshots, rolledBack };
   }
 
-  /** Writes a checkpoint: every record, pipelined, then the meta record once they are all stored. */
-  async write(checkpoint: Checkpoint & { removedLinks?: string[] }, writer = 'engine'): Promise<void> {
+  /**
+   * Writes a checkpoint: every record, pipelined, then the meta record once they, and
+   * `alsoStored` (the outputs of the inputs it covers), are all stored.
+   */
+  async write(checkpoint: Checkpoint & { removedLinks?: string[] }, writer = 'engine', alsoStored: Promise<unknown> = Promise.resolve()): Promise<void> {
     const at = checkpoint.seq;
     // dedup ids name the writer: a replay rewriting the same checkpoint must not be dropped as a duplicate
     const writes: Promise<unknown>[] = [];
@@ -136,7 +151,7 @@ export class NatsStateStore {
     const snapshotRecord = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, deleted: true } : { at, snapshot });
     for (const [address, snapshot] of checkpoint.identifiers) put(BUCKETS.snapshots, snapshotKeys.identifier(address), snapshotRecord(snapshot));
     for (const [address, snapshot] of checkpoint.users) put(BUCKETS.snapshots, snapshotKeys.user(address), snapshotRecord(snapshot));
-    await Promise.all(writes);
+    await Promise.all([...writes, alsoStored]);
     const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
     await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${writer}`);
   }
@@ -150,11 +165,14 @@ export class NatsStateStore {
     return 'deleted' in record ? undefined : record.snapshot;
   }
 
-  /** Latest value of every key of a bucket, read as one ordered stream (not a get per key). */
-  private async readBucket<T>(bucket: string): Promise<Map<string, T>> {
+  /**
+   * Every key of a bucket read as one ordered stream (not a get per key): the latest value of each
+   * (LastPerSubject), or, reading all revisions in order (All), the last one `keep` accepts.
+   */
+  private async readBucket<T>(bucket: string, policy: DeliverPolicy, keep: (record: T) => boolean = () => true): Promise<Map<string, T>> {
     const out = new Map<string, T>();
     const prefix = `$KV.${bucket}.`;
-    const consumer = await this.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
+    const consumer = await this.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: policy });
     const info = await consumer.info(true);
     if (info.num_pending === 0) return out;
     const messages = await consumer.consume({ max_messages: 1000 });
@@ -162,21 +180,13 @@ export class NatsStateStore {
       const op = msg.headers?.get('KV-Operation');
       const key = msg.subject.slice(prefix.length);
       if (op === 'DEL' || op === 'PURGE') out.delete(key);
-      else out.set(key, JSON.parse(decoder.decode(msg.data)) as T);
+      else {
+        const record = JSON.parse(decoder.decode(msg.data)) as T;
+        if (keep(record)) out.set(key, record);
+      }
       if (msg.info.pending === 0) break;
     }
     return out;
-  }
-
-  private async revisionAt<T extends { at: number }>(bucket: string, key: string, seq: number): Promise<T | undefined> {
-    const kv = await this.kvm.open(bucket);
-    let found: T | undefined;
-    for await (const entry of await kv.history({ key })) {
-      if (entry.operation !== 'PUT') continue;
-      const record = entry.json() as T;
-      if (record.at <= seq) found = record; // history runs oldest first: keep the newest in force
-    }
-    return found;
   }
 }
 

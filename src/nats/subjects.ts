@@ -53,6 +53,12 @@ export function decodeToken(token: string): string {
   return Buffer.from(bytes).toString('utf8');
 }
 
+/** The `<source>` token of `xref.in.<source>` per ingest path. */
+export const SOURCES = {
+  /** Events POSTed to the HTTP collector (native and Segment routes). */
+  http: 'http',
+} as const;
+
 export const subjects = {
   /** Where events come in, per source. */
   in: (source: string) => `xref.in.${encodeToken(source)}`,

@@ -47,6 +47,12 @@ export class EngineService {
   private pumping: Promise<void> | undefined;
   private sinceCheckpoint = 0;
   private checkpointDue = false;
+  /** Inputs whose outputs are not all stored yet, by sequence. */
+  private readonly unacked = new Set<number>();
+  /** Checkpoints waiting for every input up to their sequence to be stored. */
+  private readonly storedWaiters: Array<{ seq: number; resolve: () => void }> = [];
+  /** The checkpoint being written in the background, if any. */
+  private writing: Promise<void> | undefined;
   private stopping = false;
   private failure: Error | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -138,7 +144,9 @@ export class EngineService {
     clearInterval(this.timer);
     await this.messages?.close();
     await this.pumping;
-    await this.runCheckpoint();
+    await this.writing;
+    this.startCheckpoint();
+    await this.writing;
     await this.publisher.close();
     this.options.logger.info({ seq: this.engine.seq, ...this.stats }, 'engine stopped');
   }
@@ -192,20 +200,30 @@ export class EngineService {
       });
   }
 
+  /**
+   * Applies queued inputs synchronously, yielding only when something must be awaited (a
+   * passivated actor to load, backpressure, the previous checkpoint): the NATS client then writes
+   * a whole batch of publishes at once instead of one socket write per input.
+   */
   private async drain(): Promise<void> {
     for (;;) {
-      if (this.checkpointDue || this.sinceCheckpoint >= this.options.settings.checkpointEvery) await this.runCheckpoint();
+      if (this.checkpointDue || this.sinceCheckpoint >= this.options.settings.checkpointEvery) {
+        if (this.writing !== undefined) await this.writing;
+        this.startCheckpoint();
+      }
       const msg = this.queue.shift();
       if (msg === undefined) return;
-      await this.apply(msg);
+      const wait = this.apply(msg);
+      if (wait !== undefined) await wait;
     }
   }
 
-  private async apply(msg: JsMsg): Promise<void> {
+  /** Applies one input; returns a promise only when it has to wait. */
+  private apply(msg: JsMsg): Promise<void> | undefined {
     const seq = msg.seq;
     if (seq <= this.engine.seq) {
       msg.ack(); // delivered again, already in the state
-      return;
+      return undefined;
     }
     this.stats.inputs++;
     this.sinceCheckpoint++;
@@ -214,37 +232,93 @@ export class EngineService {
       this.stats.rejected++;
       this.engine.skip(seq);
       this.outbox.push(input.rejected);
-    } else {
-      const touched = this.engine.touches(input.event, input.time);
-      if (touched.identifiers.length > 0) await this.stores.identifiers.prefetch(touched.identifiers);
-      if (touched.users.length > 0) await this.stores.users.prefetch(touched.users);
-      this.engine.ingest(input.event, seq, input.time);
+      return this.publishOutputs(msg);
     }
+    const touched = this.engine.touches(input.event, input.time);
+    if (touched === undefined) {
+      this.engine.ingest(input.event, seq, input.time);
+      return this.publishOutputs(msg);
+    }
+    return Promise.all([this.stores.identifiers.prefetch(touched.identifiers), this.stores.users.prefetch(touched.users)]).then(() => {
+      this.engine.ingest(input.event, seq, input.time);
+      return this.publishOutputs(msg);
+    });
+  }
+
+  /** Publishes what the input decided, pipelined; the input is acked once all of it is stored. */
+  private publishOutputs(msg: JsMsg): Promise<void> | undefined {
+    const seq = msg.seq;
     const outputs = this.outbox.splice(0);
     this.stats.outputs += outputs.length;
     if (outputs.length === 0) msg.ack();
     else {
-      void Promise.all(outputs.map((out) => this.publisher.publish(out.subject, out.payload, out.msgId))).then(
-        () => msg.ack(),
-        (error: Error) => this.options.logger.error({ err: error, seq }, 'an output was refused: the input stays unacked'),
-      );
+      let left = outputs.length;
+      let refused = false;
+      this.unacked.add(seq);
+      const done = (error: Error | undefined) => {
+        if (error !== undefined) {
+          // the input stays unacked: no checkpoint can pass it, so a restart applies it again
+          if (!refused) this.options.logger.error({ err: error, seq }, 'an output was refused: the input stays unacked');
+          refused = true;
+        }
+        if (--left > 0 || refused) return;
+        msg.ack();
+        this.unacked.delete(seq);
+        this.wakeStoredWaiters();
+      };
+      for (const out of outputs) this.publisher.publishThen(out.subject, out.payload, out.msgId, done);
     }
-    if (this.publisher.pending >= this.options.settings.maxInFlight) await this.publisher.flushed();
+    const limit = this.options.settings.maxInFlight;
+    return this.publisher.pending >= limit ? this.publisher.below(limit / 2) : undefined;
   }
 
-  /** Waits until every output so far is stored, then writes what changed since the last checkpoint. */
-  private async runCheckpoint(): Promise<void> {
+  /** Resolves once every input up to `seq` has all its outputs stored. */
+  private storedThrough(seq: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.storedWaiters.push({ seq, resolve });
+      this.wakeStoredWaiters();
+    });
+  }
+
+  private wakeStoredWaiters(): void {
+    if (this.storedWaiters.length === 0) return;
+    // inputs enter in log order and a Set keeps insertion order: the first is the lowest
+    const lowest = this.unacked.size === 0 ? Infinity : this.unacked.values().next().value!;
+    for (let i = this.storedWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.storedWaiters[i]!;
+      if (waiter.seq < lowest) {
+        this.storedWaiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  }
+
+  /**
+   * Freezes what changed up to now (synchronously, so it is the state at this input) and writes
+   * it in the background while processing goes on. The checkpoint's meta record is written only
+   * once its records and every output of the inputs it covers are stored. One at a time.
+   */
+  private startCheckpoint(): void {
     this.checkpointDue = false;
     this.sinceCheckpoint = 0;
-    await this.publisher.flushed();
     if (this.options.settings.passivateAfterMs >= 0) this.engine.passivateIdle(this.options.settings.passivateAfterMs);
     const checkpoint = this.engine.checkpoint();
     if (checkpoint.seq === this.stats.lastCheckpointSeq && checkpoint.links.length + checkpoint.identifiers.length + checkpoint.users.length === 0) return;
-    await this.state.write(checkpoint);
-    this.stores.identifiers.written(checkpoint.identifiers);
-    this.stores.users.written(checkpoint.users);
-    this.stats.checkpoints++;
-    this.stats.lastCheckpointSeq = checkpoint.seq;
-    this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.length, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
+    this.writing = this.state
+      .write(checkpoint, 'engine', this.storedThrough(checkpoint.seq))
+      .then(() => {
+        this.stores.identifiers.written(checkpoint.identifiers);
+        this.stores.users.written(checkpoint.users);
+        this.stats.checkpoints++;
+        this.stats.lastCheckpointSeq = checkpoint.seq;
+        this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.length, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
+      })
+      .catch((error: Error) => {
+        this.failure = error;
+        this.options.logger.fatal({ err: error }, 'a checkpoint could not be written: stopping');
+      })
+      .finally(() => {
+        this.writing = undefined;
+      });
   }
 }

@@ -45,7 +45,9 @@ describe('recovery', () => {
     for (let trial = 1; trial <= trials; trial++) {
       const target = Math.floor((log.length * (trial + Math.random() * 0.8)) / (trials + 1));
       const engine = startEngineProcess(server.url, { XREF_CHECKPOINT_EVERY: String(300 + Math.floor(Math.random() * 3000)) });
-      await waitFor(`trial ${trial}: the engine to pass input ${target}`, async () => (await ackFloor(jsm)) >= target || engine.exitCode !== null, 60_000);
+      await waitFor(`trial ${trial}: the engine to pass input ${target}`, async () => (await ackFloor(jsm)) >= target || engine.exitCode !== null, 60_000).catch((error: Error) => {
+        throw new Error(`${error.message}; engine output: ${engine.output().slice(-3000)}`);
+      });
       expect(engine.exitCode, engine.output()).toBeNull();
       engine.kill('SIGKILL');
       await exited(engine);

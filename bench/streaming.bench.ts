@@ -1,0 +1,210 @@
+import { readFileSync } from 'node:fs';
+import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type NatsConnection, connect } from '@nats-io/transport-node';
+import { defaultConfig, serviceSettings } from '../src/domain/config.ts';
+import type { XrefEvent } from '../src/domain/envelope.ts';
+import { logger } from '../src/log.ts';
+import { readLog } from '../src/nats/log-reader.ts';
+import { JetStreamPublisher } from '../src/nats/publisher.ts';
+import { STREAMS, subjects } from '../src/nats/subjects.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { EngineService } from '../src/service/engine-service.ts';
+import { replayLog } from '../src/service/replay.ts';
+import { ackFloor, exited, startEngineProcess } from '../test/helpers/engine-process.ts';
+import { type NatsServerHandle, startNatsServer } from '../test/helpers/nats-server.ts';
+import { webLog } from './data.ts';
+
+const log = logger.child({ component: 'bench' });
+const decoder = new TextDecoder();
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+async function until(check: () => boolean | Promise<boolean>, ms = 300_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('bench step timed out');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Publishes events pipelined (bounded in flight); returns events/s. */
+async function publishAll(nc: NatsConnection, events: readonly XrefEvent[], subject = subjects.in('bench')): Promise<number> {
+  const publisher = new JetStreamPublisher(nc, log);
+  const start = now();
+  for (const event of events) {
+    void publisher.publish(subject, JSON.stringify(event), event.id);
+    if (publisher.pending >= 5000) await publisher.flushed();
+  }
+  await publisher.flushed();
+  await publisher.close();
+  return events.length / ((now() - start) / 1000);
+}
+
+/**
+ * (a) The raw ceiling: consume, parse, republish one message, ack once it is stored; nothing
+ * else. `stock`: the client's own `js.publish` (many in flight); `inbox`: plain publishes with
+ * replies on one shared inbox, the technique xref's publisher uses.
+ */
+async function passThrough(nc: NatsConnection, count: number, mode: 'stock' | 'inbox'): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  await jsm.streams.add({ name: 'BENCH_OUT', subjects: ['bench.out.>'] });
+  const durable = `bench-${mode}`;
+  await jsm.consumers.add(STREAMS.in, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 20_000 });
+  const consumer = await js.consumers.get(STREAMS.in, durable);
+  const publisher = new JetStreamPublisher(nc, log);
+  const republish = (subject: string, data: string, msgID: string) =>
+    mode === 'stock' ? js.publish(subject, data, { msgID }) : publisher.publish(subject, data, msgID);
+  let acked = 0;
+  const start = now();
+  const messages = await consumer.consume({
+    max_messages: 2000,
+    callback: (msg: JsMsg) => {
+      const event = JSON.parse(decoder.decode(msg.data)) as XrefEvent;
+      void republish(`bench.out.${mode}`, JSON.stringify({ event }), `${event.id}:${mode}`).then(() => {
+        msg.ack();
+        acked++;
+      });
+    },
+  });
+  await until(() => acked >= count);
+  const rate = count / ((now() - start) / 1000);
+  await messages.close();
+  await publisher.close();
+  await jsm.streams.delete('BENCH_OUT');
+  return rate;
+}
+
+/** (b) xref end to end: from start to every input acked, i.e. every output stored. */
+async function xrefEndToEnd(nc: NatsConnection, count: number): Promise<{ rate: number; service: EngineService }> {
+  const settings = serviceSettings({ NATS_URL: 'nats://unused', XREF_LOG_LEVEL: 'warn' });
+  const start = now();
+  const service = await EngineService.start({ nc, config: defaultConfig(), settings, logger: log });
+  // inputs are acked once their outputs are stored: wait for the consumer's ack floor
+  const jsm = await jetstreamManager(nc);
+  await until(async () => (await ackFloor(jsm)) >= count);
+  return { rate: count / ((now() - start) / 1000), service };
+}
+
+/** (c) Replay vs reading the log with JSON.parse and nothing else. */
+async function replayVsRead(nc: NatsConnection, count: number): Promise<{ replay: number; read: number }> {
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  let start = now();
+  let parsed = 0;
+  await readLog(js, jsm, 1, count, (msg) => {
+    JSON.parse(decoder.decode(msg.data));
+    parsed++;
+  });
+  const read = parsed / ((now() - start) / 1000);
+  start = now();
+  const result = await replayLog({ nc, config: defaultConfig(), logger: log, toSeq: count });
+  return { replay: result.events / ((now() - start) / 1000), read };
+}
+
+/**
+ * (d) Link → flush latency under load: at `rate` events/s of background traffic, probes send an
+ * anonymous event for a fresh cookie, then its link; the latency is from publishing the link to
+ * receiving the flushed anonymous event on the user's subject.
+ */
+async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ p50: number; p99: number; probes: number; achieved: number }> {
+  const publisher = new JetStreamPublisher(nc, log);
+  const sent = new Map<string, number>();
+  const latencies: number[] = [];
+  const sub = nc.subscribe('xref.groups.db_id.>', {
+    callback: (_e, msg) => {
+      const data = JSON.parse(decoder.decode(msg.data)) as { event: { id: string } };
+      const at = sent.get(data.event.id);
+      if (at !== undefined) {
+        latencies.push(now() - at);
+        sent.delete(data.event.id);
+      }
+    },
+  });
+  // everything at the log's latest event time: nothing expires, the watermark stays put
+  const background = webLog({ events: Math.ceil(rate * seconds), identifiers: 50_000, seed: 99 });
+  const start = now();
+  let i = 0;
+  let probe = 0;
+  while (now() - start < seconds * 1000) {
+    const due = Math.floor(((now() - start) / 1000) * rate);
+    for (; i < due && i < background.length; i++) {
+      const event = background[i]!;
+      void publisher.publish(subjects.in('bench'), JSON.stringify({ ...event, id: `lat-${event.id}`, timestamp: stamp }), `lat-${event.id}`);
+      if (i % 50 === 0) {
+        probe++;
+        const anon = { id: `probe-${probe}-a`, timestamp: stamp, ids: { cookie: `probe-cookie-${probe}` } };
+        const link = { id: `probe-${probe}-l`, timestamp: stamp, ids: { db_id: `9${probe}`, cookie: `probe-cookie-${probe}` } };
+        void publisher.publish(subjects.in('bench'), JSON.stringify(anon), anon.id);
+        void publisher.publish(subjects.in('bench'), JSON.stringify(link), link.id);
+        sent.set(anon.id, now());
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  const achieved = i / ((now() - start) / 1000);
+  await until(() => sent.size === 0, 30_000).catch(() => undefined);
+  sub.unsubscribe();
+  await publisher.close();
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? Number.NaN;
+  return { p50: pct(50), p99: pct(99), probes: latencies.length, achieved };
+}
+
+export interface StreamingBenchResult {
+  events: number;
+  publishRate: number;
+  stock: number;
+  inbox: number;
+  xref: number;
+  replay: number;
+  read: number;
+  latency: { p50: number; p99: number; probes: number; rate: number; achieved: number };
+  rssMb: number;
+  identifiers: number;
+}
+
+/** Everything on one nats-server of our own, side by side on the same events. */
+export async function benchStreaming(events = 200_000): Promise<StreamingBenchResult> {
+  let server: NatsServerHandle | undefined = await startNatsServer();
+  try {
+    const nc = await connect({ servers: server.url, noAsyncTraces: true });
+    await ensureTopology(nc, await jetstreamManager(nc), log);
+    const data = webLog({ events, identifiers: events / 10, seed: 3 });
+    const publishRate = await publishAll(nc, data);
+    const stock = await passThrough(nc, events, 'stock');
+    const inbox = await passThrough(nc, events, 'inbox');
+    const { rate: xref, service } = await xrefEndToEnd(nc, events);
+    const { replay, read } = await replayVsRead(nc, events);
+    await service.stop();
+
+    // (d) and (e) run against `xref serve` in its own process, as producers would see it
+    const jsm = await jetstreamManager(nc);
+    const child = startEngineProcess(server.url);
+    const caughtUp = async (through: number) =>
+      until(async () => {
+        if (child.exitCode !== null) throw new Error(`xref serve exited (${child.exitCode}): ${child.output().slice(-2000)}`);
+        return (await ackFloor(jsm)) >= through;
+      }, 600_000);
+    await caughtUp((await jsm.streams.info(STREAMS.in)).state.last_seq);
+    const target = xref / 2;
+    const latency = await linkLatency(nc, target, 10, data[data.length - 1]!.timestamp!);
+    await caughtUp((await jsm.streams.info(STREAMS.in)).state.last_seq);
+
+    // (e) RSS after 1M more distinct identifiers: 250k events linking 4 new third-party ids each
+    const linking: XrefEvent[] = [];
+    for (let i = 0; i < 250_000; i++) {
+      linking.push({ id: `m${i}`, timestamp: data[data.length - 1]!.timestamp!, ids: { db_id: `1${i % 100_000}`, cookie: `mc${i}`, device_id: `md${i}`, anonymous_id: `ma${i}`, partner_id: `mp${i}` } });
+    }
+    await publishAll(nc, linking);
+    await caughtUp((await jsm.streams.info(STREAMS.in)).state.last_seq);
+    const rssMb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024;
+    child.kill('SIGTERM');
+    await exited(child);
+    const identifiers = 1_000_000;
+    await nc.close();
+    return { events, publishRate, stock, inbox, xref, replay, read, latency: { ...latency, rate: target }, rssMb, identifiers };
+  } finally {
+    await server?.stop();
+    server = undefined;
+  }
+}

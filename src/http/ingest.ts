@@ -1,0 +1,129 @@
+/**
+ * What every ingest route does with the items of a request: turn each into an event (or a
+ * rejection by index), store the good ones through the sink, and answer only once every one is
+ * stored, or 503 when the sink does not confirm them within the deadline.
+ */
+import { type XrefEvent, validateEvent } from '../domain/envelope.ts';
+import { type ErrorCode, XrefError } from '../domain/errors.ts';
+import type { Limits } from '../domain/limits.ts';
+import { HttpError } from './errors.ts';
+import type { RejectReason } from './metrics.ts';
+import { type EventSink, SinkOverloadedError } from './sink.ts';
+
+/** One refused item of a request. */
+export interface Rejection {
+  readonly index: number;
+  readonly field?: string;
+  readonly error: string;
+  readonly code: ErrorCode;
+}
+
+export interface PreparedEvent {
+  readonly index: number;
+  readonly event: XrefEvent;
+  /** The event as stored (JSON). */
+  readonly json: string;
+}
+
+/** The 2xx body of every ingest route. */
+export interface IngestResult {
+  success: true;
+  /** Events stored by this request. */
+  accepted: number;
+  /** Events whose id was already stored (stored once). */
+  duplicates: number;
+  rejected: Rejection[];
+}
+
+function rejection(index: number, error: unknown): Rejection {
+  if (error instanceof XrefError) {
+    return error.field === undefined ? { index, error: error.message, code: error.code } : { index, field: error.field, error: error.message, code: error.code };
+  }
+  // a RangeError from a value nested too deeply for JSON.stringify, or the like
+  return { index, field: 'event', error: `event ${index} could not be read (${(error as Error).message}); is it nested too deeply?`, code: 'XREF_INVALID_EVENT' };
+}
+
+/**
+ * Maps and validates every item: `toEvent` gives the candidate envelope (the item itself for the
+ * native API, the Segment mapping otherwise); it is then checked against the size limit (the
+ * message names the index) and the envelope.
+ */
+export function prepareEvents(items: readonly unknown[], toEvent: (item: unknown) => unknown, limits: Limits): { prepared: PreparedEvent[]; rejected: Rejection[] } {
+  const prepared: PreparedEvent[] = [];
+  const rejected: Rejection[] = [];
+  for (let index = 0; index < items.length; index++) {
+    try {
+      const candidate = toEvent(items[index]);
+      let json = JSON.stringify(candidate) as string | undefined;
+      if (json === undefined) throw new XrefError('XREF_INVALID_EVENT', `event ${index} is not a JSON value`, { field: 'event' });
+      const bytes = Buffer.byteLength(json);
+      if (bytes > limits.eventBytes) {
+        throw new XrefError('XREF_LIMIT_EXCEEDED', `event ${index} is ${bytes} bytes, over the limit of ${limits.eventBytes} bytes`, { field: 'event' });
+      }
+      const event = validateEvent(candidate, limits, bytes);
+      if (event !== candidate) json = JSON.stringify(event);
+      prepared.push({ index, event, json });
+    } catch (error) {
+      rejected.push(rejection(index, error));
+    }
+  }
+  return { prepared, rejected };
+}
+
+export function rejectReason(r: Pick<Rejection, 'code' | 'field'>): RejectReason {
+  if (r.code === 'XREF_LIMIT_EXCEEDED') return r.field === 'event' ? 'event_too_large' : 'limit_exceeded';
+  return 'invalid_event';
+}
+
+/** Every item was refused: 413 when all for their size, else 400; the body lists them all. */
+export function allRejected(rejected: readonly Rejection[]): HttpError {
+  const first = rejected[0]!;
+  const tooLarge = rejected.every((r) => r.code === 'XREF_LIMIT_EXCEEDED' && r.field === 'event');
+  const message = rejected.length === 1 ? first.error : `all ${rejected.length} events were rejected; the first, event ${first.index}: ${first.error}`;
+  return new HttpError(tooLarge ? 413 : 400, first.code, message, {
+    ...(first.field === undefined ? {} : { field: first.field }),
+    body: { success: false, accepted: 0, duplicates: 0, rejected },
+  });
+}
+
+export function retryAfterSeconds(deadlineMs: number): number {
+  return Math.max(1, Math.ceil(deadlineMs / 1000));
+}
+
+function unavailable(message: string, deadlineMs: number, cause?: unknown): HttpError {
+  return new HttpError(503, 'XREF_NATS_UNAVAILABLE', message, { headers: { 'retry-after': String(retryAfterSeconds(deadlineMs)) }, cause });
+}
+
+/**
+ * Publishes every prepared event and waits for all acks, up to `deadlineMs`. Resolves with the
+ * number of duplicates; throws a 503 HttpError (with Retry-After) when the sink fails or is late.
+ * Publishes still running after the deadline go on (the sink retries them); a client's retry with
+ * the same ids is stored once.
+ */
+export async function storeAll(sink: EventSink, prepared: readonly PreparedEvent[], deadlineMs: number): Promise<number> {
+  if (prepared.length === 0) return 0;
+  let timer: NodeJS.Timeout | undefined;
+  const all = (async () => Promise.all(prepared.map((p) => sink.publish(p.event, p.json))))();
+  all.catch(() => undefined); // settled late, after the deadline answered
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), deadlineMs);
+  });
+  try {
+    const acks = await Promise.race([all, late]);
+    if (acks === 'late') {
+      throw unavailable(
+        `JetStream did not confirm ${prepared.length === 1 ? 'the event' : `all ${prepared.length} events`} within ${deadlineMs} ms, so none is acknowledged: send the request again (the same ids are stored once)`,
+        deadlineMs,
+      );
+    }
+    let duplicates = 0;
+    for (const ack of acks) if (ack.duplicate) duplicates++;
+    return duplicates;
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    const why = error instanceof SinkOverloadedError ? `the collector is overloaded (${error.message})` : `the events could not be stored (${(error as Error).message})`;
+    throw unavailable(`${why}, so none is acknowledged: send the request again later (the same ids are stored once)`, deadlineMs, error);
+  } finally {
+    clearTimeout(timer);
+  }
+}

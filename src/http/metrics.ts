@@ -1,0 +1,104 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Why events (or whole requests, before their events could be read) were refused. */
+export type RejectReason =
+  | 'invalid_event'
+  | 'event_too_large'
+  | 'limit_exceeded'
+  | 'invalid_json'
+  | 'body_too_large'
+  | 'invalid_request'
+  | 'unauthorized'
+  | 'unavailable';
+
+/**
+ * Every metric xref exposes on `GET /metrics`, on one prom-client Registry. The collector counts
+ * the HTTP side; the engine side sets the `engine*` gauges (see `setEngineGauges`).
+ */
+export interface XrefMetrics {
+  readonly registry: Registry;
+  /** xref_http_events_received_total{route}: events read from request bodies. */
+  readonly received: Counter<'route'>;
+  /** xref_http_events_accepted_total{route}: events stored (acked by JetStream), not duplicates. */
+  readonly accepted: Counter<'route'>;
+  /** xref_http_events_duplicate_total{route}: events whose id was already stored (stored once). */
+  readonly duplicates: Counter<'route'>;
+  /** xref_http_rejected_total{reason}: events refused, or whole requests refused before their events were read. */
+  readonly rejected: Counter<'reason'>;
+  /** xref_http_request_duration_seconds{route,method,status}. */
+  readonly requestDuration: Histogram<'route' | 'method' | 'status'>;
+  /** xref_engine_lag_events: inputs in XREF_IN the engine has not applied yet. */
+  readonly engineLag: Gauge;
+  /** xref_engine_live_actors: actors in memory. */
+  readonly liveActors: Gauge;
+  /** xref_engine_buffered_identifiers: unlinked identifiers whose events wait in a buffer. */
+  readonly bufferedIdentifiers: Gauge;
+  /** xref_engine_unmatched_events{reason}: events released unplaced (overflow, expired, junk, …) since start. */
+  readonly unmatched: Gauge<'reason'>;
+  /** xref_engine_audit_records{reason}: audit records (link, relink, conflict, refused, …) since start. */
+  readonly audit: Gauge<'reason'>;
+}
+
+export interface MetricsOptions {
+  /** Registry to register on (default: a new one). */
+  readonly registry?: Registry;
+  /** Also collect prom-client's process metrics (heap, event loop lag, …); default true. */
+  readonly processMetrics?: boolean;
+}
+
+/** Creates every xref metric on one registry; call once per process (or per test app). */
+export function createMetrics(options: MetricsOptions = {}): XrefMetrics {
+  const registry = options.registry ?? new Registry();
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'xref_' });
+  const registers = [registry];
+  return {
+    registry,
+    received: new Counter({ name: 'xref_http_events_received_total', help: 'Events read from HTTP request bodies.', labelNames: ['route'], registers }),
+    accepted: new Counter({ name: 'xref_http_events_accepted_total', help: 'Events stored in XREF_IN (acked by JetStream), duplicates excluded.', labelNames: ['route'], registers }),
+    duplicates: new Counter({ name: 'xref_http_events_duplicate_total', help: 'Events whose id was already stored: stored once.', labelNames: ['route'], registers }),
+    rejected: new Counter({
+      name: 'xref_http_rejected_total',
+      help: 'Events refused, by reason (whole requests when refused before their events could be read: invalid_json, body_too_large, unauthorized, invalid_request; unavailable counts the events not stored).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'xref_http_request_duration_seconds',
+      help: 'HTTP request latency, from the first byte to the response.',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    engineLag: new Gauge({ name: 'xref_engine_lag_events', help: 'Inputs in XREF_IN not yet applied by the engine.', registers }),
+    liveActors: new Gauge({ name: 'xref_engine_live_actors', help: 'Actors in memory.', registers }),
+    bufferedIdentifiers: new Gauge({ name: 'xref_engine_buffered_identifiers', help: 'Unlinked identifiers whose events wait in a buffer.', registers }),
+    unmatched: new Gauge({ name: 'xref_engine_unmatched_events', help: 'Events released unplaced since the engine started, by reason.', labelNames: ['reason'], registers }),
+    audit: new Gauge({ name: 'xref_engine_audit_records', help: 'Audit records published since the engine started, by reason.', labelNames: ['reason'], registers }),
+  };
+}
+
+/** What the engine side knows; every field optional (set what you have). */
+export interface EngineGaugeValues {
+  readonly lag?: number;
+  readonly liveActors?: number;
+  readonly bufferedIdentifiers?: number;
+  /** A total, or counts by reason. */
+  readonly unmatched?: number | Readonly<Record<string, number>>;
+  /** A total (reason "all"), or counts by reason. */
+  readonly audit?: number | Readonly<Record<string, number>>;
+}
+
+/** Sets the engine gauges from one snapshot of the engine's figures. */
+export function setEngineGauges(metrics: XrefMetrics, values: EngineGaugeValues): void {
+  if (values.lag !== undefined) metrics.engineLag.set(values.lag);
+  if (values.liveActors !== undefined) metrics.liveActors.set(values.liveActors);
+  if (values.bufferedIdentifiers !== undefined) metrics.bufferedIdentifiers.set(values.bufferedIdentifiers);
+  for (const [gauge, value] of [
+    [metrics.unmatched, values.unmatched],
+    [metrics.audit, values.audit],
+  ] as const) {
+    if (value === undefined) continue;
+    if (typeof value === 'number') gauge.set({ reason: 'all' }, value);
+    else for (const [reason, count] of Object.entries(value)) gauge.set({ reason }, count);
+  }
+}

@@ -1,0 +1,73 @@
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { STREAMS } from '../nats/subjects.ts';
+import type { Readiness } from './app.ts';
+
+export interface NatsReadinessOptions {
+  readonly nc: NatsConnection;
+  readonly jsm: JetStreamManager;
+  /** Streams that must exist (default XREF_IN, where the collector publishes). */
+  readonly streams?: readonly string[];
+  /** Inputs in XREF_IN the engine has not applied; omitted = no engine in this process. */
+  readonly engineLag?: () => number | Promise<number>;
+  /** Largest lag still "caught up" (default 10000). */
+  readonly maxLag?: number;
+  /** Per check (default 1500 ms). */
+  readonly timeoutMs?: number;
+}
+
+async function within<T>(ms: number, what: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([what, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The `readiness` of `buildApp` for a process on NATS: connected (not closed, draining or
+ * between a disconnect and a reconnect), the streams bound, and, when there is an engine, its lag
+ * at most `maxLag`. Each check answers true or why not.
+ */
+export function natsReadiness(options: NatsReadinessOptions): () => Promise<Readiness> {
+  const { nc, jsm } = options;
+  const streams = options.streams ?? [STREAMS.in];
+  const maxLag = options.maxLag ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? 1500;
+  let disconnected = false;
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect') disconnected = true;
+      else if (status.type === 'reconnect') disconnected = false;
+    }
+  })().catch(() => undefined);
+
+  return async () => {
+    const checks: Record<string, boolean | string> = {};
+    if (nc.isClosed()) checks.nats = 'the connection is closed';
+    else if (nc.isDraining()) checks.nats = 'the connection is draining';
+    else if (disconnected) checks.nats = 'disconnected, reconnecting';
+    else checks.nats = true;
+    const streamCheck = async (name: string) => {
+      if (checks.nats !== true) return 'NATS is not connected';
+      try {
+        await within(timeoutMs, jsm.streams.info(name));
+        return true;
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    const results = await Promise.all(streams.map(streamCheck));
+    streams.forEach((name, i) => (checks[`stream ${name}`] = results[i]!));
+    if (options.engineLag !== undefined) {
+      try {
+        const lag = await within(timeoutMs, Promise.resolve(options.engineLag()));
+        checks.engine = lag <= maxLag ? true : `${lag} inputs behind (more than ${maxLag})`;
+      } catch (error) {
+        checks.engine = `lag unknown: ${(error as Error).message}`;
+      }
+    }
+    return { ready: Object.values(checks).every((ok) => ok === true), checks };
+  };
+}
