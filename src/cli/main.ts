@@ -27,8 +27,11 @@ export function buildProgram(): Command {
 
   program
     .command('serve')
-    .description('run the streaming engine on NATS JetStream (NATS_URL, default nats://127.0.0.1:4222)')
-    .action(serveCommand);
+    .description('run the streaming engine on NATS JetStream (NATS_URL) and the HTTP collector on PORT (default 8080)')
+    .option('--no-engine', 'run the HTTP collector only')
+    .option('--no-http', 'run the streaming engine only')
+    .option('--insecure-no-auth', 'accept HTTP requests without a write key when XREF_WRITE_KEYS is empty')
+    .action((options: { engine: boolean; http: boolean; insecureNoAuth?: boolean }) => serveCommand(options));
 
   program
     .command('publish')

@@ -6,6 +6,14 @@ import { componentLogger } from '../log.ts';
 import { connectNats } from '../nats/connection.ts';
 import { isListening, natsServerOnPath, startEmbeddedNatsServer } from '../nats/embedded-server.ts';
 import { EngineService } from '../service/engine-service.ts';
+import { type XrefApp, buildApp, markShuttingDown } from '../http/app.ts';
+import { collectorSettings } from '../http/collector.ts';
+import { JetStreamSink } from '../http/jetstream-sink.ts';
+import { createMetrics, setEngineGauges } from '../http/metrics.ts';
+import { natsReadiness } from '../http/readiness.ts';
+import { JetStreamPublisher } from '../nats/publisher.ts';
+import { ensureTopology } from '../nats/topology.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { loadConfigFile } from './group-command.ts';
 
 const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
@@ -50,14 +58,66 @@ export async function connectOrEmbed(url: string, dataDir: string, name: string)
   };
 }
 
-/** `xref serve`: the streaming engine until SIGTERM/SIGINT. */
-export async function serveCommand(): Promise<void> {
+export interface ServeOptions {
+  /** Run the streaming engine (default true; `--no-engine`). */
+  engine?: boolean;
+  /** Run the HTTP collector (default true; `--no-http`). */
+  http?: boolean;
+  /** Accept requests without a write key when XREF_WRITE_KEYS is empty. */
+  insecureNoAuth?: boolean;
+}
+
+/**
+ * `xref serve`: the streaming engine and the HTTP collector on PORT, until SIGTERM/SIGINT. Then:
+ * /readyz answers 503, the collector stops taking requests, the engine stops pulling, finishes
+ * what is in flight and writes a checkpoint, the connection drains, and the process exits 0.
+ */
+export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   const logger = componentLogger('serve');
   const settings = serviceSettings();
   const config = resolveConfig(loadConfigFile(settings.configFile));
-  const running = await connectOrEmbed(settings.natsUrl, settings.dataDir, 'xref-engine');
-  const engine = await EngineService.start({ nc: running.nc, config, settings, logger: componentLogger('engine') });
-  logger.info({ nats: settings.natsUrl, seq: engine.seq }, 'xref is running: publish events to xref.in.<source>');
+  const withEngine = options.engine !== false;
+  const withHttp = options.http !== false;
+  // checked before connecting: refuse to start without write keys unless told to
+  const collector = withHttp ? collectorSettings(settings, { config, ...(options.insecureNoAuth ? { insecureNoAuth: true } : {}) }) : undefined;
+  if (collector?.writeKeys === 'insecure-no-auth') logger.warn('the HTTP collector accepts requests without a write key (--insecure-no-auth)');
+  const running = await connectOrEmbed(settings.natsUrl, settings.dataDir, 'xref');
+  const jsm = await jetstreamManager(running.nc);
+  await ensureTopology(running.nc, jsm, logger);
+  const engine = withEngine ? await EngineService.start({ nc: running.nc, config, settings, logger: componentLogger('engine') }) : undefined;
+  const metrics = createMetrics();
+  let app: XrefApp | undefined;
+  let publisher: JetStreamPublisher | undefined;
+  if (collector !== undefined) {
+    publisher = new JetStreamPublisher(running.nc, componentLogger('collector-publisher'));
+    app = buildApp({
+      ...collector,
+      publisher: new JetStreamSink(publisher, { maxPending: settings.httpMaxPendingEvents }),
+      logger: componentLogger('http'),
+      readiness: natsReadiness({ nc: running.nc, jsm, ...(engine ? { engineLag: () => engine.lag() } : {}) }),
+      metrics,
+    });
+    await app.listen({ port: settings.port, host: settings.httpHost });
+  }
+  const gauges = setInterval(() => {
+    if (engine === undefined) return;
+    void engine.lag().then(
+      (lag) =>
+        setEngineGauges(metrics, {
+          lag,
+          liveActors: engine.engineSize.liveActors,
+          bufferedIdentifiers: engine.engineSize.buffering,
+          unmatched: engine.engineStats.unmatchedBy,
+          audit: engine.engineStats.auditsBy,
+        }),
+      () => undefined,
+    );
+  }, 1000);
+  gauges.unref();
+  logger.info(
+    { nats: settings.natsUrl, engine: withEngine, http: app === undefined ? false : `${settings.httpHost}:${settings.port}`, seq: engine?.seq },
+    'xref is running: publish events to xref.in.<source> or POST them to /v1/events, /v1/batch',
+  );
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {
       logger.info({ signal }, 'shutting down: finishing in-flight work');
@@ -66,7 +126,13 @@ export async function serveCommand(): Promise<void> {
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
-  await engine.stop();
+  clearInterval(gauges);
+  if (app !== undefined) {
+    markShuttingDown(app);
+    await app.close();
+  }
+  await publisher?.close();
+  await engine?.stop();
   await running.stop();
-  process.exitCode = engine.error === undefined ? 0 : 1;
+  process.exitCode = engine?.error === undefined ? 0 : 1;
 }

@@ -24,7 +24,8 @@ export function quote(value: unknown, max = 80): string {
   try {
     text = value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value);
   } catch {
-    text = String(value);
+    // a cycle, a BigInt, or nesting too deep to print (RangeError): say what it is instead
+    text = Array.isArray(value) ? '[an array too deep to print]' : typeof value === 'object' && value !== null ? '{an object too deep to print}' : typeof value;
   }
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }

@@ -63,6 +63,9 @@ export interface EngineStats {
   resolved: number;
   unmatched: number;
   audits: number;
+  /** Unmatched events and audit records, by reason. */
+  unmatchedBy: Record<string, number>;
+  auditsBy: Record<string, number>;
 }
 
 /**
@@ -72,7 +75,7 @@ export interface EngineStats {
  * identifier deciding a claim by another user.
  */
 export class IdentityEngine {
-  readonly stats: EngineStats = { events: 0, duplicates: 0, buffered: 0, resolved: 0, unmatched: 0, audits: 0 };
+  readonly stats: EngineStats = { events: 0, duplicates: 0, buffered: 0, resolved: 0, unmatched: 0, audits: 0, unmatchedBy: {}, auditsBy: {} };
   private readonly links = new Map<string, Link>();
   /** Links changed since the last checkpoint. */
   private readonly changedLinks = new Set<string>();
@@ -464,6 +467,7 @@ export class IdentityEngine {
 
   private unmatched(event: XrefEvent, seq: number, reason: UnmatchedReason): void {
     this.stats.unmatched++;
+    this.stats.unmatchedBy[reason] = (this.stats.unmatchedBy[reason] ?? 0) + 1;
     let identifier: Identifier | undefined;
     for (const kind in event.ids) {
       if (this.internalRank.has(kind) || this.isJunk(event.ids[kind]!)) continue;
@@ -479,6 +483,7 @@ export class IdentityEngine {
 
   private audit(fact: AuditFact): void {
     this.stats.audits++;
+    this.stats.auditsBy[fact.reason] = (this.stats.auditsBy[fact.reason] ?? 0) + 1;
     this.sink.audit({
       outputId: `${fact.eventId}:${fact.reason}:${fact.identifier}`,
       reason: fact.reason,

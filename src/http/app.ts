@@ -13,13 +13,13 @@ import { type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import Type, { type TSchema } from 'typebox';
-import { XrefError } from '../domain/errors.ts';
+import { XrefError, quote } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
 import { INSECURE_NO_AUTH, WriteKeyVerifier, type WriteKeysSetting, basicUserName, missingKey, notBasic, wrongKey } from './auth.ts';
 import { HttpError, errorBody, statusOf } from './errors.ts';
 import { type IngestResult, allRejected, prepareEvents, rejectReason, storeAll } from './ingest.ts';
 import type { RejectReason, XrefMetrics } from './metrics.ts';
-import { checker, safeQuote } from './schema.ts';
+import { checker } from './schema.ts';
 import { DEFAULT_SEGMENT_USER_KIND, SEGMENT_KINDS, SEGMENT_TYPES, SegmentBatchSchema, type SegmentType, segmentToEvent } from './segment.ts';
 import type { EventSink } from './sink.ts';
 
@@ -120,7 +120,7 @@ function asXrefError(error: FastifyError | Error, limits: Limits, request: Fasti
         error: new HttpError(
           415,
           'XREF_INVALID_REQUEST',
-          `Content-Type ${request.headers['content-type'] === undefined ? '(none)' : safeQuote(request.headers['content-type'])} is not supported: send the body as application/json`,
+          `Content-Type ${request.headers['content-type'] === undefined ? '(none)' : quote(request.headers['content-type'])} is not supported: send the body as application/json`,
           { field: 'content-type' },
         ),
         reason: 'invalid_request',

@@ -7,15 +7,6 @@ import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { type ErrorCode, XrefError, quote } from '../domain/errors.ts';
 
-/** quote() that never throws (a value nested too deeply for JSON.stringify / String). */
-export function safeQuote(value: unknown): string {
-  try {
-    return quote(value);
-  } catch {
-    return Array.isArray(value) ? '[…] (nested too deeply to show)' : '{…} (nested too deeply to show)';
-  }
-}
-
 interface SchemaNode {
   description?: string;
   properties?: Record<string, SchemaNode>;
@@ -69,7 +60,7 @@ export function checker<T extends TSchema>(schema: T, code: ErrorCode): Checker<
         if (node?.description !== undefined) description = node.description;
       }
       const name = field || root || 'value';
-      return new XrefError(code, `${name} ${description}, got ${safeQuote(current)}`, { field: name });
+      return new XrefError(code, `${name} ${description}, got ${quote(current)}`, { field: name });
     },
   };
 }

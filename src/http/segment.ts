@@ -17,9 +17,9 @@
 import { randomUUID } from 'node:crypto';
 import Type, { type Static } from 'typebox';
 import type { XrefEvent } from '../domain/envelope.ts';
-import { InvalidEventError, LimitExceededError, XrefError } from '../domain/errors.ts';
+import { InvalidEventError, LimitExceededError, XrefError, quote } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
-import { checker, safeQuote } from './schema.ts';
+import { checker } from './schema.ts';
 
 export const SEGMENT_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
 export type SegmentType = (typeof SEGMENT_TYPES)[number];
@@ -217,7 +217,7 @@ export function segmentToEvent(raw: unknown, type: SegmentType | undefined, requ
     if (userId === undefined && anonymousId === undefined) {
       throw new XrefError(
         'XREF_INVALID_EVENT',
-        `userId or anonymousId is required (a non-empty string or an integer), got userId ${safeQuote(message.userId)} and anonymousId ${safeQuote(message.anonymousId)}`,
+        `userId or anonymousId is required (a non-empty string or an integer), got userId ${quote(message.userId)} and anonymousId ${quote(message.anonymousId)}`,
         { field: 'userId' },
       );
     }

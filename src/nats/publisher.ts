@@ -57,19 +57,20 @@ export class JetStreamPublisher {
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
     private readonly timeoutMs = 4000,
-    /** How long stored messages are kept to be sent again after a reconnect (0: never). */
-    private readonly retainMs = 3000,
+    /** Stored messages kept to be sent again after a reconnect: the last `count`, and all of the last `ms`. */
+    private readonly retain = { ms: 5000, count: 50_000 },
   ) {
     this.subscription = nc.subscribe(`${this.inbox}.*`, { callback: (_error, msg) => this.onAck(msg) });
     this.timer = setInterval(() => this.retryLate(), Math.min(500, timeoutMs));
     this.timer.unref();
-    if (retainMs > 0) void this.watchReconnects();
+    if (retain.ms > 0 || retain.count > 0) void this.watchReconnects();
   }
 
   /**
    * A server killed hard can lose messages it acked but had not written out yet. After every
-   * reconnect, what was stored just before the disconnect is sent again, same ids and same order:
-   * what survived is dropped as a duplicate, what was lost is stored again.
+   * reconnect, what was stored just before the disconnect (the last `retain.count` messages and
+   * all of the last `retain.ms`) is sent again, same ids and same order: what survived is dropped
+   * as a duplicate, what was lost is stored again.
    */
   private async watchReconnects(): Promise<void> {
     for await (const status of this.nc.status()) {
@@ -85,13 +86,14 @@ export class JetStreamPublisher {
   }
 
   private remember(waiting: Waiting): void {
-    if (this.retainMs <= 0) return;
+    if (this.retain.ms <= 0 && this.retain.count <= 0) return;
     const now = Date.now();
     this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId });
     if (this.disconnected) return; // keep everything from before the outage
     let drop = 0;
-    while (drop < this.recent.length && this.recent[drop]!.at < now - this.retainMs) drop++;
-    if (drop > 1024 || drop === this.recent.length) this.recent = this.recent.slice(drop);
+    const over = this.recent.length - this.retain.count;
+    while (drop < over && this.recent[drop]!.at < now - this.retain.ms) drop++;
+    if (drop > 1024) this.recent = this.recent.slice(drop);
   }
 
   get pending(): number {

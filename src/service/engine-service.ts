@@ -10,7 +10,7 @@ import { JetStreamPublisher } from '../nats/publisher.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
-import { decodeInput } from './input.ts';
+import { type InputMessage, decodeInput, deliveredInput, fetchedInput } from './input.ts';
 import { type OutboundMessage, auditMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
 
 export const ENGINE_CONSUMER = 'xref-engine';
@@ -213,13 +213,32 @@ export class EngineService {
       }
       const msg = this.queue.shift();
       if (msg === undefined) return;
-      const wait = this.apply(msg);
+      // A server restarted with messages in flight to us counts them as delivered and sends newer
+      // ones; the missing ones come back only after the ack wait. Inputs apply in log order, so
+      // fetch what is missing by sequence first.
+      if (msg.seq > this.engine.seq + 1) await this.fillGap(msg.seq);
+      const wait = this.apply(deliveredInput(msg));
+      if (wait !== undefined) await wait;
+    }
+  }
+
+  /** Applies the inputs between the last one applied and `nextSeq`, read from the stream by sequence. */
+  private async fillGap(nextSeq: number): Promise<void> {
+    const from = this.engine.seq + 1;
+    this.options.logger.warn({ from, to: nextSeq - 1 }, 'inputs missing from the delivery: reading them from the stream');
+    for (let seq = from; seq < nextSeq; seq++) {
+      const stored = await this.jsm.streams.getMessage(STREAMS.in, { seq });
+      if (stored === null) {
+        this.engine.skip(seq); // deleted from the stream: nothing to apply
+        continue;
+      }
+      const wait = this.apply(fetchedInput(stored));
       if (wait !== undefined) await wait;
     }
   }
 
   /** Applies one input; returns a promise only when it has to wait. */
-  private apply(msg: JsMsg): Promise<void> | undefined {
+  private apply(msg: InputMessage): Promise<void> | undefined {
     const seq = msg.seq;
     if (seq <= this.engine.seq) {
       msg.ack(); // delivered again, already in the state
@@ -246,7 +265,7 @@ export class EngineService {
   }
 
   /** Publishes what the input decided, pipelined; the input is acked once all of it is stored. */
-  private publishOutputs(msg: JsMsg): Promise<void> | undefined {
+  private publishOutputs(msg: InputMessage): Promise<void> | undefined {
     const seq = msg.seq;
     const outputs = this.outbox.splice(0);
     this.stats.outputs += outputs.length;

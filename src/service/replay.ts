@@ -10,7 +10,7 @@ import { logBounds, readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { STREAMS } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
-import { decodeInput } from './input.ts';
+import { decodeInput, deliveredInput } from './input.ts';
 import { type OutboundMessage, auditMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
 
 export interface ReplayOptions {
@@ -61,7 +61,7 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   let rejected = 0;
   const started = process.hrtime.bigint();
   await readLog(js, jsm, fromSeq, toSeq, async (msg) => {
-    const input = decodeInput(msg, limits);
+    const input = decodeInput(deliveredInput(msg), limits);
     if ('rejected' in input) {
       rejected++;
       engine.skip(msg.seq);

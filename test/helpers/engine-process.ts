@@ -14,7 +14,7 @@ process.on('exit', () => {
 /** `xref serve` as a child process (so it can be killed -9), pointed at a test server. */
 export function startEngineProcess(natsUrl: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
   let output = '';
-  const child = spawn(process.execPath, ['bin/xref.js', 'serve'], {
+  const child = spawn(process.execPath, ['bin/xref.js', 'serve', '--no-http'], {
     env: { ...process.env, NATS_URL: natsUrl, XREF_DATA_DIR: mkdtempSync(join(tmpdir(), 'xref-data-')), XREF_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
