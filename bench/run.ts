@@ -3,6 +3,7 @@
  * ratio to its yardstick. Machine noise moves both sides of a ratio together.
  */
 import { benchEngine } from './engine.bench.ts';
+import { benchHttp } from './http.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -41,6 +42,20 @@ async function streamingSection(): Promise<void> {
   );
 }
 
+async function httpSection(): Promise<void> {
+  const r = await benchHttp();
+  process.stdout.write(
+    [
+      `HTTP collector: ${fmt(r.events)} Segment events in batches of 100 (autocannon, 16 connections) against xref serve --no-engine`,
+      `  raw JetStream publish  ${fmt(r.publishRate)} events/s   (pipelined, same process as the load)`,
+      `  POST /v1/batch         ${fmt(r.httpRate)} events/s   ratio ${(r.httpRate / r.publishRate).toFixed(2)} (target >= 0.5)`,
+      `  request latency        p50 ${r.p50} ms, p99 ${r.p99} ms; ${r.errors} errors or non-2xx; every event acked by JetStream before its 200`,
+      '',
+    ].join('\n'),
+  );
+}
+
 const only = process.argv[2];
 if (only === undefined || only === 'engine') engineSection();
 if (only === undefined || only === 'streaming') await streamingSection();
+if (only === undefined || only === 'http') await httpSection();
