@@ -8,7 +8,7 @@ import { readLog } from '../src/nats/log-reader.ts';
 import { JetStreamPublisher } from '../src/nats/publisher.ts';
 import { STREAMS, subjects } from '../src/nats/subjects.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
-import { EngineService } from '../src/service/engine-service.ts';
+import { ENGINE_CONSUMER, EngineService } from '../src/service/engine-service.ts';
 import { replayLog } from '../src/service/replay.ts';
 import { ackFloor, exited, startEngineProcess } from '../test/helpers/engine-process.ts';
 import { type NatsServerHandle, startNatsServer } from '../test/helpers/nats-server.ts';
@@ -179,16 +179,20 @@ export async function benchStreaming(events = 200_000): Promise<StreamingBenchRe
 
     // (d) and (e) run against `xref serve` in its own process, as producers would see it
     const jsm = await jetstreamManager(nc);
+    // the child recreates the engine's consumer: drop the old one, so "caught up" means the child's
+    await jsm.consumers.delete(STREAMS.in, ENGINE_CONSUMER);
     const child = startEngineProcess(server.url);
-    const caughtUp = async (through: number) =>
+    // caught up: the child's consumer exists, has nothing left to deliver and nothing unacked
+    const caughtUp = async () =>
       until(async () => {
         if (child.exitCode !== null) throw new Error(`xref serve exited (${child.exitCode}): ${child.output().slice(-2000)}`);
-        return (await ackFloor(jsm)) >= through;
+        const info = await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER).catch(() => undefined);
+        return info !== undefined && info.num_pending === 0 && info.num_ack_pending === 0;
       }, 600_000);
-    await caughtUp((await jsm.streams.info(STREAMS.in)).state.last_seq);
+    await caughtUp();
     const target = xref / 2;
     const latency = await linkLatency(nc, target, 10, data[data.length - 1]!.timestamp!);
-    await caughtUp((await jsm.streams.info(STREAMS.in)).state.last_seq);
+    await caughtUp();
 
     // (e) RSS after 1M more distinct identifiers: 250k events linking 4 new third-party ids each
     const linking: XrefEvent[] = [];
@@ -196,7 +200,7 @@ export async function benchStreaming(events = 200_000): Promise<StreamingBenchRe
       linking.push({ id: `m${i}`, timestamp: data[data.length - 1]!.timestamp!, ids: { db_id: `1${i % 100_000}`, cookie: `mc${i}`, device_id: `md${i}`, anonymous_id: `ma${i}`, partner_id: `mp${i}` } });
     }
     await publishAll(nc, linking);
-    await caughtUp((await jsm.streams.info(STREAMS.in)).state.last_seq);
+    await caughtUp();
     const rssMb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024;
     child.kill('SIGTERM');
     await exited(child);

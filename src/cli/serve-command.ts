@@ -120,7 +120,16 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   );
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {
-      logger.info({ signal }, 'shutting down: finishing in-flight work');
+      logger.info({ signal, deadlineMs: settings.shutdownMs }, 'shutting down: finishing in-flight work');
+      // a shutdown that cannot finish (NATS gone for good) must not hang: a second signal, or the
+      // deadline, ends the process; the next start resumes from the last checkpoint
+      const force = (why: string) => {
+        logger.error({ why }, 'shutdown did not finish: exiting without a final checkpoint');
+        process.exit(1);
+      };
+      setTimeout(() => force(`no clean stop within ${settings.shutdownMs} ms`), settings.shutdownMs).unref();
+      process.once('SIGTERM', () => force('second SIGTERM'));
+      process.once('SIGINT', () => force('second SIGINT'));
       resolve();
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));

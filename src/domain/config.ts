@@ -135,12 +135,14 @@ export interface ServiceSettings {
   readonly checkpointMs: number;
   /** XREF_PASSIVATE_AFTER_MS: a buffering actor idle this long leaves memory (default 60000). */
   readonly passivateAfterMs: number;
-  /** XREF_MAX_LIVE_ACTORS: live actors per kind of machine before the least recently used is passivated (default 50000). */
+  /** XREF_MAX_LIVE_ACTORS: live actors per kind of machine before the least recently used is passivated (default 20000). */
   readonly maxLiveActors: number;
   /** XREF_MAX_IN_FLIGHT: inputs whose outputs may await their acks at once (default 5000). */
   readonly maxInFlight: number;
   /** XREF_DEDUP_LOOKBACK: inputs read back at start to refill the event-id dedup set (default 1000000). */
   readonly dedupLookback: number;
+  /** XREF_SHUTDOWN_MS: the longest a clean stop may take before the process exits anyway (default 15000). */
+  readonly shutdownMs: number;
   /** PORT: the HTTP port (default 8080). */
   readonly port: number;
   /** XREF_HTTP_HOST: the address the HTTP collector listens on (default 0.0.0.0). */
@@ -182,9 +184,10 @@ export function serviceSettings(env: NodeJS.ProcessEnv = process.env): ServiceSe
     checkpointEvery: envInt(env, 'XREF_CHECKPOINT_EVERY', 20_000),
     checkpointMs: envInt(env, 'XREF_CHECKPOINT_MS', 5_000),
     passivateAfterMs: envInt(env, 'XREF_PASSIVATE_AFTER_MS', 60_000, 0),
-    maxLiveActors: envInt(env, 'XREF_MAX_LIVE_ACTORS', 50_000),
+    maxLiveActors: envInt(env, 'XREF_MAX_LIVE_ACTORS', 20_000),
     maxInFlight: envInt(env, 'XREF_MAX_IN_FLIGHT', 5_000),
     dedupLookback: envInt(env, 'XREF_DEDUP_LOOKBACK', 1_000_000, 0),
+    shutdownMs: envInt(env, 'XREF_SHUTDOWN_MS', 15_000),
     port: envInt(env, 'PORT', 8080, 0),
     httpHost: env.XREF_HTTP_HOST || '0.0.0.0',
     writeKeys: Object.freeze(writeKeys(env.XREF_WRITE_KEYS)),

@@ -42,6 +42,11 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
     return this.live.has(address);
   }
 
+  /** Live, or passivated with its snapshot in memory: a message to it needs no loading. */
+  isReady(address: string): boolean {
+    return this.live.has(address) || this.store.get(address) !== undefined;
+  }
+
   /** The current snapshot of the actor at `address`, live or passivated. */
   peek(address: string): SnapshotFrom<TMachine> | undefined {
     return this.revive(address)?.getSnapshot();

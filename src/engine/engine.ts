@@ -173,15 +173,15 @@ export class IdentityEngine {
     for (const kind in event.ids) {
       const key = idKey(kind, event.ids[kind]!);
       const root = this.clusterOf.get(key);
-      if (root !== undefined && !this.identifiers.isLive(root)) add('identifiers', root);
+      if (root !== undefined && !this.identifiers.isReady(root)) add('identifiers', root);
       if (capped) {
         const owner = this.internalRank.has(kind) ? key : this.links.get(key)?.user.key;
-        if (owner !== undefined && !this.users.isLive(owner) && this.users.has(owner)) add('users', owner);
+        if (owner !== undefined && this.users.has(owner) && !this.users.isReady(owner)) add('users', owner);
       }
     }
     if (time !== undefined && time > this.watermarkMs && (this.deadlines.peek()?.at ?? Infinity) < time) {
       for (const { at, address } of this.deadlines.below(time)) {
-        if (this.scheduled.get(address) === at && !this.identifiers.isLive(address)) add('identifiers', address);
+        if (this.scheduled.get(address) === at && !this.identifiers.isReady(address)) add('identifiers', address);
       }
     }
     return found;

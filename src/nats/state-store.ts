@@ -193,10 +193,13 @@ export class NatsStateStore {
 /**
  * Where passivated actors wait in the service: in JetStream KV, written with the next checkpoint.
  * `has` answers for every passivated actor; `get` only for those in memory, so the service loads
- * (`prefetch`) what an input will touch before the engine applies it.
+ * (`prefetch`) what inputs will touch before the engine applies them.
  */
 export class KvSnapshotStore implements SnapshotStore {
-  private readonly resident = new Map<string, unknown>();
+  /** Passivated since the last checkpoint: in memory until a checkpoint has written them. */
+  private readonly pending = new Map<string, unknown>();
+  /** Loaded from KV for inputs about to be applied (at most LOADED_MAX, oldest let go first). */
+  private readonly loaded = new Map<string, unknown>();
   private readonly inKv: Set<string>;
 
   constructor(
@@ -208,47 +211,52 @@ export class KvSnapshotStore implements SnapshotStore {
   }
 
   has(address: string): boolean {
-    return this.resident.has(address) || this.inKv.has(address);
+    return this.pending.has(address) || this.loaded.has(address) || this.inKv.has(address);
   }
   get(address: string): unknown {
-    return this.resident.get(address);
+    return this.pending.get(address) ?? this.loaded.get(address);
   }
   set(address: string, snapshot: unknown): void {
-    this.resident.set(address, snapshot);
+    this.pending.set(address, snapshot);
   }
   delete(address: string): void {
-    this.resident.delete(address);
+    this.pending.delete(address);
+    this.loaded.delete(address);
     this.inKv.delete(address);
   }
   keys(): Iterable<string> {
-    return new Set([...this.resident.keys(), ...this.inKv]);
+    return new Set([...this.pending.keys(), ...this.inKv]);
   }
   get size(): number {
     let size = this.inKv.size;
-    for (const address of this.resident.keys()) if (!this.inKv.has(address)) size++;
+    for (const address of this.pending.keys()) if (!this.inKv.has(address)) size++;
     return size;
   }
-  get residentCount(): number {
-    return this.resident.size;
-  }
 
+  /** Loads these passivated actors from KV (in parallel); those already in memory are skipped. */
   async prefetch(addresses: readonly string[]): Promise<void> {
-    const missing = addresses.filter((address) => this.inKv.has(address) && !this.resident.has(address));
-    await Promise.all(
-      missing.map(async (address) => {
-        const snapshot = await this.state.snapshot(this.kind, address);
-        if (snapshot === undefined) throw new Error(`passivated actor ${JSON.stringify(address)} has no snapshot in KV`);
-        this.resident.set(address, snapshot);
-      }),
-    );
+    const missing = addresses.filter((address) => this.inKv.has(address) && !this.pending.has(address) && !this.loaded.has(address));
+    if (missing.length === 0) return;
+    // let go of loads nobody used, oldest first (never the batch about to be loaded)
+    for (const address of this.loaded.keys()) {
+      if (this.loaded.size + missing.length <= LOADED_MAX) break;
+      this.loaded.delete(address);
+    }
+    const snapshots = await Promise.all(missing.map((address) => this.state.snapshot(this.kind, address)));
+    missing.forEach((address, i) => {
+      if (snapshots[i] === undefined) throw new Error(`passivated actor ${JSON.stringify(address)} has no snapshot in KV`);
+      if (this.inKv.has(address)) this.loaded.set(address, snapshots[i]);
+    });
   }
 
-  /**
-   * After a checkpoint is durable: the passivated snapshots it wrote leave memory, and so do
-   * snapshots loaded for an input that did not need them after all.
-   */
+  /** After a checkpoint is durable: the passivated snapshots it wrote leave memory. */
   written(changes: ReadonlyArray<readonly [string, unknown]>): void {
-    for (const [address, snapshot] of changes) if (snapshot !== null && this.resident.has(address)) this.inKv.add(address);
-    for (const address of [...this.resident.keys()]) if (this.inKv.has(address)) this.resident.delete(address);
+    for (const [address, snapshot] of changes) {
+      if (snapshot === null || !this.pending.has(address)) continue;
+      this.pending.delete(address);
+      this.inKv.add(address);
+    }
   }
 }
+
+const LOADED_MAX = 20_000;

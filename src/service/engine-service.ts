@@ -14,6 +14,8 @@ import { type InputMessage, decodeInput, deliveredInput, fetchedInput } from './
 import { type OutboundMessage, auditMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
 
 export const ENGINE_CONSUMER = 'xref-engine';
+/** Queued inputs scanned when actors must come back from KV. */
+const LOOK_AHEAD = 500;
 const CONSUMER_NOT_FOUND = 10014;
 const decoder = new TextDecoder();
 
@@ -56,6 +58,7 @@ export class EngineService {
   private stopping = false;
   private failure: Error | undefined;
   private readonly timer: NodeJS.Timeout;
+  private readonly limits: Limits;
 
   private constructor(
     private readonly options: EngineServiceOptions,
@@ -66,6 +69,7 @@ export class EngineService {
     private readonly engine: IdentityEngine,
     private readonly stores: { identifiers: KvSnapshotStore; users: KvSnapshotStore },
   ) {
+    this.limits = options.limits ?? defaultLimits();
     this.timer = setInterval(() => this.requestCheckpoint(), options.settings.checkpointMs);
     this.timer.unref();
   }
@@ -246,7 +250,7 @@ export class EngineService {
     }
     this.stats.inputs++;
     this.sinceCheckpoint++;
-    const input = decodeInput(msg, this.options.limits ?? defaultLimits());
+    const input = decodeInput(msg, this.limits);
     if ('rejected' in input) {
       this.stats.rejected++;
       this.engine.skip(seq);
@@ -258,10 +262,30 @@ export class EngineService {
       this.engine.ingest(input.event, seq, input.time);
       return this.publishOutputs(msg);
     }
-    return Promise.all([this.stores.identifiers.prefetch(touched.identifiers), this.stores.users.prefetch(touched.users)]).then(() => {
+    return this.loadAhead(touched).then(() => {
       this.engine.ingest(input.event, seq, input.time);
       return this.publishOutputs(msg);
     });
+  }
+
+  /**
+   * Loads, in one parallel batch, the passivated actors this input and the next queued ones will
+   * touch, so that actors coming back from KV cost one round trip per batch, not one per input.
+   * (The look-ahead is a guess made on the current state; what the input itself needs is always
+   * loaded.)
+   */
+  private async loadAhead(needed: NonNullable<ReturnType<IdentityEngine['touches']>>): Promise<void> {
+    const identifiers = new Set(needed.identifiers);
+    const users = new Set(needed.users);
+    const add = (touched: ReturnType<IdentityEngine['touches']>) => {
+      for (const address of touched?.identifiers ?? []) identifiers.add(address);
+      for (const address of touched?.users ?? []) users.add(address);
+    };
+    for (const queued of this.queue.slice(0, LOOK_AHEAD)) {
+      const input = decodeInput(deliveredInput(queued), this.limits);
+      if (!('rejected' in input)) add(this.engine.touches(input.event, input.time));
+    }
+    await Promise.all([this.stores.identifiers.prefetch([...identifiers]), this.stores.users.prefetch([...users])]);
   }
 
   /** Publishes what the input decided, pipelined; the input is acked once all of it is stored. */

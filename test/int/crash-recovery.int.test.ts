@@ -77,4 +77,13 @@ describe('recovery', () => {
     nc = await connect({ servers: server.url });
     await expectExactlyOnce(nc, log);
   }, 120_000);
+
+  it('SIGTERM with the NATS server gone for good still ends the engine, after the shutdown deadline, exit 1', async () => {
+    const engine = startEngineProcess(server.url, { XREF_SHUTDOWN_MS: '1500', XREF_LOG_LEVEL: 'info' });
+    await waitFor('the engine to run', () => engine.output().includes('xref is running') || engine.exitCode !== null);
+    await server.kill('SIGKILL');
+    engine.kill('SIGTERM');
+    expect(await exited(engine)).toBe(1);
+    expect(engine.output()).toMatch(/shutdown did not finish: exiting without a final checkpoint/);
+  });
 });
