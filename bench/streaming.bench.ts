@@ -129,7 +129,9 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
     const due = Math.floor(((now() - start) / 1000) * rate);
     for (; i < due && i < background.length; i++) {
       const event = background[i]!;
-      void publisher.publish(subjects.in('bench'), JSON.stringify({ ...event, id: `lat-${event.id}`, timestamp: stamp }), `lat-${event.id}`);
+      // identifiers of its own: this measures the live path, not actors coming back from KV
+      const ids = Object.fromEntries(Object.entries(event.ids).map(([kind, value]) => [kind, `lat-${value}`]));
+      void publisher.publish(subjects.in('bench'), JSON.stringify({ ...event, ids, id: `lat-${event.id}`, timestamp: stamp }), `lat-${event.id}`);
       if (i % 50 === 0) {
         probe++;
         const anon = { id: `probe-${probe}-a`, timestamp: stamp, ids: { cookie: `probe-cookie-${probe}` } };

@@ -8,9 +8,8 @@ import type { SnapshotStore } from './snapshot-store.ts';
  * final state is forgotten.
  */
 export class ActorSystem<TMachine extends AnyStateMachine> {
-  private readonly live = new Map<string, Actor<TMachine>>();
-  /** When each live actor last had a message (wall clock), for idle passivation. */
-  private readonly lastUsed = new Map<string, number>();
+  /** Live actors, least recently used first, with when each last had a message (wall clock). */
+  private readonly live = new Map<string, { actor: Actor<TMachine>; usedAt: number }>();
   /** Addresses whose state changed since the last `takeChanges()`. */
   private readonly changed = new Set<string>();
 
@@ -62,9 +61,8 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
 
   /** Stops the actor at `address` and forgets it, live or stored. */
   forget(address: string): void {
-    this.live.get(address)?.stop();
+    this.live.get(address)?.actor.stop();
     this.live.delete(address);
-    this.lastUsed.delete(address);
     this.store.delete(address);
     this.changed.add(address);
   }
@@ -76,8 +74,8 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   takeChanges(): Array<[address: string, snapshot: unknown]> {
     const out: Array<[string, unknown]> = [];
     for (const address of this.changed) {
-      const actor = this.live.get(address);
-      if (actor !== undefined) out.push([address, actor.getPersistedSnapshot()]);
+      const entry = this.live.get(address);
+      if (entry !== undefined) out.push([address, entry.actor.getPersistedSnapshot()]);
       else if (!this.store.has(address)) out.push([address, null]);
       else {
         const stored = this.store.get(address);
@@ -91,8 +89,8 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   /** Passivates every live actor that had no message for `idleMs` (wall clock). */
   passivateIdle(idleMs: number, now = Date.now()): number {
     let count = 0;
-    for (const [address, used] of this.lastUsed) {
-      if (now - used < idleMs) break; // insertion order = least recently used first
+    for (const [address, { usedAt }] of this.live) {
+      if (now - usedAt < idleMs) break; // insertion order = least recently used first
       this.passivate(address);
       count++;
     }
@@ -118,10 +116,10 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   }
 
   private revive(address: string): Actor<TMachine> | undefined {
-    const actor = this.live.get(address);
-    if (actor !== undefined) {
-      this.touch(address);
-      return actor;
+    const entry = this.live.get(address);
+    if (entry !== undefined) {
+      this.touch(address, entry);
+      return entry.actor;
     }
     if (!this.store.has(address)) return undefined;
     const stored = this.store.get(address);
@@ -129,19 +127,16 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
     const restored = this.fromSnapshot(stored);
     restored.start();
     this.store.delete(address);
-    this.live.set(address, restored);
-    this.touch(address);
+    this.live.set(address, { actor: restored, usedAt: Date.now() });
     this.evict();
     return restored;
   }
 
-  /** Most recently used goes last in both maps. */
-  private touch(address: string): void {
-    const actor = this.live.get(address)!;
+  /** Most recently used goes last. */
+  private touch(address: string, entry: { actor: Actor<TMachine>; usedAt: number }): void {
     this.live.delete(address);
-    this.live.set(address, actor);
-    this.lastUsed.delete(address);
-    this.lastUsed.set(address, Date.now());
+    entry.usedAt = Date.now();
+    this.live.set(address, entry);
   }
 
   private fromSnapshot(snapshot: unknown): Actor<TMachine> {
@@ -154,24 +149,21 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
     if (snapshot.status === 'done') {
       actor.stop();
       this.live.delete(address);
-      this.lastUsed.delete(address);
       this.store.delete(address);
     } else if (!this.live.has(address)) {
-      this.live.set(address, actor);
-      this.touch(address);
+      this.live.set(address, { actor, usedAt: Date.now() });
       this.evict();
     }
     return snapshot as SnapshotFrom<TMachine>;
   }
 
   private passivate(address: string): void {
-    const actor = this.live.get(address);
-    if (actor === undefined) return;
+    const entry = this.live.get(address);
+    if (entry === undefined) return;
     this.changed.add(address);
-    this.store.set(address, actor.getPersistedSnapshot());
-    actor.stop();
+    this.store.set(address, entry.actor.getPersistedSnapshot());
+    entry.actor.stop();
     this.live.delete(address);
-    this.lastUsed.delete(address);
   }
 
   private evict(): void {
