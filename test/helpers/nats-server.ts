@@ -19,6 +19,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 
 export interface StartNatsServerOptions {
@@ -308,4 +309,22 @@ export async function startNatsServer(options: StartNatsServerOptions = {}): Pro
     }
     throw err;
   }
+}
+
+/**
+ * A nats-server and a connection to it for a suite, started before and stopped after all its
+ * tests (`'all'`) or each test (`'each'`): `const nats = useNatsServer(); … nats.nc, nats.server`.
+ */
+export function useNatsServer(scope: 'all' | 'each' = 'all'): { readonly server: NatsServerHandle; nc: import('@nats-io/transport-node').NatsConnection } {
+  const state = {} as { server: NatsServerHandle; nc: import('@nats-io/transport-node').NatsConnection };
+  const [before, after] = scope === 'all' ? [beforeAll, afterAll] : [beforeEach, afterEach];
+  before(async () => {
+    state.server = await startNatsServer();
+    state.nc = await connect({ servers: state.server.url });
+  });
+  after(async () => {
+    await state.nc?.close();
+    await state.server?.stop();
+  });
+  return state;
 }

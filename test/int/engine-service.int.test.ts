@@ -1,36 +1,25 @@
-import { type NatsConnection, connect } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { webLog } from '../../bench/data.ts';
 import { defaultConfig, serviceSettings } from '../../src/domain/config.ts';
 import { groupEvents } from '../../src/group.ts';
 import { logger } from '../../src/log.ts';
 import { EngineService } from '../../src/service/engine-service.ts';
 import { idsOf } from '../helpers/events.ts';
-import { type NatsServerHandle, startNatsServer } from '../helpers/nats-server.ts';
+import { useNatsServer } from '../helpers/nats-server.ts';
 import { groupsFromMessages, publishEvents, readStream, sortLists, waitFor } from '../helpers/streams.ts';
 
 describe('streaming engine on JetStream', () => {
-  let server: NatsServerHandle;
-  let nc: NatsConnection;
-
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
+  const nats = useNatsServer();
 
   it('publishes to XREF_GROUPS exactly what groupEvents() gives on the same log', async () => {
     const log = webLog({ events: 20_000, identifiers: 3_000, seed: 7 });
-    const settings = serviceSettings({ NATS_URL: server.url, XREF_CHECKPOINT_EVERY: '3000' });
-    const service = await EngineService.start({ nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
-    await publishEvents(nc, log);
+    const settings = serviceSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '3000' });
+    const service = await EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
+    await publishEvents(nats.nc, log);
     await waitFor('the engine to apply the whole log', () => service.seq >= log.length);
     await service.stop();
 
-    const messages = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nc, 'XREF_GROUPS');
+    const messages = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nats.nc, 'XREF_GROUPS');
     const ids = messages.map((m) => m.msgId);
     expect(new Set(ids).size).toBe(ids.length); // each output exactly once
     expect(groupsFromMessages(messages)).toEqual(sortLists(idsOf(groupEvents(log).groups)));
@@ -39,49 +28,40 @@ describe('streaming engine on JetStream', () => {
 });
 
 describe('passivation and restart on JetStream', () => {
-  let server: NatsServerHandle;
-  let nc: NatsConnection;
+  const nats = useNatsServer();
   const config = { ...defaultConfig(), buffer: { maxEvents: 100, ttlMs: 60 * 60_000 } };
   const at = (minute: number) => new Date(Date.parse('2024-01-01T00:00:00Z') + minute * 60_000).toISOString();
   const start = (env: Record<string, string> = {}) =>
-    EngineService.start({ nc, config, settings: serviceSettings({ NATS_URL: server.url, ...env }), logger: logger.child({ component: 'test-engine' }) });
+    EngineService.start({ nc: nats.nc, config, settings: serviceSettings({ NATS_URL: nats.server.url, ...env }), logger: logger.child({ component: 'test-engine' }) });
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
 
   it('an idle buffering actor leaves memory at a checkpoint and comes back on its next message', async () => {
     const service = await start({ XREF_PASSIVATE_AFTER_MS: '0', XREF_CHECKPOINT_MS: '50' });
-    await publishEvents(nc, [
+    await publishEvents(nats.nc, [
       { id: 'p1', timestamp: at(0), ids: { cookie: 'idle' } },
       { id: 'p2', timestamp: at(1), ids: { cookie: 'idle', device_id: 'dev' } },
     ]);
     await waitFor('the buffers to be passivated', () => service.seq >= 2 && service.engineSize.liveActors === 0 && service.engineSize.passivatedActors === 1);
-    await publishEvents(nc, [{ id: 'p3', timestamp: at(2), ids: { db_id: '42', device_id: 'dev' } }]);
+    await publishEvents(nats.nc, [{ id: 'p3', timestamp: at(2), ids: { db_id: '42', device_id: 'dev' } }]);
     await waitFor('the link', () => service.seq >= 3);
     await service.stop();
-    const groups = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nc, 'XREF_GROUPS');
+    const groups = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nats.nc, 'XREF_GROUPS');
     expect(groupsFromMessages(groups.filter((m) => m.data.user.id === '42'))).toEqual({ 'db_id:42': { 'cookie:idle': ['p1', 'p2'], 'db_id:42': ['p3'] } });
   });
 
   it('a buffer snapshotted with a pending expiry and restored after its deadline passed expires at once, exactly once', async () => {
     const first = await start();
     const base = first.seq;
-    await publishEvents(nc, [{ id: 'x1', timestamp: at(0), ids: { cookie: 'soon-expired' } }]);
+    await publishEvents(nats.nc, [{ id: 'x1', timestamp: at(0), ids: { cookie: 'soon-expired' } }]);
     await waitFor('the buffer', () => first.seq >= base + 1);
     await first.stop(); // snapshot at shutdown
     const second = await start();
-    await publishEvents(nc, [{ id: 'x2', timestamp: at(61), ids: { anonymous_id: 'someone-else' } }]);
+    await publishEvents(nats.nc, [{ id: 'x2', timestamp: at(61), ids: { anonymous_id: 'someone-else' } }]);
     await waitFor('the watermark to pass the deadline', () => second.seq >= base + 2);
     await second.stop();
     const third = await start(); // a restart after the expiry changes nothing
     await third.stop();
-    const unmatched = await readStream<{ reason: string; event: { id: string } }>(nc, 'XREF_UNMATCHED');
+    const unmatched = await readStream<{ reason: string; event: { id: string } }>(nats.nc, 'XREF_UNMATCHED');
     expect(unmatched.filter((m) => m.data.event.id === 'x1').map((m) => m.data.reason)).toEqual(['expired']);
   });
 });
