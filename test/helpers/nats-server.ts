@@ -248,7 +248,7 @@ async function spawnReady(port: number | undefined, storeDir: string): Promise<{
       if (giveUp) {
         throw new Error(`nats-server could not bind ${HOST}:${chosen} after ${attempt} attempt(s); stderr:\n${err.message}`);
       }
-      if (port !== undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (port !== undefined) await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 }
