@@ -83,8 +83,9 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   if (collector?.writeKeys === 'insecure-no-auth') logger.warn('the HTTP collector accepts requests without a write key (--insecure-no-auth)');
   const running = await connectOrEmbed(settings.natsUrl, settings.dataDir, 'xref');
   const jsm = await jetstreamManager(running.nc);
-  await ensureTopology(running.nc, jsm, logger);
+  // the engine applies the topology as it starts; the collector alone must do it itself
   const engine = withEngine ? await EngineService.start({ nc: running.nc, config, settings, logger: componentLogger('engine') }) : undefined;
+  if (engine === undefined) await ensureTopology(running.nc, jsm, logger);
   const metrics = createMetrics();
   let app: XrefApp | undefined;
   let publisher: JetStreamPublisher | undefined;
@@ -99,21 +100,21 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
     });
     await app.listen({ port: settings.port, host: settings.httpHost });
   }
-  const gauges = setInterval(() => {
-    if (engine === undefined) return;
-    void engine.lag().then(
-      (lag) =>
-        setEngineGauges(metrics, {
-          lag,
-          liveActors: engine.engineSize.liveActors,
-          bufferedIdentifiers: engine.engineSize.buffering,
-          unmatched: engine.engineStats.unmatchedBy,
-          audit: engine.engineStats.auditsBy,
-        }),
-      () => undefined,
-    );
-  }, 1000);
-  gauges.unref();
+  const gauges =
+    engine &&
+    setInterval(() => {
+      void engine.lag().then(
+        (lag) =>
+          setEngineGauges(metrics, {
+            lag,
+            liveActors: engine.engineSize.liveActors,
+            bufferedIdentifiers: engine.engineSize.buffering,
+            unmatched: engine.engineStats.unmatchedBy,
+            audit: engine.engineStats.auditsBy,
+          }),
+        () => undefined,
+      );
+    }, 1000).unref();
   logger.info(
     { nats: settings.natsUrl, engine: withEngine, http: app === undefined ? false : `${settings.httpHost}:${settings.port}`, seq: engine?.seq },
     'xref is running: publish events to xref.in.<source> or POST them to /v1/events, /v1/batch',

@@ -9,19 +9,6 @@ import { DeadlineHeap } from './deadline-heap.ts';
 import { type Sink, type UserRef, userRef } from './outputs.ts';
 import { MemorySnapshotStore, type SnapshotStore } from './snapshot-store.ts';
 
-/** The state a checkpoint holds; `restore` takes the same shape back. */
-export interface EngineState {
-  /** The last input applied: everything up to it is in this state. */
-  readonly seq: number;
-  readonly watermark: number;
-  /** Identity graph: third-party identifier key → user key and the input that linked it. */
-  readonly links: Iterable<readonly [key: string, link: { user: string; seq: number }]>;
-  /** Buffering identifier actors, by address, as persisted snapshots (null: gone). */
-  readonly identifiers: Iterable<readonly [address: string, snapshot: unknown]>;
-  /** User actors (capped kinds), likewise. */
-  readonly users: Iterable<readonly [address: string, snapshot: unknown]>;
-}
-
 /** What changed since the previous checkpoint: write it, and the state at `seq` is durable. */
 export interface Checkpoint {
   readonly seq: number;
@@ -35,7 +22,16 @@ export interface EngineOptions {
   readonly config: Config;
   readonly sink: Sink;
   /** State to resume from (identifier and user snapshots must be in the stores, or loadable). */
-  readonly resume?: { seq: number; watermark: number; links: EngineState['links']; clusters: Iterable<{ address: string; members: readonly string[]; deadline: number | null }>; seen?: Iterable<string> };
+  readonly resume?: {
+    seq: number;
+    watermark: number;
+    /** Identity graph: third-party identifier key → user key and the input that linked it. */
+    links: Iterable<readonly [key: string, link: { user: string; seq: number }]>;
+    /** Each buffering actor's cluster members and deadline (the rest of its state is in its snapshot). */
+    clusters: Iterable<{ address: string; members: readonly string[]; deadline: number | null }>;
+    /** Event ids already applied, for dedup. */
+    seen?: Iterable<string>;
+  };
   /** Live actors kept per machine before the least recently used is passivated. */
   readonly maxLiveActors?: number;
   readonly identifierStore?: SnapshotStore;

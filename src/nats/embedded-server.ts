@@ -7,12 +7,13 @@
  * xref: serve drains its NATS connection first and then calls `stop()`. If xref exits without
  * calling `stop()`, a process 'exit' handler SIGKILLs the child.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
+import { killOnExit } from '../child-processes.ts';
 import { componentLogger } from '../log.ts';
 
 export interface EmbeddedNatsServerOptions {
@@ -37,25 +38,6 @@ const READY_DEADLINE_MS = 10_000;
 const POLL_INTERVAL_MS = 50;
 const STOP_GRACE_MS = 5_000;
 const STDERR_TAIL_LINES = 30;
-
-const liveChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of liveChildren) {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        try {
-          process.kill(child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    }
-  });
-}
 
 /** True if an executable `nats-server` is in one of the PATH directories. */
 export function natsServerOnPath(): boolean {
@@ -105,20 +87,17 @@ export async function startEmbeddedNatsServer(opts: EmbeddedNatsServerOptions): 
 
   const args = ['-js', '-a', host, '-p', String(opts.port), '-sd', opts.storeDir];
   const child = spawn(BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  installExitHook();
-  liveChildren.add(child);
+  killOnExit(child);
 
   let spawnError: Error | undefined;
   const exited = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
-      liveChildren.delete(child);
       log.debug({ pid: child.pid, code, signal }, 'nats-server exited');
       resolve();
     });
     child.on('error', (err) => {
       // spawn failed (ENOENT, EACCES): no 'exit' follows
       spawnError = err;
-      liveChildren.delete(child);
       resolve();
     });
   });

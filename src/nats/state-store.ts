@@ -25,8 +25,6 @@ export interface LoadedState {
   clusters: Array<{ address: string; members: readonly string[]; deadline: number | null }>;
   identifierAddresses: string[];
   userAddresses: string[];
-  /** Records that were written after the meta, i.e. by an interrupted checkpoint. */
-  rolledBack: number;
 }
 
 const decoder = new TextDecoder();
@@ -36,7 +34,7 @@ export class NatsStateStore {
   private readonly kvm: Kvm;
 
   constructor(
-    private readonly nc: NatsConnection,
+    nc: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly publisher: JetStreamPublisher,
     private readonly logger: Logger,
@@ -46,7 +44,7 @@ export class NatsStateStore {
 
   /** Loads the state of the last finished checkpoint (an empty state when there is none). */
   async load(): Promise<LoadedState> {
-    const { meta, links, snapshots, rolledBack } = await this.readInForce();
+    const { meta, links, snapshots } = await this.readInForce();
     const state: LoadedState = {
       seq: meta.seq,
       watermark: meta.watermark ?? -Infinity,
@@ -54,7 +52,6 @@ export class NatsStateStore {
       clusters: [],
       identifierAddresses: [],
       userAddresses: [],
-      rolledBack,
     };
     for (const [key, snapshot] of snapshots) {
       const address = keyAddress(key.slice(2));
@@ -132,7 +129,7 @@ export class NatsStateStore {
     }
     await Promise.all(repairs);
     if (rolledBack > 0) this.logger.warn({ records: rolledBack, seq: meta.seq }, 'undid the records of an interrupted checkpoint');
-    return { meta, links, snapshots, rolledBack };
+    return { meta, links, snapshots };
   }
 
   /**

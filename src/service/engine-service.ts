@@ -4,14 +4,13 @@ import type { Logger } from 'pino';
 import type { Config, ServiceSettings } from '../domain/config.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { IdentityEngine } from '../engine/engine.ts';
-import type { Sink } from '../engine/outputs.ts';
 import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { type InputMessage, decodeInput, deliveredInput, fetchedInput } from './input.ts';
-import { type OutboundMessage, auditMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
+import { type OutboundMessage, messageSink } from './outputs.ts';
 
 export const ENGINE_CONSUMER = 'xref-engine';
 /** Queued inputs scanned when actors must come back from KV. */
@@ -44,7 +43,6 @@ export interface EngineServiceStats {
 export class EngineService {
   readonly stats: EngineServiceStats = { inputs: 0, rejected: 0, outputs: 0, checkpoints: 0, lastCheckpointSeq: 0 };
   private readonly queue: JsMsg[] = [];
-  private readonly outbox: OutboundMessage[] = [];
   private messages: ConsumerMessages | undefined;
   private pumping: Promise<void> | undefined;
   private sinceCheckpoint = 0;
@@ -68,6 +66,8 @@ export class EngineService {
     private readonly state: NatsStateStore,
     private readonly engine: IdentityEngine,
     private readonly stores: { identifiers: KvSnapshotStore; users: KvSnapshotStore },
+    /** What the engine decided for the input being applied, waiting to be published. */
+    private readonly outbox: OutboundMessage[],
   ) {
     this.limits = options.limits ?? defaultLimits();
     this.timer = setInterval(() => this.requestCheckpoint(), options.settings.checkpointMs);
@@ -99,15 +99,10 @@ export class EngineService {
       identifiers: new KvSnapshotStore('i', state, loaded.identifierAddresses),
       users: new KvSnapshotStore('u', state, loaded.userAddresses),
     };
-    let service: EngineService | undefined;
-    const sink: Sink = {
-      resolved: (r) => service!.outbox.push(resolvedMessage(r)),
-      unmatched: (u) => service!.outbox.push(unmatchedMessage(u)),
-      audit: (a) => service!.outbox.push(auditMessage(a)),
-    };
+    const outbox: OutboundMessage[] = [];
     const engine = new IdentityEngine({
       config: options.config,
-      sink,
+      sink: messageSink((message) => outbox.push(message)),
       maxLiveActors: settings.maxLiveActors,
       identifierStore: stores.identifiers,
       userStore: stores.users,
@@ -117,7 +112,7 @@ export class EngineService {
       { seq: loaded.seq, links: loaded.links.size, buffering: loaded.identifierAddresses.length, dedupIds: seen.length, ms: Date.now() - started },
       'state loaded',
     );
-    service = new EngineService(options, js, jsm, publisher, state, engine, stores);
+    const service = new EngineService(options, js, jsm, publisher, state, engine, stores, outbox);
     await service.consumeFrom(loaded.seq + 1);
     return service;
   }

@@ -1,4 +1,4 @@
-import type { AuditRecord, Resolved, Unmatched } from '../engine/outputs.ts';
+import type { AuditRecord, Resolved, Sink, Unmatched } from '../engine/outputs.ts';
 import { subjects } from '../nats/subjects.ts';
 
 /** One message to publish: where, what, and its deterministic id (the JetStream dedup key). */
@@ -33,5 +33,14 @@ export function rejectedMessage(seq: number, subject: string, error: Error & { f
     subject: subjects.audit('rejected'),
     msgId: `in-${seq}:rejected`,
     payload: JSON.stringify({ seq, subject, error: error.message, field: error.field, data: data.length > 2048 ? `${data.slice(0, 2048)}…` : data }),
+  };
+}
+
+/** A sink that turns every decision of the engine into its message and hands it to `send`. */
+export function messageSink(send: (message: OutboundMessage) => void): Sink {
+  return {
+    resolved: (r) => send(resolvedMessage(r)),
+    unmatched: (u) => send(unmatchedMessage(u)),
+    audit: (a) => send(auditMessage(a)),
   };
 }

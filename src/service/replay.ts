@@ -4,14 +4,13 @@ import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { IdentityEngine } from '../engine/engine.ts';
-import type { Sink } from '../engine/outputs.ts';
 import { StateImage } from '../engine/state-image.ts';
 import { logBounds, readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { STREAMS } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { decodeInput, deliveredInput } from './input.ts';
-import { type OutboundMessage, auditMessage, resolvedMessage, unmatchedMessage } from './outputs.ts';
+import { type OutboundMessage, messageSink } from './outputs.ts';
 
 export interface ReplayOptions {
   readonly nc: NatsConnection;
@@ -52,9 +51,7 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
     await ensureTopology(nc, jsm, logger);
   }
   const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId);
-  const sink: Sink = publisher
-    ? { resolved: (r) => publish(resolvedMessage(r)), unmatched: (u) => publish(unmatchedMessage(u)), audit: (a) => publish(auditMessage(a)) }
-    : { resolved() {}, unmatched() {}, audit() {} };
+  const sink = messageSink(publish);
   const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER });
   const limits = options.limits ?? defaultLimits();
   let events = 0;

@@ -3,13 +3,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import { killOnExit } from '../../src/child-processes.ts';
 import { ENGINE_CONSUMER } from '../../src/service/engine-service.ts';
 import { STREAMS } from '../../src/nats/subjects.ts';
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
 
 /** `xref serve` as a child process (so it can be killed -9), pointed at a test server. */
 export function startEngineProcess(natsUrl: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
@@ -20,8 +16,7 @@ export function startEngineProcess(natsUrl: string, env: Record<string, string> 
   });
   child.stdout!.on('data', (chunk) => (output += chunk));
   child.stderr!.on('data', (chunk) => (output += chunk));
-  live.add(child);
-  child.on('exit', () => live.delete(child));
+  killOnExit(child);
   return Object.assign(child, { output: () => output });
 }
 

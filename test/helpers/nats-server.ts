@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { killOnExit } from '../../src/child-processes.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
 
 export interface StartNatsServerOptions {
@@ -52,21 +53,11 @@ const EXIT_DEADLINE_MS = 10_000;
 const STDERR_TAIL_LINES = 40;
 
 // ---------------------------------------------------------------------------------------------
-// Children still alive: killed if the test process exits without stopping them.
+// Children still alive are killed on exit by killOnExit; then their temp store dirs go.
 
-const liveChildren = new Set<ChildProcess>();
 /** Temp store dirs the helper created and `stop()` has not removed yet. */
 const ownedStoreDirs = new Set<string>();
 process.on('exit', () => {
-  for (const child of liveChildren) {
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
   // Best effort (synchronous: 'exit' handlers cannot await).
   for (const dir of ownedStoreDirs) {
     try {
@@ -127,16 +118,12 @@ class Child {
     this.process = spawn('nats-server', ['-js', '-a', HOST, '-p', String(port), '-sd', storeDir], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    liveChildren.add(this.process);
+    killOnExit(this.process);
     this.exited = new Promise<void>((resolve) => {
-      this.process.once('exit', () => {
-        liveChildren.delete(this.process);
-        resolve();
-      });
+      this.process.once('exit', () => resolve());
       // spawn failure (ENOENT...): 'exit' may never come
       this.process.on('error', (err) => {
         this.push(`spawn error: ${err.message}`);
-        liveChildren.delete(this.process);
         resolve();
       });
     });
