@@ -1,44 +1,55 @@
-import { type Actor, type AnyMachineSnapshot, type AnyStateMachine, type EventFrom, type InputFrom, type SnapshotFrom, createActor } from 'xstate';
+import { type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventFrom, type InputFrom, type SnapshotFrom, createActor } from 'xstate';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 /**
- * The address/mailbox layer: top-level actors of one machine, kept in a registry keyed by address
- * (never children of one parent). At most `maxLive` stay in memory; the least recently used is
- * passivated into the snapshot store and restored on its next message. An actor that reaches a
- * final state is forgotten.
+ * The address/mailbox layer: actors of one machine, kept in a registry keyed by address. An actor
+ * here is its machine's current snapshot; a message is applied with the machine's own transition
+ * (the actor-logic interface xstate's `createActor` runs on), and its actions run as they are
+ * reached, in order. This is what `createActor` per identifier would do, without an Actor object,
+ * a mailbox and an observer list per identifier: a few times cheaper to start and much smaller to
+ * keep. At most `maxLive` stay in memory; the least recently used is passivated into the snapshot
+ * store (`getPersistedSnapshot`) and restored on its next message. An actor that reaches a final
+ * state is forgotten.
  */
 export class ActorSystem<TMachine extends AnyStateMachine> {
   /** Live actors, least recently used first, with when each last had a message (wall clock). */
-  private readonly live = new Map<string, { actor: Actor<TMachine>; usedAt: number }>();
+  private readonly live = new Map<string, { snapshot: SnapshotFrom<TMachine>; usedAt: number }>();
   /** Addresses whose state changed since the last `takeChanges()`. */
   private readonly changed = new Set<string>();
+  /** What the machine's actions see as their actor: shared, since the machines hold no children. */
+  private readonly scope: AnyActorScope;
 
   constructor(
     private readonly machine: TMachine,
     private readonly store: SnapshotStore,
     private readonly maxLive: number,
-  ) {}
+  ) {
+    const self = createActor(machine); // never started: it only lends the scope its identity
+    this.scope = {
+      self,
+      id: '',
+      sessionId: '',
+      system: self.system,
+      logger: () => {},
+      defer: () => {},
+      emit: () => {},
+      stopChild: () => {},
+      actionExecutor: (action) => action.exec?.(action.info, action.params),
+    };
+  }
 
   /** Starts a new actor at `address` (replacing nothing: the address must be free). */
   spawn(address: string, input: InputFrom<TMachine>): SnapshotFrom<TMachine> {
-    const actor = createActor(this.machine, { input });
-    actor.start();
-    return this.settle(address, actor);
+    return this.settle(address, this.machine.getInitialSnapshot(this.scope, input) as SnapshotFrom<TMachine>);
   }
 
   /** Starts an actor at `address` from a snapshot, e.g. one built from data with `resolveState`. */
   restore(address: string, snapshot: SnapshotFrom<TMachine>): void {
-    const actor = this.fromSnapshot(snapshot);
-    actor.start();
-    this.settle(address, actor);
+    this.settle(address, snapshot);
   }
 
   has(address: string): boolean {
     return this.live.has(address) || this.store.has(address);
-  }
-
-  isLive(address: string): boolean {
-    return this.live.has(address);
   }
 
   /** Live, or passivated with its snapshot in memory: a message to it needs no loading. */
@@ -48,20 +59,18 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
 
   /** The current snapshot of the actor at `address`, live or passivated. */
   peek(address: string): SnapshotFrom<TMachine> | undefined {
-    return this.revive(address)?.getSnapshot();
+    return this.revive(address);
   }
 
   /** Delivers one event and returns the snapshot it leads to. */
   send(address: string, event: EventFrom<TMachine>): SnapshotFrom<TMachine> {
-    const actor = this.revive(address);
-    if (actor === undefined) throw new Error(`no actor at address ${JSON.stringify(address)}`);
-    actor.send(event);
-    return this.settle(address, actor);
+    const snapshot = this.revive(address);
+    if (snapshot === undefined) throw new Error(`no actor at address ${JSON.stringify(address)}`);
+    return this.settle(address, this.machine.transition(snapshot, event, this.scope) as SnapshotFrom<TMachine>);
   }
 
-  /** Stops the actor at `address` and forgets it, live or stored. */
+  /** Forgets the actor at `address`, live or stored. */
   forget(address: string): void {
-    this.live.get(address)?.actor.stop();
     this.live.delete(address);
     this.store.delete(address);
     this.changed.add(address);
@@ -75,7 +84,7 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
     const out: Array<[string, unknown]> = [];
     for (const address of this.changed) {
       const entry = this.live.get(address);
-      if (entry !== undefined) out.push([address, entry.actor.getPersistedSnapshot()]);
+      if (entry !== undefined) out.push([address, this.persisted(entry.snapshot)]);
       else if (!this.store.has(address)) out.push([address, null]);
       else {
         const stored = this.store.get(address);
@@ -115,54 +124,51 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
     return this.store.size;
   }
 
-  private revive(address: string): Actor<TMachine> | undefined {
+  private persisted(snapshot: SnapshotFrom<TMachine>): unknown {
+    return this.machine.getPersistedSnapshot(snapshot);
+  }
+
+  /** The live snapshot at `address`, brought back from the store if it was passivated. */
+  private revive(address: string): SnapshotFrom<TMachine> | undefined {
     const entry = this.live.get(address);
     if (entry !== undefined) {
-      this.touch(address, entry);
-      return entry.actor;
+      // most recently used goes last
+      this.live.delete(address);
+      entry.usedAt = Date.now();
+      this.live.set(address, entry);
+      return entry.snapshot;
     }
     if (!this.store.has(address)) return undefined;
     const stored = this.store.get(address);
     if (stored === undefined) throw new Error(`actor ${JSON.stringify(address)} is passivated but its snapshot was not loaded`);
-    const restored = this.fromSnapshot(stored);
-    restored.start();
+    const snapshot = this.machine.restoreSnapshot!(stored as never, this.scope) as SnapshotFrom<TMachine>;
     this.store.delete(address);
-    this.live.set(address, { actor: restored, usedAt: Date.now() });
+    this.live.set(address, { snapshot, usedAt: Date.now() });
     this.evict();
-    return restored;
+    return snapshot;
   }
 
-  /** Most recently used goes last. */
-  private touch(address: string, entry: { actor: Actor<TMachine>; usedAt: number }): void {
-    this.live.delete(address);
-    entry.usedAt = Date.now();
-    this.live.set(address, entry);
-  }
-
-  private fromSnapshot(snapshot: unknown): Actor<TMachine> {
-    return createActor(this.machine as AnyStateMachine, { snapshot: snapshot as AnyMachineSnapshot }) as unknown as Actor<TMachine>;
-  }
-
-  private settle(address: string, actor: Actor<TMachine>): SnapshotFrom<TMachine> {
-    const snapshot = actor.getSnapshot() as AnyMachineSnapshot;
+  private settle(address: string, snapshot: SnapshotFrom<TMachine>): SnapshotFrom<TMachine> {
     this.changed.add(address);
-    if (snapshot.status === 'done') {
-      actor.stop();
+    if ((snapshot as AnyMachineSnapshot).status === 'done') {
       this.live.delete(address);
       this.store.delete(address);
-    } else if (!this.live.has(address)) {
-      this.live.set(address, { actor, usedAt: Date.now() });
+      return snapshot;
+    }
+    const entry = this.live.get(address);
+    if (entry !== undefined) entry.snapshot = snapshot;
+    else {
+      this.live.set(address, { snapshot, usedAt: Date.now() });
       this.evict();
     }
-    return snapshot as SnapshotFrom<TMachine>;
+    return snapshot;
   }
 
   private passivate(address: string): void {
     const entry = this.live.get(address);
     if (entry === undefined) return;
     this.changed.add(address);
-    this.store.set(address, entry.actor.getPersistedSnapshot());
-    entry.actor.stop();
+    this.store.set(address, this.persisted(entry.snapshot));
     this.live.delete(address);
   }
 

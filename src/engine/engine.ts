@@ -38,6 +38,18 @@ export interface EngineOptions {
   readonly userStore?: SnapshotStore;
 }
 
+/** Passivated actors an input will wake, by machine. */
+export interface Touched {
+  identifiers: string[];
+  users: string[];
+}
+
+function addTouched(found: Touched | undefined, list: keyof Touched, address: string): Touched {
+  found ??= { identifiers: [], users: [] };
+  if (!found[list].includes(address)) found[list].push(address);
+  return found;
+}
+
 /** A user, interned: one object per user however many identifiers point to it. */
 interface UserEntry {
   /** `kind:id`: the user actor's address. */
@@ -159,30 +171,25 @@ export class IdentityEngine {
    * backend can load them first: the clusters of its identifiers, the buffers whose deadline the
    * input's time passes, and (for capped kinds) the users involved. Undefined when none.
    */
-  touches(event: XrefEvent, time: number | undefined = eventTime(event)): { identifiers: string[]; users: string[] } | undefined {
-    let found: { identifiers: string[]; users: string[] } | undefined;
-    const add = (list: 'identifiers' | 'users', address: string) => {
-      found ??= { identifiers: [], users: [] };
-      if (!found[list].includes(address)) found[list].push(address);
-    };
+  touches(event: XrefEvent, time: number | undefined = eventTime(event)): Touched | undefined {
+    let found: Touched | undefined;
     const capped = this.capped;
     for (const kind in event.ids) {
       const key = idKey(kind, event.ids[kind]!);
       const root = this.clusterOf.get(key);
-      if (root !== undefined && !this.identifiers.isReady(root)) add('identifiers', root);
+      if (root !== undefined && !this.identifiers.isReady(root)) found = addTouched(found, 'identifiers', root);
       if (capped) {
         const owner = this.internalRank.has(kind) ? key : this.links.get(key)?.user.key;
-        if (owner !== undefined && this.users.has(owner) && !this.users.isReady(owner)) add('users', owner);
+        if (owner !== undefined && this.users.has(owner) && !this.users.isReady(owner)) found = addTouched(found, 'users', owner);
       }
     }
     if (time !== undefined && time > this.watermarkMs && (this.deadlines.peek()?.at ?? Infinity) < time) {
       for (const { at, address } of this.deadlines.below(time)) {
-        if (this.scheduled.get(address) === at && !this.identifiers.isReady(address)) add('identifiers', address);
+        if (this.scheduled.get(address) === at && !this.identifiers.isReady(address)) found = addTouched(found, 'identifiers', address);
       }
     }
     return found;
   }
-
 
   /** The log's watermark: the greatest event time seen so far (epoch ms). */
   get watermark(): number {

@@ -21,7 +21,8 @@ export async function readLog(js: JetStreamClient, jsm: JetStreamManager, fromSe
   let count = 0;
   for await (const msg of messages as AsyncIterable<JsMsg>) {
     if (msg.seq > last) break;
-    await onMessage(msg);
+    const wait = onMessage(msg);
+    if (wait !== undefined) await wait;
     count++;
     if (msg.seq >= last || msg.info.pending === 0) break;
   }

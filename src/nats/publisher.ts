@@ -1,4 +1,4 @@
-import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 
 export interface PublishAck {
@@ -7,14 +7,18 @@ export interface PublishAck {
   readonly duplicate: boolean;
 }
 
-/** Called once: with the ack, or with the error that refused the message for good. */
-export type PublishCallback = (error: Error | undefined, ack?: PublishAck) => void;
+/**
+ * Called once: with the ack, or with the error that refused the message for good, and the token
+ * given with the message (so a hot path can pass one callback instead of a closure per message).
+ */
+export type PublishCallback<T = undefined> = (error: Error | undefined, ack: PublishAck | undefined, token: T) => void;
 
 interface Waiting {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly msgId: string;
-  readonly done: PublishCallback;
+  readonly done: PublishCallback<unknown>;
+  readonly token: unknown;
   sentAt: number;
   attempts: number;
 }
@@ -30,7 +34,19 @@ export class PublishRejectedError extends Error {
   }
 }
 
-const encoder = new TextEncoder();
+/** Characters a header value cannot hold as they are: CR and LF, `%` (the escape), and spaces at either end (trimmed). */
+const UNSAFE_IN_HEADER = /[%\r\n]|^\s|\s$/;
+
+/**
+ * The `Nats-Msg-Id` value for a message id: the id itself when it is safe in a header, else with
+ * every unsafe character as `%` and four hex digits. One-to-one, so distinct ids never collide in
+ * the streams' duplicate window.
+ */
+export function msgIdHeaderValue(id: string): string {
+  if (!UNSAFE_IN_HEADER.test(id)) return id;
+  const escape = (c: string) => `%${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  return id.replace(/[%\r\n]/g, escape).replace(/^\s+|\s+$/g, (run) => [...run].map(escape).join(''));
+}
 
 /**
  * Pipelined JetStream publishing: plain publishes with a `Nats-Msg-Id` and a reply subject on one
@@ -46,6 +62,12 @@ export class JetStreamPublisher {
   private readonly timer: NodeJS.Timeout;
   private readonly idle: Array<{ count: number; resolve: () => void }> = [];
   private next = 0;
+  /**
+   * The headers of the message being published, encoded once here: the client only calls
+   * `encode()` on them while publishing, and building its header object per message (key
+   * canonicalisation, validation, a TextEncoder pass) cost more than the rest of the publish.
+   */
+  private readonly header = { bytes: new Uint8Array(0), encode() { return this.bytes; } };
   /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
   private recent: Array<{ at: number; subject: string; data: Uint8Array; msgId: string }> = [];
   private disconnected = false;
@@ -101,23 +123,24 @@ export class JetStreamPublisher {
   }
 
   publish(subject: string, data: Uint8Array | string, msgId: string): Promise<PublishAck> {
-    return new Promise((resolve, reject) => this.publishThen(subject, data, msgId, (error, ack) => (error ? reject(error) : resolve(ack!))));
+    return new Promise((resolve, reject) => this.publishThen(subject, data, msgId, (error, ack) => (error ? reject(error) : resolve(ack!)), undefined));
   }
 
-  /** `publish` without a promise per message, for hot paths: `done` is called once. */
-  publishThen(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback): void {
+  /** `publish` without a promise per message, for hot paths: `done` is called once, with `token`. */
+  publishThen<T>(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback<T>, token: T): void {
     if (this.closed) {
-      done(new Error('publisher is closed'));
+      done(new Error('publisher is closed'), undefined, token);
       return;
     }
-    const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+    // Buffer.from: several times cheaper than TextEncoder for short strings
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     this.outstanding++;
-    this.send({ subject, data: bytes, msgId, done, sentAt: 0, attempts: 0 });
+    this.send({ subject, data: bytes, msgId, done: done as PublishCallback<unknown>, token, sentAt: 0, attempts: 0 });
   }
 
   private finish(waiting: Waiting, error: Error | undefined, ack?: PublishAck): void {
     this.outstanding--;
-    waiting.done(error, ack);
+    waiting.done(error, ack, waiting.token);
     this.settleIdle();
   }
 
@@ -146,10 +169,9 @@ export class JetStreamPublisher {
     waiting.sentAt = Date.now();
     waiting.attempts++;
     this.waiting.set(id, waiting);
-    const h = headers();
-    h.set('Nats-Msg-Id', waiting.msgId);
+    this.header.bytes = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdHeaderValue(waiting.msgId)}\r\n\r\n`);
     try {
-      this.nc.publish(waiting.subject, waiting.data, { reply: `${this.inbox}.${id}`, headers: h });
+      this.nc.publish(waiting.subject, waiting.data, { reply: `${this.inbox}.${id}`, headers: this.header as unknown as MsgHdrs });
     } catch (error) {
       // closed or draining connection: the sweep retries it, or close() rejects it
       this.logger.debug({ err: error, subject: waiting.subject }, 'publish failed, will retry');

@@ -18,6 +18,15 @@ const LOOK_AHEAD = 500;
 const CONSUMER_NOT_FOUND = 10014;
 const decoder = new TextDecoder();
 
+/** An applied input waiting for its outputs to be stored. */
+interface InFlight {
+  readonly msg: InputMessage;
+  /** Outputs not stored yet. */
+  left: number;
+  /** An output was refused: the input stays unacked, so no checkpoint passes it. */
+  refused: boolean;
+}
+
 export interface EngineServiceOptions {
   readonly nc: NatsConnection;
   readonly config: Config;
@@ -47,8 +56,14 @@ export class EngineService {
   private pumping: Promise<void> | undefined;
   private sinceCheckpoint = 0;
   private checkpointDue = false;
-  /** Inputs whose outputs are not all stored yet, by sequence. */
-  private readonly unacked = new Set<number>();
+  /**
+   * Applied inputs not acked yet, in log order (from `inFlightHead` on). The consumer acks all up
+   * to the one acked (AckPolicy.All): one ack covers every input whose outputs are all stored.
+   */
+  private readonly inFlight: InFlight[] = [];
+  private inFlightHead = 0;
+  /** The input to ack once the acks being read now are all processed (one ack per batch). */
+  private ackDue: InputMessage | undefined;
   /** Checkpoints waiting for every input up to their sequence to be stored. */
   private readonly storedWaiters: Array<{ seq: number; resolve: () => void }> = [];
   /** The checkpoint being written in the background, if any. */
@@ -166,7 +181,7 @@ export class EngineService {
     await this.jsm.consumers.add(STREAMS.in, {
       durable_name: ENGINE_CONSUMER,
       filter_subject: subjects.inAll,
-      ack_policy: AckPolicy.Explicit,
+      ack_policy: AckPolicy.All,
       ack_wait: nanos(60_000),
       max_ack_pending: this.options.settings.maxInFlight * 4,
       ...(startSeq <= 1 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq }),
@@ -240,7 +255,9 @@ export class EngineService {
   private apply(msg: InputMessage): Promise<void> | undefined {
     const seq = msg.seq;
     if (seq <= this.engine.seq) {
-      msg.ack(); // delivered again, already in the state
+      // delivered again, already in the state: acked now unless an earlier input is still in
+      // flight (acking this one would ack that one too; its own ack will come)
+      if (this.lowestInFlight() > seq) msg.ack();
       return undefined;
     }
     this.stats.inputs++;
@@ -285,29 +302,52 @@ export class EngineService {
 
   /** Publishes what the input decided, pipelined; the input is acked once all of it is stored. */
   private publishOutputs(msg: InputMessage): Promise<void> | undefined {
-    const seq = msg.seq;
     const outputs = this.outbox.splice(0);
     this.stats.outputs += outputs.length;
-    if (outputs.length === 0) msg.ack();
-    else {
-      let left = outputs.length;
-      let refused = false;
-      this.unacked.add(seq);
-      const done = (error: Error | undefined) => {
-        if (error !== undefined) {
-          // the input stays unacked: no checkpoint can pass it, so a restart applies it again
-          if (!refused) this.options.logger.error({ err: error, seq }, 'an output was refused: the input stays unacked');
-          refused = true;
-        }
-        if (--left > 0 || refused) return;
-        msg.ack();
-        this.unacked.delete(seq);
-        this.wakeStoredWaiters();
-      };
-      for (const out of outputs) this.publisher.publishThen(out.subject, out.payload, out.msgId, done);
-    }
+    const entry: InFlight = { msg, left: outputs.length, refused: false };
+    this.inFlight.push(entry);
+    if (outputs.length === 0) this.settleInFlight();
+    for (const out of outputs) this.publisher.publishThen(out.subject, out.payload, out.msgId, this.outputStored, entry);
     const limit = this.options.settings.maxInFlight;
     return this.publisher.pending >= limit ? this.publisher.below(limit / 2) : undefined;
+  }
+
+  private readonly outputStored = (error: Error | undefined, _ack: unknown, entry: InFlight): void => {
+    if (error !== undefined) {
+      if (!entry.refused) this.options.logger.error({ err: error, seq: entry.msg.seq }, 'an output was refused: the input stays unacked');
+      entry.refused = true;
+    }
+    if (--entry.left === 0 && !entry.refused) this.settleInFlight();
+  };
+
+  /** Acks, with one ack, the inputs at the front whose outputs are all stored. */
+  private settleInFlight(): void {
+    let ackable: InputMessage | undefined;
+    while (this.inFlightHead < this.inFlight.length) {
+      const entry = this.inFlight[this.inFlightHead]!;
+      if (entry.left > 0 || entry.refused) break;
+      this.inFlightHead++;
+      if (entry.msg.ackable) ackable = entry.msg;
+    }
+    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
+      this.inFlight.splice(0, this.inFlightHead);
+      this.inFlightHead = 0;
+    }
+    if (ackable !== undefined) {
+      if (this.ackDue === undefined) queueMicrotask(this.sendAck);
+      this.ackDue = ackable;
+    }
+    this.wakeStoredWaiters();
+  }
+
+  private readonly sendAck = (): void => {
+    this.ackDue?.ack();
+    this.ackDue = undefined;
+  };
+
+  /** The lowest input whose outputs are not all stored (Infinity when none). */
+  private lowestInFlight(): number {
+    return this.inFlight[this.inFlightHead]?.msg.seq ?? Infinity;
   }
 
   /** Resolves once every input up to `seq` has all its outputs stored. */
@@ -320,8 +360,7 @@ export class EngineService {
 
   private wakeStoredWaiters(): void {
     if (this.storedWaiters.length === 0) return;
-    // inputs enter in log order and a Set keeps insertion order: the first is the lowest
-    const lowest = this.unacked.size === 0 ? Infinity : this.unacked.values().next().value!;
+    const lowest = this.lowestInFlight();
     for (let i = this.storedWaiters.length - 1; i >= 0; i--) {
       const waiter = this.storedWaiters[i]!;
       if (waiter.seq < lowest) {

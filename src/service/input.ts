@@ -11,18 +11,60 @@ export interface InputMessage {
   readonly seq: number;
   readonly subject: string;
   readonly data: Uint8Array;
-  /** When it was published (epoch ms): the time of an event without a timestamp. */
-  readonly publishedMs: number;
-  /** Acks it with the consumer that delivered it (nothing for a fetched one). */
+  /** When it was published (epoch ms): the time of an event without a timestamp (read only then). */
+  publishedMs(): number;
+  /** Whether it came from the consumer, so acking it means something (a fetched one does not). */
+  readonly ackable: boolean;
+  /** Acks it, and with AckPolicy.All every input before it, with the consumer that delivered it. */
   ack(): void;
 }
 
+/** A message delivered by a consumer (a class, not closures: this runs for every input). */
+class DeliveredInput implements InputMessage {
+  readonly ackable = true;
+  constructor(private readonly msg: JsMsg) {}
+  get seq() {
+    return this.msg.seq;
+  }
+  get subject() {
+    return this.msg.subject;
+  }
+  get data() {
+    return this.msg.data;
+  }
+  publishedMs() {
+    return Number(this.msg.timestampNanos / 1_000_000n);
+  }
+  ack() {
+    this.msg.ack();
+  }
+}
+
+/** A message read by sequence: nothing to ack. */
+class FetchedInput implements InputMessage {
+  readonly ackable = false;
+  constructor(private readonly msg: StoredMsg) {}
+  get seq() {
+    return this.msg.seq;
+  }
+  get subject() {
+    return this.msg.subject;
+  }
+  get data() {
+    return this.msg.data;
+  }
+  publishedMs() {
+    return this.msg.time.getTime();
+  }
+  ack() {}
+}
+
 export function deliveredInput(msg: JsMsg): InputMessage {
-  return { seq: msg.seq, subject: msg.subject, data: msg.data, publishedMs: Number(msg.timestampNanos / 1_000_000n), ack: () => msg.ack() };
+  return new DeliveredInput(msg);
 }
 
 export function fetchedInput(msg: StoredMsg): InputMessage {
-  return { seq: msg.seq, subject: msg.subject, data: msg.data, publishedMs: msg.time.getTime(), ack: () => {} };
+  return new FetchedInput(msg);
 }
 
 export type DecodedInput =
@@ -38,7 +80,7 @@ export function decodeInput(msg: InputMessage, limits: Limits): DecodedInput {
   const text = decoder.decode(msg.data);
   try {
     const event = validateEvent(JSON.parse(text), limits, msg.data.length);
-    return { event, time: event.timestamp === undefined ? msg.publishedMs : eventTime(event) };
+    return { event, time: event.timestamp === undefined ? msg.publishedMs() : eventTime(event) };
   } catch (error) {
     const reason = error instanceof XrefError ? error : new XrefError('XREF_INVALID_JSON', `invalid JSON (${(error as Error).message})`);
     return { rejected: rejectedMessage(msg.seq, msg.subject, reason, text) };

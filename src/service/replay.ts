@@ -51,13 +51,14 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
     await ensureTopology(nc, jsm, logger);
   }
   const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId);
-  const sink = messageSink(publish);
+  // without --republish the outputs are counted, not built
+  const sink = publisher === undefined ? { resolved: () => {}, unmatched: () => {}, audit: () => {} } : messageSink(publish);
   const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER });
   const limits = options.limits ?? defaultLimits();
   let events = 0;
   let rejected = 0;
   const started = process.hrtime.bigint();
-  await readLog(js, jsm, fromSeq, toSeq, async (msg) => {
+  await readLog(js, jsm, fromSeq, toSeq, (msg) => {
     const input = decodeInput(deliveredInput(msg), limits);
     if ('rejected' in input) {
       rejected++;
@@ -67,8 +68,8 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
       events++;
       engine.ingest(input.event, msg.seq, input.time);
     }
-    if (publisher !== undefined && publisher.pending > 5000) await publisher.flushed();
     if ((msg.seq & 0x3ff) === 0) options.onProgress?.(msg.seq - fromSeq + 1, total);
+    return publisher !== undefined && publisher.pending > 5000 ? publisher.flushed() : undefined;
   });
   options.onProgress?.(total, total);
   await publisher?.flushed();
