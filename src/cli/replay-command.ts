@@ -46,6 +46,7 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
       let progress: ReturnType<typeof progressBar> | undefined;
       const result = await replayLog({
         nc,
+        natsUrl: target.natsUrl,
         config,
         logger,
         ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq }),

@@ -75,6 +75,24 @@ export interface ServeOptions {
 export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   const logger = componentLogger('serve');
   const settings = serviceSettings();
+  // listened for from the start: a signal during startup lets startup finish, then stops cleanly
+  const stopRequested = new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      logger.info({ signal, deadlineMs: settings.shutdownMs }, 'shutting down: finishing in-flight work');
+      // a shutdown that cannot finish (NATS gone for good) must not hang: a second signal, or the
+      // deadline, ends the process; the next start resumes from the last checkpoint
+      const force = (why: string) => {
+        logger.error({ why }, 'shutdown did not finish: exiting without a final checkpoint');
+        process.exit(1);
+      };
+      setTimeout(() => force(`no clean stop within ${settings.shutdownMs} ms`), settings.shutdownMs).unref();
+      process.once('SIGTERM', () => force('second SIGTERM'));
+      process.once('SIGINT', () => force('second SIGINT'));
+      resolve();
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
   const config = resolveConfig(loadConfigFile(settings.configFile));
   const withEngine = options.engine !== false;
   const withHttp = options.http !== false;
@@ -119,23 +137,7 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
     { nats: settings.natsUrl, engine: withEngine, http: app === undefined ? false : `${settings.httpHost}:${settings.port}`, seq: engine?.seq },
     'xref is running: publish events to xref.in.<source> or POST them to /v1/events, /v1/batch',
   );
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: string) => {
-      logger.info({ signal, deadlineMs: settings.shutdownMs }, 'shutting down: finishing in-flight work');
-      // a shutdown that cannot finish (NATS gone for good) must not hang: a second signal, or the
-      // deadline, ends the process; the next start resumes from the last checkpoint
-      const force = (why: string) => {
-        logger.error({ why }, 'shutdown did not finish: exiting without a final checkpoint');
-        process.exit(1);
-      };
-      setTimeout(() => force(`no clean stop within ${settings.shutdownMs} ms`), settings.shutdownMs).unref();
-      process.once('SIGTERM', () => force('second SIGTERM'));
-      process.once('SIGINT', () => force('second SIGINT'));
-      resolve();
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  await stopRequested;
   clearInterval(gauges);
   if (app !== undefined) {
     markShuttingDown(app);

@@ -14,6 +14,8 @@ export interface XrefEvent {
   readonly context?: Readonly<Record<string, unknown>>;
 }
 
+const OPTIONAL_STRINGS = ['name', 'category', 'session_id'] as const;
+const OPTIONAL_OBJECTS = ['data', 'context'] as const;
 const KNOWN = new Set(['id', 'name', 'timestamp', 'ids', 'category', 'session_id', 'data', 'context']);
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
 
@@ -39,6 +41,11 @@ export function eventTime(event: XrefEvent): number | undefined {
  * field and the bad value. `bytes` is the event's size when the caller already knows it.
  */
 export function validateEvent(raw: unknown, limits: Limits, bytes?: number): XrefEvent {
+  return parseEvent(raw, limits, bytes).event;
+}
+
+/** `validateEvent`, and the event time it read on the way (epoch ms; undefined without a timestamp). */
+export function parseEvent(raw: unknown, limits: Limits, bytes?: number): { event: XrefEvent; time: number | undefined } {
   if (!isPlainObject(raw)) throw new InvalidEventError('event', raw, 'must be a JSON object');
   const size = bytes ?? Buffer.byteLength(JSON.stringify(raw));
   if (size > limits.eventBytes) throw new LimitExceededError('event', size, limits.eventBytes, 'bytes');
@@ -51,13 +58,13 @@ export function validateEvent(raw: unknown, limits: Limits, bytes?: number): Xre
   if (raw.id.length > limits.idValueChars) {
     throw new LimitExceededError('id', raw.id.length, limits.idValueChars, 'characters');
   }
-  for (const field of ['name', 'category', 'session_id'] as const) optionalString(raw, field);
+  for (const field of OPTIONAL_STRINGS) optionalString(raw, field);
+  let time: number | undefined;
   if (raw.timestamp !== undefined) {
-    if (typeof raw.timestamp !== 'string' || !ISO_8601.test(raw.timestamp) || Number.isNaN(Date.parse(raw.timestamp))) {
-      throw new InvalidEventError('timestamp', raw.timestamp, 'must be an ISO 8601 date-time such as 2021-01-01T09:15:29.243Z');
-    }
+    time = typeof raw.timestamp === 'string' && ISO_8601.test(raw.timestamp) ? Date.parse(raw.timestamp) : Number.NaN;
+    if (Number.isNaN(time)) throw new InvalidEventError('timestamp', raw.timestamp, 'must be an ISO 8601 date-time such as 2021-01-01T09:15:29.243Z');
   }
-  for (const field of ['data', 'context'] as const) {
+  for (const field of OPTIONAL_OBJECTS) {
     if (raw[field] !== undefined && !isPlainObject(raw[field])) {
       throw new InvalidEventError(field, raw[field], 'must be a JSON object when present');
     }
@@ -83,5 +90,5 @@ export function validateEvent(raw: unknown, limits: Limits, bytes?: number): Xre
       throw new InvalidEventError(`ids.${kind}`, value, 'must be well-formed Unicode (it holds a lone surrogate)');
     }
   }
-  return (normalized ? { ...raw, ids: normalized } : raw) as unknown as XrefEvent;
+  return { event: (normalized ? { ...raw, ids: normalized } : raw) as unknown as XrefEvent, time };
 }

@@ -1,4 +1,4 @@
-import { type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventFrom, type InputFrom, type SnapshotFrom, createActor } from 'xstate';
+import { type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventFrom, type InputFrom, type SnapshotFrom, createActor, isMachineSnapshot } from 'xstate';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 /**
@@ -77,14 +77,16 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   }
 
   /**
-   * What changed since the last call: persisted snapshots, and null for forgotten actors. A
-   * passivated actor whose snapshot a remote store already wrote and let go of is left out.
+   * What changed since the last call: each actor's snapshot as it is now, and null for forgotten
+   * actors. A passivated actor whose snapshot a remote store already wrote and let go of is left
+   * out. Snapshots are immutable, so this costs a reference each: `persistedSnapshot` turns them
+   * into what a store keeps, later, e.g. while processing goes on.
    */
   takeChanges(): Array<[address: string, snapshot: unknown]> {
     const out: Array<[string, unknown]> = [];
     for (const address of this.changed) {
       const entry = this.live.get(address);
-      if (entry !== undefined) out.push([address, this.persisted(entry.snapshot)]);
+      if (entry !== undefined) out.push([address, entry.snapshot]);
       else if (!this.store.has(address)) out.push([address, null]);
       else {
         const stored = this.store.get(address);
@@ -122,10 +124,6 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
 
   get storedCount(): number {
     return this.store.size;
-  }
-
-  private persisted(snapshot: SnapshotFrom<TMachine>): unknown {
-    return this.machine.getPersistedSnapshot(snapshot);
   }
 
   /** The live snapshot at `address`, brought back from the store if it was passivated. */
@@ -168,7 +166,7 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
     const entry = this.live.get(address);
     if (entry === undefined) return;
     this.changed.add(address);
-    this.store.set(address, this.persisted(entry.snapshot));
+    this.store.set(address, this.machine.getPersistedSnapshot(entry.snapshot));
     this.live.delete(address);
   }
 
@@ -178,4 +176,9 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
       this.passivate(oldest);
     }
   }
+}
+
+/** What a store keeps of a snapshot from `takeChanges`: a live one persisted, a persisted one as it is. */
+export function persistedSnapshot(snapshot: unknown): unknown {
+  return isMachineSnapshot(snapshot) ? snapshot.machine.getPersistedSnapshot(snapshot) : snapshot;
 }

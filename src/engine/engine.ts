@@ -1,4 +1,4 @@
-import { createIdentifierMachine, type IdentifierEvent } from '../../actors/identifier.machine.ts';
+import { createIdentifierMachine, type IdentifierEvent, startingSnapshot } from '../../actors/identifier.machine.ts';
 import type { AuditFact, Buffered, UnmatchedReason } from '../../actors/types.ts';
 import { createUserMachine } from '../../actors/user.machine.ts';
 import { type Config, relinkPolicy } from '../domain/config.ts';
@@ -9,7 +9,10 @@ import { DeadlineHeap } from './deadline-heap.ts';
 import { type Sink, type UserRef, userRef } from './outputs.ts';
 import { MemorySnapshotStore, type SnapshotStore } from './snapshot-store.ts';
 
-/** What changed since the previous checkpoint: write it, and the state at `seq` is durable. */
+/**
+ * What changed since the previous checkpoint: write it, and the state at `seq` is durable. Actor
+ * snapshots may be live ones: `persistedSnapshot` gives what to store.
+ */
 export interface Checkpoint {
   readonly seq: number;
   readonly watermark: number;
@@ -313,7 +316,9 @@ export class IdentityEngine {
     if (roots.length === 0) {
       const address = fresh[0]!;
       for (const key of fresh) this.clusterOf.set(key, address);
-      const snapshot = this.identifiers.spawn(address, { key: address, members: fresh, policy: relinkPolicy(this.config, parseIdKey(address).kind), first: item });
+      const input = { key: address, members: fresh, policy: relinkPolicy(this.config, parseIdKey(address).kind), first: item };
+      const snapshot = startingSnapshot(this.identifierMachine, input, this.config.buffer);
+      this.identifiers.restore(address, snapshot);
       this.schedule(address, snapshot.context.deadline);
       return;
     }

@@ -1,5 +1,6 @@
 import type { IdentifierContext } from '../../actors/identifier.machine.ts';
 import type { Checkpoint, EngineOptions } from './engine.ts';
+import { persistedSnapshot } from './actor-system.ts';
 import { MemorySnapshotStore } from './snapshot-store.ts';
 
 /**
@@ -38,7 +39,7 @@ export class StateImage {
 
 function setOrDelete(map: Map<string, unknown>, key: string, value: unknown): void {
   if (value === null) map.delete(key);
-  else map.set(key, value);
+  else map.set(key, persistedSnapshot(value));
 }
 
 /** Each buffering actor's cluster members and deadline, read from its persisted snapshot. */

@@ -3,6 +3,7 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { IdentifierContext } from '../../actors/identifier.machine.ts';
+import { persistedSnapshot } from '../engine/actor-system.ts';
 import type { Checkpoint } from '../engine/engine.ts';
 import type { SnapshotStore } from '../engine/snapshot-store.ts';
 import { StateImage } from '../engine/state-image.ts';
@@ -134,23 +135,28 @@ export class NatsStateStore {
 
   /**
    * Writes a checkpoint: every record, pipelined, then the meta record once they, and
-   * `alsoStored` (the outputs of the inputs it covers), are all stored.
+   * `alsoStored` (the outputs of the inputs it covers), are all stored. Records are persisted,
+   * serialised and sent a slice at a time, yielding in between, so that processing goes on
+   * while a large checkpoint is written instead of stalling for its whole length.
    */
   async write(checkpoint: Checkpoint & { removedLinks?: string[] }, writer = 'engine', alsoStored: Promise<unknown> = Promise.resolve()): Promise<void> {
     const at = checkpoint.seq;
-    // dedup ids name the writer: a replay rewriting the same checkpoint must not be dropped as a duplicate
     const writes: Promise<unknown>[] = [];
-    const put = (bucket: string, key: string, record: unknown) => {
+    let count = 0;
+    for (const [bucket, key, record] of checkpointRecords(checkpoint)) {
+      // dedup ids name the writer: a replay rewriting the same checkpoint must not be dropped as a duplicate
       writes.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${writer}`));
-    };
-    for (const [key, link] of checkpoint.links) put(BUCKETS.links, addressKey(key), { at, ...link } satisfies LinkRecord);
-    for (const key of checkpoint.removedLinks ?? []) put(BUCKETS.links, addressKey(key), { at, deleted: true } satisfies LinkRecord);
-    const snapshotRecord = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, deleted: true } : { at, snapshot });
-    for (const [address, snapshot] of checkpoint.identifiers) put(BUCKETS.snapshots, snapshotKeys.identifier(address), snapshotRecord(snapshot));
-    for (const [address, snapshot] of checkpoint.users) put(BUCKETS.snapshots, snapshotKeys.user(address), snapshotRecord(snapshot));
+      if (++count % WRITE_SLICE === 0) await this.yieldToProcessing();
+    }
     await Promise.all([...writes, alsoStored]);
     const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
     await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${writer}`);
+  }
+
+  /** Lets queued work run, and waits while the publisher is well ahead of the server. */
+  private async yieldToProcessing(): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.publisher.pending > WRITE_MAX_PENDING) await this.publisher.below(WRITE_MAX_PENDING / 2);
   }
 
   /** One actor's snapshot, as the last checkpoint left it. */
@@ -185,6 +191,20 @@ export class NatsStateStore {
     }
     return out;
   }
+}
+
+/** Records sent between two yields of a checkpoint write, and the unacked messages it lets pile up. */
+const WRITE_SLICE = 100;
+const WRITE_MAX_PENDING = 400;
+
+/** Every KV record a checkpoint writes: bucket, key, record. */
+function* checkpointRecords(checkpoint: Checkpoint & { removedLinks?: string[] }): Generator<[bucket: string, key: string, record: LinkRecord | SnapshotRecord]> {
+  const at = checkpoint.seq;
+  for (const [key, link] of checkpoint.links) yield [BUCKETS.links, addressKey(key), { at, ...link }];
+  for (const key of checkpoint.removedLinks ?? []) yield [BUCKETS.links, addressKey(key), { at, deleted: true }];
+  const record = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, deleted: true } : { at, snapshot: persistedSnapshot(snapshot) });
+  for (const [address, snapshot] of checkpoint.identifiers) yield [BUCKETS.snapshots, snapshotKeys.identifier(address), record(snapshot)];
+  for (const [address, snapshot] of checkpoint.users) yield [BUCKETS.snapshots, snapshotKeys.user(address), record(snapshot)];
 }
 
 /**
@@ -246,10 +266,13 @@ export class KvSnapshotStore implements SnapshotStore {
     });
   }
 
-  /** After a checkpoint is durable: the passivated snapshots it wrote leave memory. */
+  /**
+   * After a checkpoint is durable: the passivated snapshots it wrote leave memory (unless the
+   * actor came back and was passivated again meanwhile: that newer snapshot waits for the next).
+   */
   written(changes: ReadonlyArray<readonly [string, unknown]>): void {
     for (const [address, snapshot] of changes) {
-      if (snapshot === null || !this.pending.has(address)) continue;
+      if (snapshot === null || this.pending.get(address) !== snapshot) continue;
       this.pending.delete(address);
       this.inKv.add(address);
     }

@@ -16,6 +16,7 @@ export const BUCKETS = {
 } as const;
 
 const SAFE = /^[A-Za-z0-9_-]$/;
+const ALL_SAFE = /^[A-Za-z0-9_-]+$/;
 
 /**
  * Encodes any string as one NATS subject token that is also a valid KV key part: `[A-Za-z0-9_-]`
@@ -24,6 +25,7 @@ const SAFE = /^[A-Za-z0-9_-]$/;
  * `decodeToken`.
  */
 export function encodeToken(value: string): string {
+  if (ALL_SAFE.test(value)) return value;
   if (value.length === 0) return '=';
   let out = '';
   for (const char of value) {

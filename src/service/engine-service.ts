@@ -210,8 +210,12 @@ export class EngineService {
       })
       .finally(() => {
         this.pumping = undefined;
-        if (this.failure === undefined && (this.queue.length > 0 || this.checkpointDue)) this.pump();
+        if (this.failure === undefined && (this.queue.length > 0 || (this.checkpointDue && this.writing === undefined))) this.pump();
       });
+  }
+
+  private checkpointWanted(): boolean {
+    return this.checkpointDue || this.sinceCheckpoint >= this.options.settings.checkpointEvery;
   }
 
   /**
@@ -221,10 +225,8 @@ export class EngineService {
    */
   private async drain(): Promise<void> {
     for (;;) {
-      if (this.checkpointDue || this.sinceCheckpoint >= this.options.settings.checkpointEvery) {
-        if (this.writing !== undefined) await this.writing;
-        this.startCheckpoint();
-      }
+      // one checkpoint at a time; one that is due while another is written starts once it is done
+      if (this.writing === undefined && this.checkpointWanted()) this.startCheckpoint();
       const msg = this.queue.shift();
       if (msg === undefined) return;
       // A server restarted with messages in flight to us counts them as delivered and sends newer
@@ -396,6 +398,7 @@ export class EngineService {
       })
       .finally(() => {
         this.writing = undefined;
+        if (!this.stopping && this.checkpointWanted()) this.pump();
       });
   }
 }

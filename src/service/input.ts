@@ -1,7 +1,8 @@
 import type { JsMsg, StoredMsg } from '@nats-io/jetstream';
-import { type XrefEvent, eventTime, validateEvent } from '../domain/envelope.ts';
+import { type XrefEvent, parseEvent } from '../domain/envelope.ts';
 import { XrefError } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
+import type { LogBatch } from '../nats/log-read-worker.ts';
 import { type OutboundMessage, rejectedMessage } from './outputs.ts';
 
 const decoder = new TextDecoder();
@@ -59,12 +60,32 @@ class FetchedInput implements InputMessage {
   ack() {}
 }
 
+/** A message read ahead in a batch (a replay): nothing to ack. */
+class LoggedInput implements InputMessage {
+  readonly ackable = false;
+  constructor(
+    readonly seq: number,
+    readonly subject: string,
+    readonly data: Uint8Array,
+    private readonly published: number,
+  ) {}
+  publishedMs() {
+    return this.published;
+  }
+  ack() {}
+}
+
 export function deliveredInput(msg: JsMsg): InputMessage {
   return new DeliveredInput(msg);
 }
 
 export function fetchedInput(msg: StoredMsg): InputMessage {
   return new FetchedInput(msg);
+}
+
+/** Message `i` of a batch read ahead. */
+export function loggedInput(batch: LogBatch, i: number): InputMessage {
+  return new LoggedInput(batch.seqs[i]!, batch.subjects[i]!, batch.bytes.subarray(i === 0 ? 0 : batch.ends[i - 1], batch.ends[i]), batch.published[i]!);
 }
 
 export type DecodedInput =
@@ -79,8 +100,8 @@ export type DecodedInput =
 export function decodeInput(msg: InputMessage, limits: Limits): DecodedInput {
   const text = decoder.decode(msg.data);
   try {
-    const event = validateEvent(JSON.parse(text), limits, msg.data.length);
-    return { event, time: event.timestamp === undefined ? msg.publishedMs() : eventTime(event) };
+    const { event, time } = parseEvent(JSON.parse(text), limits, msg.data.length);
+    return { event, time: time ?? msg.publishedMs() };
   } catch (error) {
     const reason = error instanceof XrefError ? error : new XrefError('XREF_INVALID_JSON', `invalid JSON (${(error as Error).message})`);
     return { rejected: rejectedMessage(msg.seq, msg.subject, reason, text) };

@@ -1,19 +1,22 @@
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { IdentityEngine } from '../engine/engine.ts';
 import { StateImage } from '../engine/state-image.ts';
-import { logBounds, readLog } from '../nats/log-reader.ts';
+import { readLogAhead } from '../nats/log-read-worker.ts';
+import { logBounds } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { STREAMS } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
-import { decodeInput, deliveredInput } from './input.ts';
+import { decodeInput, loggedInput } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
 export interface ReplayOptions {
   readonly nc: NatsConnection;
+  /** The server `nc` is connected to: the log is read ahead on a thread with a connection of its own. */
+  readonly natsUrl: string;
   readonly config: Config;
   readonly logger: Logger;
   /** First input to apply (default 1: the whole log). */
@@ -38,7 +41,6 @@ export interface ReplayResult {
 /** Rebuilds the engine's state from XREF_IN in memory, input by input, as the live engine did. */
 export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   const { nc, logger } = options;
-  const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const bounds = await logBounds(jsm);
   const fromSeq = Math.max(options.fromSeq ?? 1, bounds.first, 1);
@@ -58,17 +60,20 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   let events = 0;
   let rejected = 0;
   const started = process.hrtime.bigint();
-  await readLog(js, jsm, fromSeq, toSeq, (msg) => {
-    const input = decodeInput(deliveredInput(msg), limits);
-    if ('rejected' in input) {
-      rejected++;
-      engine.skip(msg.seq);
-      publish(input.rejected);
-    } else {
-      events++;
-      engine.ingest(input.event, msg.seq, input.time);
+  await readLogAhead(options.natsUrl, fromSeq, toSeq, (batch) => {
+    for (let i = 0; i < batch.seqs.length; i++) {
+      const msg = loggedInput(batch, i);
+      const input = decodeInput(msg, limits);
+      if ('rejected' in input) {
+        rejected++;
+        engine.skip(msg.seq);
+        publish(input.rejected);
+      } else {
+        events++;
+        engine.ingest(input.event, msg.seq, input.time);
+      }
     }
-    if ((msg.seq & 0x3ff) === 0) options.onProgress?.(msg.seq - fromSeq + 1, total);
+    options.onProgress?.(batch.seqs[batch.seqs.length - 1]! - fromSeq + 1, total);
     return publisher !== undefined && publisher.pending > 5000 ? publisher.flushed() : undefined;
   });
   options.onProgress?.(total, total);
