@@ -180,8 +180,8 @@ export async function benchStreaming(events = 200_000): Promise<StreamingBenchRe
     const stock = await passThrough(nc, events, 'stock');
     const inbox = await passThrough(nc, events, 'inbox');
     const { rate: xref, service } = await xrefEndToEnd(nc, events);
-    const { replay, read } = await replayVsRead(nc, server.url, events);
     await service.stop();
+    const { replay, read } = await replayVsRead(nc, server.url, events);
 
     // (d) and (e) run against `xref serve` in its own process, as producers would see it
     const jsm = await jetstreamManager(nc);

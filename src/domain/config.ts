@@ -129,9 +129,9 @@ export interface ServiceSettings {
   readonly dataDir: string;
   /** XREF_CONFIG: path of the identity config file (JSON, the keys above); none = defaults. */
   readonly configFile: string | undefined;
-  /** XREF_CHECKPOINT_EVERY: inputs between two checkpoints (default 20000). */
+  /** XREF_CHECKPOINT_EVERY: inputs between two checkpoints (default 50000). */
   readonly checkpointEvery: number;
-  /** XREF_CHECKPOINT_MS: the most time between two checkpoints (default 5000). */
+  /** XREF_CHECKPOINT_MS: the most time between two checkpoints (default 10000). */
   readonly checkpointMs: number;
   /** XREF_PASSIVATE_AFTER_MS: a buffering actor idle this long leaves memory (default 60000). */
   readonly passivateAfterMs: number;
@@ -181,8 +181,8 @@ export function serviceSettings(env: NodeJS.ProcessEnv = process.env): ServiceSe
     natsUrl,
     dataDir: env.XREF_DATA_DIR || '.data',
     configFile: env.XREF_CONFIG || undefined,
-    checkpointEvery: envInt(env, 'XREF_CHECKPOINT_EVERY', 20_000),
-    checkpointMs: envInt(env, 'XREF_CHECKPOINT_MS', 5_000),
+    checkpointEvery: envInt(env, 'XREF_CHECKPOINT_EVERY', 50_000),
+    checkpointMs: envInt(env, 'XREF_CHECKPOINT_MS', 10_000),
     passivateAfterMs: envInt(env, 'XREF_PASSIVATE_AFTER_MS', 60_000, 0),
     maxLiveActors: envInt(env, 'XREF_MAX_LIVE_ACTORS', 20_000),
     maxInFlight: envInt(env, 'XREF_MAX_IN_FLIGHT', 5_000),

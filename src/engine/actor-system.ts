@@ -16,6 +16,8 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   private readonly live = new Map<string, { snapshot: SnapshotFrom<TMachine>; usedAt: number }>();
   /** Addresses whose state changed since the last `takeChanges()`. */
   private readonly changed = new Set<string>();
+  /** Addresses a taken change wrote a snapshot for (or the store held at start): only they need a tombstone. */
+  private readonly durable = new Set<string>();
   /** What the machine's actions see as their actor: shared, since the machines hold no children. */
   private readonly scope: AnyActorScope;
 
@@ -36,6 +38,7 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
       stopChild: () => {},
       actionExecutor: (action) => action.exec?.(action.info, action.params),
     };
+    for (const address of store.keys()) this.durable.add(address);
   }
 
   /** Starts a new actor at `address` (replacing nothing: the address must be free). */
@@ -78,20 +81,19 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
 
   /**
    * What changed since the last call: each actor's snapshot as it is now, and null for forgotten
-   * actors. A passivated actor whose snapshot a remote store already wrote and let go of is left
-   * out. Snapshots are immutable, so this costs a reference each: `persistedSnapshot` turns them
-   * into what a store keeps, later, e.g. while processing goes on.
+   * actors that an earlier change wrote (one that came and went in between needs no record). A
+   * passivated actor whose snapshot a remote store already wrote and let go of is left out.
+   * Snapshots are immutable, so this costs a reference each: `persistedSnapshot` turns them into
+   * what a store keeps, later, e.g. while processing goes on.
    */
   takeChanges(): Array<[address: string, snapshot: unknown]> {
     const out: Array<[string, unknown]> = [];
     for (const address of this.changed) {
-      const entry = this.live.get(address);
-      if (entry !== undefined) out.push([address, entry.snapshot]);
-      else if (!this.store.has(address)) out.push([address, null]);
-      else {
-        const stored = this.store.get(address);
-        if (stored !== undefined) out.push([address, stored]);
-      }
+      const snapshot = this.live.get(address)?.snapshot ?? this.store.get(address);
+      if (snapshot !== undefined) {
+        out.push([address, snapshot]);
+        this.durable.add(address);
+      } else if (!this.store.has(address) && this.durable.delete(address)) out.push([address, null]);
     }
     this.changed.clear();
     return out;

@@ -80,7 +80,7 @@ export class JetStreamPublisher {
     private readonly logger: Logger,
     private readonly timeoutMs = 4000,
     /** Stored messages kept to be sent again after a reconnect: the last `count`, and all of the last `ms`. */
-    private readonly retain = { ms: 5000, count: 50_000 },
+    private readonly retain = { ms: 1000, count: 2000 },
   ) {
     this.subscription = nc.subscribe(`${this.inbox}.*`, { callback: (_error, msg) => this.onAck(msg) });
     this.timer = setInterval(() => this.retryLate(), Math.min(500, timeoutMs));

@@ -25,10 +25,14 @@ export function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
-/** Highest input sequence the engine has acked (all inputs up to it have their outputs stored). */
-export async function ackFloor(jsm: JetStreamManager): Promise<number> {
+/**
+ * Highest input sequence the engine has acked (all inputs up to it have their outputs stored).
+ * With `createdAfter`, only an engine started since counts (each start recreates the consumer).
+ */
+export async function ackFloor(jsm: JetStreamManager, createdAfter?: Date): Promise<number> {
   try {
-    return (await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER)).ack_floor.stream_seq;
+    const info = await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER);
+    return createdAfter !== undefined && new Date(info.created) < createdAfter ? 0 : info.ack_floor.stream_seq;
   } catch (error) {
     if (error instanceof JetStreamApiError) return 0; // between restarts the consumer is recreated
     throw error;
