@@ -106,12 +106,10 @@ async function replayVsRead(nc: NatsConnection, natsUrl: string, count: number):
  * anonymous event for a fresh cookie, then its link; the latency is from publishing the link to
  * receiving the flushed anonymous event on the user's subject.
  */
-export async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ p50: number; p99: number; probes: number; achieved: number; timeline: Array<[number, number]> }> {
+async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ p50: number; p99: number; probes: number; achieved: number }> {
   const publisher = new JetStreamPublisher(nc, log);
   const sent = new Map<string, number>();
   const latencies: number[] = [];
-  const timeline: Array<[second: number, ms: number]> = [];
-  let start = 0;
   // probes sign in with a kind of their own, so the bench reads only their users' subjects
   const sub = nc.subscribe('xref.groups.user_id.>', {
     callback: (_e, msg) => {
@@ -119,14 +117,13 @@ export async function linkLatency(nc: NatsConnection, rate: number, seconds: num
       const at = sent.get(data.event.id);
       if (at !== undefined) {
         latencies.push(now() - at);
-        timeline.push([Math.floor((at - start) / 1000), now() - at]);
         sent.delete(data.event.id);
       }
     },
   });
   // everything at the log's latest event time: nothing expires, the watermark stays put
   const background = webLog({ events: Math.ceil(rate * seconds), identifiers: 50_000, seed: 99 });
-  start = now();
+  const start = now();
   let i = 0;
   let probe = 0;
   while (now() - start < seconds * 1000) {
@@ -153,7 +150,7 @@ export async function linkLatency(nc: NatsConnection, rate: number, seconds: num
   await publisher.close();
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? Number.NaN;
-  return { p50: pct(50), p99: pct(99), probes: latencies.length, achieved, timeline };
+  return { p50: pct(50), p99: pct(99), probes: latencies.length, achieved };
 }
 
 export interface StreamingBenchResult {

@@ -79,8 +79,13 @@ export class JetStreamPublisher {
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
     private readonly timeoutMs = 4000,
-    /** Stored messages kept to be sent again after a reconnect: the last `count`, and all of the last `ms`. */
-    private readonly retain = { ms: 1000, count: 2000 },
+    /**
+     * Stored messages kept to be sent again after a reconnect: the last `count`, and all of the last
+     * `ms`. A killed server loses only what its file store had not written out yet (it writes within
+     * milliseconds), so a quarter of a second covers that many times over, while keeping more would
+     * hold every recent message past a young-generation collection or two.
+     */
+    private readonly retain = { ms: 250, count: 1000 },
   ) {
     this.subscription = nc.subscribe(`${this.inbox}.*`, { callback: (_error, msg) => this.onAck(msg) });
     this.timer = setInterval(() => this.retryLate(), Math.min(500, timeoutMs));
