@@ -101,22 +101,40 @@ async function replayVsRead(nc: NatsConnection, natsUrl: string, count: number):
   return { replay: result.events / ((now() - start) / 1000), read };
 }
 
+interface Percentiles {
+  p50: number;
+  p99: number;
+}
+
+function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? Number.NaN;
+  return { p50: pct(50), p99: pct(99) };
+}
+
 /**
  * (d) Link → flush latency under load: at `rate` events/s of background traffic, probes send an
- * anonymous event for a fresh cookie, then its link; the latency is from publishing the link to
- * receiving the flushed anonymous event on the user's subject.
+ * anonymous event for a fresh cookie, then its link. Two measures of each probe:
+ * - stored: from the link stored in XREF_IN to the flushed anonymous event stored in XREF_GROUPS,
+ *   both stamped by the server's clock: what xref itself adds;
+ * - seen: from the load generator publishing the link to it receiving the flushed event, which
+ *   also counts the generator's own delays (it shares this machine's two cores with the server
+ *   and with xref).
  */
-async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ p50: number; p99: number; probes: number; achieved: number }> {
+async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ stored: Percentiles; seen: Percentiles; probes: number; achieved: number }> {
   const publisher = new JetStreamPublisher(nc, log);
+  const jsm = await jetstreamManager(nc);
   const sent = new Map<string, number>();
-  const latencies: number[] = [];
+  const seen: number[] = [];
+  /** Probe anonymous event id → the XREF_IN sequence of its link. */
+  const linkSeqs = new Map<string, Promise<number>>();
   // probes sign in with a kind of their own, so the bench reads only their users' subjects
   const sub = nc.subscribe('xref.groups.user_id.>', {
     callback: (_e, msg) => {
       const data = JSON.parse(decoder.decode(msg.data)) as { event: { id: string } };
       const at = sent.get(data.event.id);
       if (at !== undefined) {
-        latencies.push(now() - at);
+        seen.push(now() - at);
         sent.delete(data.event.id);
       }
     },
@@ -138,7 +156,7 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
         const anon = { id: `probe-${probe}-a`, timestamp: stamp, ids: { cookie: `probe-cookie-${probe}` } };
         const link = { id: `probe-${probe}-l`, timestamp: stamp, ids: { user_id: `probe-${probe}`, cookie: `probe-cookie-${probe}` } };
         void publisher.publish(subjects.in('bench'), JSON.stringify(anon), anon.id);
-        void publisher.publish(subjects.in('bench'), JSON.stringify(link), link.id);
+        linkSeqs.set(anon.id, publisher.publish(subjects.in('bench'), JSON.stringify(link), link.id).then((ack) => ack.seq));
         sent.set(anon.id, now());
       }
     }
@@ -148,9 +166,31 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
   await until(() => sent.size === 0, 30_000).catch(() => undefined);
   sub.unsubscribe();
   await publisher.close();
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? Number.NaN;
-  return { p50: pct(50), p99: pct(99), probes: latencies.length, achieved };
+
+  // server-side stamps: the flushed events in XREF_GROUPS, and each link's in XREF_IN
+  const storedAt = (nanos: bigint) => Number(nanos / 1000n) / 1000;
+  const flushedAt = new Map<string, number>();
+  await readStoredMessages(nc, STREAMS.groups, 'xref.groups.user_id.>', (msg) => {
+    const id = (JSON.parse(decoder.decode(msg.data)) as { event: { id: string } }).event.id;
+    flushedAt.set(id, storedAt(msg.timestampNanos));
+  });
+  const stored: number[] = [];
+  for (const [anonId, seqPromise] of linkSeqs) {
+    const flushed = flushedAt.get(anonId);
+    const link = await jsm.streams.getMessage(STREAMS.in, { seq: await seqPromise });
+    if (flushed !== undefined && link !== null) stored.push(flushed - Date.parse(link.timestamp));
+  }
+  return { stored: percentiles(stored), seen: percentiles(seen), probes: stored.length, achieved };
+}
+
+/** Every message of `stream` on `filter`, from the start, in order. */
+async function readStoredMessages(nc: NatsConnection, stream: string, filter: string, onMessage: (msg: JsMsg) => void): Promise<void> {
+  const consumer = await jetstream(nc).consumers.get(stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.All });
+  if ((await consumer.info(true)).num_pending === 0) return;
+  for await (const msg of (await consumer.consume({ max_messages: 1000 })) as AsyncIterable<JsMsg>) {
+    onMessage(msg);
+    if (msg.info.pending === 0) break;
+  }
 }
 
 export interface StreamingBenchResult {
@@ -161,7 +201,7 @@ export interface StreamingBenchResult {
   xref: number;
   replay: number;
   read: number;
-  latency: { p50: number; p99: number; probes: number; rate: number; achieved: number };
+  latency: { stored: Percentiles; seen: Percentiles; probes: number; rate: number; achieved: number };
   rssMb: number;
   identifiers: number;
 }

@@ -220,7 +220,7 @@ export class EngineService {
 
   /**
    * Applies queued inputs synchronously, yielding only when something must be awaited (a
-   * passivated actor to load, backpressure, the previous checkpoint): the NATS client then writes
+   * passivated actor to load, backpressure): the NATS client then writes
    * a whole batch of publishes at once instead of one socket write per input.
    */
   private async drain(): Promise<void> {
