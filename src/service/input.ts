@@ -41,27 +41,8 @@ class DeliveredInput implements InputMessage {
   }
 }
 
-/** A message read by sequence: nothing to ack. */
-class FetchedInput implements InputMessage {
-  readonly ackable = false;
-  constructor(private readonly msg: StoredMsg) {}
-  get seq() {
-    return this.msg.seq;
-  }
-  get subject() {
-    return this.msg.subject;
-  }
-  get data() {
-    return this.msg.data;
-  }
-  publishedMs() {
-    return this.msg.time.getTime();
-  }
-  ack() {}
-}
-
-/** A message read ahead in a batch (a replay): nothing to ack. */
-class LoggedInput implements InputMessage {
+/** A message read from the stream, by sequence or ahead in a replay's batch: nothing to ack. */
+class ReadInput implements InputMessage {
   readonly ackable = false;
   constructor(
     readonly seq: number,
@@ -80,12 +61,12 @@ export function deliveredInput(msg: JsMsg): InputMessage {
 }
 
 export function fetchedInput(msg: StoredMsg): InputMessage {
-  return new FetchedInput(msg);
+  return new ReadInput(msg.seq, msg.subject, msg.data, msg.time.getTime());
 }
 
 /** Message `i` of a batch read ahead. */
 export function loggedInput(batch: LogBatch, i: number): InputMessage {
-  return new LoggedInput(batch.seqs[i]!, batch.subjects[i]!, batch.bytes.subarray(i === 0 ? 0 : batch.ends[i - 1], batch.ends[i]), batch.published[i]!);
+  return new ReadInput(batch.seqs[i]!, batch.subjects[i]!, batch.bytes.subarray(i === 0 ? 0 : batch.ends[i - 1], batch.ends[i]), batch.published[i]!);
 }
 
 export type DecodedInput =
