@@ -32,7 +32,8 @@ export function exited(child: ChildProcess): Promise<number | null> {
 export async function ackFloor(jsm: JetStreamManager, createdAfter?: Date): Promise<number> {
   try {
     const info = await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER);
-    return createdAfter !== undefined && new Date(info.created) < createdAfter ? 0 : info.ack_floor.stream_seq;
+    // a consumer just created may answer without an ack floor yet
+    return createdAfter !== undefined && new Date(info.created) < createdAfter ? 0 : (info.ack_floor?.stream_seq ?? 0);
   } catch (error) {
     if (error instanceof JetStreamApiError) return 0; // between restarts the consumer is recreated
     throw error;
