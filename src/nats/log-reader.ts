@@ -11,7 +11,7 @@ export async function logBounds(jsm: JetStreamManager): Promise<{ first: number;
  * Reads XREF_IN in log order from `fromSeq` through `toSeq` (inclusive) with an ordered consumer,
  * calling `onMessage` for each. Resolves once `toSeq` (or the end of the stream) is reached.
  */
-export async function readLog(js: JetStreamClient, jsm: JetStreamManager, fromSeq: number, toSeq: number, onMessage: (msg: JsMsg) => void | Promise<void>): Promise<number> {
+export async function readLog(js: JetStreamClient, jsm: JetStreamManager, fromSeq: number, toSeq: number, onMessage: (msg: JsMsg) => void): Promise<number> {
   const bounds = await logBounds(jsm);
   const last = Math.min(toSeq, bounds.last);
   const first = Math.max(fromSeq, bounds.first);
@@ -21,8 +21,7 @@ export async function readLog(js: JetStreamClient, jsm: JetStreamManager, fromSe
   let count = 0;
   for await (const msg of messages as AsyncIterable<JsMsg>) {
     if (msg.seq > last) break;
-    const wait = onMessage(msg);
-    if (wait !== undefined) await wait;
+    onMessage(msg);
     count++;
     if (msg.seq >= last || msg.info.pending === 0) break;
   }

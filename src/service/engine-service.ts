@@ -3,7 +3,7 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config, ServiceSettings } from '../domain/config.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
-import { IdentityEngine } from '../engine/engine.ts';
+import { IdentityEngine, type Touched } from '../engine/engine.ts';
 import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
@@ -288,10 +288,10 @@ export class EngineService {
    * (The look-ahead is a guess made on the current state; what the input itself needs is always
    * loaded.)
    */
-  private async loadAhead(needed: NonNullable<ReturnType<IdentityEngine['touches']>>): Promise<void> {
+  private async loadAhead(needed: Touched): Promise<void> {
     const identifiers = new Set(needed.identifiers);
     const users = new Set(needed.users);
-    const add = (touched: ReturnType<IdentityEngine['touches']>) => {
+    const add = (touched: Touched | undefined) => {
       for (const address of touched?.identifiers ?? []) identifiers.add(address);
       for (const address of touched?.users ?? []) users.add(address);
     };
