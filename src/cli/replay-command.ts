@@ -1,5 +1,5 @@
 import { JetStreamApiError, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { resolveConfig } from '../domain/config.ts';
+import { resolveConfig, serviceSettings } from '../domain/config.ts';
 import { XrefError } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
@@ -49,6 +49,7 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
         natsUrl: target.natsUrl,
         config,
         logger,
+        dedupWindow: serviceSettings().dedupLookback,
         ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq }),
         ...(live === undefined ? {} : { toSeq: live.seq }),
         republish: options.republish === true && !options.verify,

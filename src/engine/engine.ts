@@ -6,6 +6,7 @@ import { type XrefEvent, eventTime } from '../domain/envelope.ts';
 import { type Identifier, type JunkRule, idKey, junkRule, parseIdKey } from '../domain/identifiers.ts';
 import { ActorSystem } from './actor-system.ts';
 import { DeadlineHeap } from './deadline-heap.ts';
+import { EventIdWindow } from './event-id-window.ts';
 import { type Sink, type UserRef, userRef } from './outputs.ts';
 import { MemorySnapshotStore, type SnapshotStore } from './snapshot-store.ts';
 
@@ -32,11 +33,13 @@ export interface EngineOptions {
     links: Iterable<readonly [key: string, link: { user: string; seq: number }]>;
     /** Each buffering actor's cluster members and deadline (the rest of its state is in its snapshot). */
     clusters: Iterable<{ address: string; members: readonly string[]; deadline: number | null }>;
-    /** Event ids already applied, for dedup. */
-    seen?: Iterable<string>;
+    /** Event ids of the inputs before `seq` (at least the last `dedupWindow`) and their inputs, in log order. */
+    seen?: Iterable<readonly [id: string, seq: number]>;
   };
   /** Live actors kept per machine before the least recently used is passivated. */
   readonly maxLiveActors?: number;
+  /** An event id repeated within this many inputs is a duplicate (default: within the whole log). */
+  readonly dedupWindow?: number;
   readonly identifierStore?: SnapshotStore;
   readonly userStore?: SnapshotStore;
 }
@@ -92,7 +95,7 @@ export class IdentityEngine {
   private readonly changedLinks = new Set<string>();
   /** Unlinked identifier → address of the buffering actor of its cluster. */
   private readonly clusterOf = new Map<string, string>();
-  private readonly seen = new Set<string>();
+  private readonly seen: EventIdWindow;
   private readonly userEntries = new Map<string, UserEntry>();
   private readonly deadlines = new DeadlineHeap();
   /** Buffering actor → the deadline last pushed on the heap for it (older entries are stale). */
@@ -116,6 +119,7 @@ export class IdentityEngine {
     this.internalRank = new Map(this.config.internal.map((kind, i) => [kind, i]));
     this.capped = Object.keys(this.config.maxIdsPerUser).length > 0;
     const maxLive = options.maxLiveActors ?? 50_000;
+    this.seen = new EventIdWindow(options.dedupWindow);
     const audit = (_: unknown, fact: AuditFact) => this.audit(fact);
     this.identifierMachine = createIdentifierMachine(this.config.buffer).provide({
       actions: {
@@ -137,7 +141,7 @@ export class IdentityEngine {
       for (const key of cluster.members) this.clusterOf.set(key, cluster.address);
       this.schedule(cluster.address, cluster.deadline);
     }
-    for (const id of state.seen ?? []) this.seen.add(id);
+    for (const [id, seq] of state.seen ?? []) this.seen.note(id, seq);
   }
 
   /** The last input applied. */
@@ -220,11 +224,10 @@ export class IdentityEngine {
    */
   ingest(event: XrefEvent, seq: number = this.nextSeq, time: number | undefined = eventTime(event)): 'accepted' | 'duplicate' {
     if (seq >= this.nextSeq) this.nextSeq = seq + 1;
-    if (this.seen.has(event.id)) {
+    if (this.seen.check(event.id, seq)) {
       this.stats.duplicates++;
       return 'duplicate';
     }
-    this.seen.add(event.id);
     this.stats.events++;
     if (time !== undefined && time > this.watermarkMs) this.advance(time);
 

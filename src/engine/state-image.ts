@@ -24,7 +24,7 @@ export class StateImage {
   }
 
   /** Options that resume an engine from this image, with in-memory stores holding its actors. */
-  resumeOptions(seen?: Iterable<string>): Pick<EngineOptions, 'resume' | 'identifierStore' | 'userStore'> {
+  resumeOptions(seen?: Iterable<readonly [id: string, seq: number]>): Pick<EngineOptions, 'resume' | 'identifierStore' | 'userStore'> {
     const identifierStore = new MemorySnapshotStore();
     const userStore = new MemorySnapshotStore();
     for (const [address, snapshot] of this.identifiers) identifierStore.set(address, snapshot);

@@ -57,10 +57,11 @@ export class EngineService {
   private sinceCheckpoint = 0;
   private checkpointDue = false;
   /**
-   * Applied inputs not acked yet, in log order (from `inFlightHead` on). The consumer acks all up
+   * Applied inputs not acked yet, in log order (from `inFlightHead` on; slots before it are
+   * cleared at once, so a settled input is garbage while still young). The consumer acks all up
    * to the one acked (AckPolicy.All): one ack covers every input whose outputs are all stored.
    */
-  private readonly inFlight: InFlight[] = [];
+  private readonly inFlight: Array<InFlight | undefined> = [];
   private inFlightHead = 0;
   /** The input to ack once the acks being read now are all processed (one ack per batch). */
   private ackDue: InputMessage | undefined;
@@ -99,12 +100,12 @@ export class EngineService {
     const state = new NatsStateStore(nc, js, publisher, logger.child({ component: 'state' }));
     const started = Date.now();
     const loaded = await state.load();
-    const seen: string[] = [];
+    const seen: Array<[id: string, seq: number]> = [];
     if (loaded.seq > 0 && settings.dedupLookback > 0) {
       await readLog(js, jsm, Math.max(1, loaded.seq - settings.dedupLookback + 1), loaded.seq, (msg) => {
         try {
           const id = (JSON.parse(decoder.decode(msg.data)) as { id?: unknown }).id;
-          if (typeof id === 'string') seen.push(id);
+          if (typeof id === 'string') seen.push([id, msg.seq]);
         } catch {
           // a rejected input holds no id
         }
@@ -119,6 +120,7 @@ export class EngineService {
       config: options.config,
       sink: messageSink((message) => outbox.push(message)),
       maxLiveActors: settings.maxLiveActors,
+      dedupWindow: settings.dedupLookback,
       identifierStore: stores.identifiers,
       userStore: stores.users,
       resume: { seq: loaded.seq, watermark: loaded.watermark, links: loaded.links, clusters: loaded.clusters, seen },
@@ -328,7 +330,7 @@ export class EngineService {
     while (this.inFlightHead < this.inFlight.length) {
       const entry = this.inFlight[this.inFlightHead]!;
       if (entry.left > 0 || entry.refused) break;
-      this.inFlightHead++;
+      this.inFlight[this.inFlightHead++] = undefined;
       if (entry.msg.ackable) ackable = entry.msg;
     }
     if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {

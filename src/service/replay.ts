@@ -26,6 +26,8 @@ export interface ReplayOptions {
   /** Publish the outputs again, into emptied output streams. */
   readonly republish?: boolean;
   readonly limits?: Limits;
+  /** The live engine's dedup window (XREF_DEDUP_LOOKBACK), so the replay decides as it did (default: the whole log). */
+  readonly dedupWindow?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -55,7 +57,7 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId);
   // without --republish the outputs are counted, not built
   const sink = publisher === undefined ? { resolved: () => {}, unmatched: () => {}, audit: () => {} } : messageSink(publish);
-  const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER });
+  const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER, dedupWindow: options.dedupWindow });
   const limits = options.limits ?? defaultLimits();
   let events = 0;
   let rejected = 0;

@@ -58,8 +58,37 @@ describe('checkpoint and resume', () => {
           if (stops.includes(i)) {
             if (passivate) engine.passivateIdle(0);
             image.apply(engine.checkpoint());
-            engine = new IdentityEngine({ config, sink: pieces.sink, ...image.resumeOptions(log.slice(0, i + 1).map((e) => e.id)) });
+            engine = new IdentityEngine({ config, sink: pieces.sink, ...image.resumeOptions(log.slice(0, i + 1).map((e, k) => [e.id, k + 1] as const)) });
           }
+        });
+        expect(pieces.out).toEqual(whole.out);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('with a dedup window, a restart that refills the window from the log decides as one run did', () => {
+    // event ids repeat, some within the window and some beyond it
+    const repeating = fc.tuple(anyLog, fc.array(fc.nat({ max: 9 }), { minLength: 60, maxLength: 60 })).map(([log, picks]) =>
+      log.map((event, i) => (picks[i]! < 4 ? { ...event, id: `e${Math.max(0, i - 1 - picks[i]! * 3)}` } : event)),
+    );
+    fc.assert(
+      fc.property(repeating, fc.integer({ min: 0, max: 8 }), fc.array(fc.nat(), { maxLength: 4 }), (log, window, cuts) => {
+        const whole = recorder();
+        const one = new IdentityEngine({ config, sink: whole.sink, dedupWindow: window });
+        log.forEach((event, i) => one.ingest(event, i + 1));
+
+        const pieces = recorder();
+        const image = new StateImage();
+        const stops = new Set(cuts.map((c) => c % log.length));
+        let engine = new IdentityEngine({ config, sink: pieces.sink, dedupWindow: window });
+        log.forEach((event, i) => {
+          engine.ingest(event, i + 1);
+          if (!stops.has(i)) return;
+          image.apply(engine.checkpoint());
+          // what the service reads back at start: the ids of the last `window` inputs
+          const lookback = log.map((e, k) => [e.id, k + 1] as const).slice(Math.max(0, i + 1 - window), i + 1);
+          engine = new IdentityEngine({ config, sink: pieces.sink, dedupWindow: window, ...image.resumeOptions(lookback) });
         });
         expect(pieces.out).toEqual(whole.out);
       }),
