@@ -306,12 +306,13 @@ export class EngineService {
 
   /** Publishes what the input decided, pipelined; the input is acked once all of it is stored. */
   private publishOutputs(msg: InputMessage): Promise<void> | undefined {
-    const outputs = this.outbox.splice(0);
-    this.stats.outputs += outputs.length;
-    const entry: InFlight = { msg, left: outputs.length, refused: false };
+    const outbox = this.outbox;
+    this.stats.outputs += outbox.length;
+    const entry: InFlight = { msg, left: outbox.length, refused: false };
     this.inFlight.push(entry);
-    if (outputs.length === 0) this.settleInFlight();
-    for (const out of outputs) this.publisher.publishThen(out.subject, out.payload, out.msgId, this.outputStored, entry);
+    if (outbox.length === 0) this.settleInFlight();
+    for (const out of outbox) this.publisher.publishThen(out.subject, out.payload, out.msgId, this.outputStored, entry);
+    outbox.length = 0;
     const limit = this.options.settings.maxInFlight;
     return this.publisher.pending >= limit ? this.publisher.below(limit / 2) : undefined;
   }
