@@ -16,6 +16,7 @@ import Type, { type TSchema } from 'typebox';
 import { XrefError, quote } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
 import { INSECURE_NO_AUTH, WriteKeyVerifier, type WriteKeysSetting, basicUserName, missingKey, notBasic, wrongKey } from './auth.ts';
+import { decodedBody, isDecodingError } from './content-encoding.ts';
 import { HttpError, errorBody, statusOf } from './errors.ts';
 import { type IngestResult, allRejected, prepareEvents, rejectReason, storeAll } from './ingest.ts';
 import type { RejectReason, XrefMetrics } from './metrics.ts';
@@ -103,7 +104,15 @@ function parseJson(_request: FastifyRequest, body: string | Buffer, done: (error
 /** A fastify error (or anything thrown) as the XrefError to answer with, and what to count. */
 function asXrefError(error: FastifyError | Error, limits: Limits, request: FastifyRequest): { error: XrefError; reason?: RejectReason } {
   if (error instanceof HttpError && error.code === 'XREF_INVALID_JSON') return { error, reason: 'invalid_json' };
+  if (error instanceof HttpError && error.field === 'content-encoding') return { error, reason: 'invalid_request' };
   if (error instanceof XrefError) return { error };
+  if (isDecodingError(error)) {
+    const encoding = quote(request.headers['content-encoding']);
+    return {
+      error: new HttpError(400, 'XREF_INVALID_REQUEST', `the body could not be decompressed as Content-Encoding ${encoding} says (${error.message})`, { field: 'content-encoding' }),
+      reason: 'invalid_request',
+    };
+  }
   const code = (error as FastifyError).code;
   const status = (error as FastifyError).statusCode;
   switch (code) {
@@ -190,6 +199,7 @@ export function buildApp(deps: AppDeps): XrefApp {
     const check = checker(schema as TSchema, 'XREF_INVALID_REQUEST');
     return (data: unknown) => (check.check(data) ? { value: data } : { error: check.explain(data, 'body') });
   });
+  app.addHook('preParsing', async (request, _reply, payload) => decodedBody(request.headers['content-encoding'], payload));
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'string' }, parseJson);
 

@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { serviceSettings } from '../../src/domain/config.ts';
 import { XrefError } from '../../src/domain/errors.ts';
@@ -308,6 +309,39 @@ describe('limits', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     const media = expectError(await app.inject({ method: 'POST', url: '/v1/events', headers: { ...AUTH, 'content-type': 'application/xml' }, payload: '<e/>' }), 415);
     expect(media.error).toMatch(/Content-Type "application\/xml" is not supported/);
+  });
+
+  it('a gzip, deflate or br body (Content-Encoding) is decompressed; the body limit applies to what it expands to', async () => {
+    const { app, sink } = make();
+    const compressors = { gzip: gzipSync, 'x-gzip': gzipSync, deflate: deflateSync, br: brotliCompressSync };
+    for (const [encoding, compress] of Object.entries(compressors)) {
+      const batch = { batch: [{ type: 'track', event: 'E', userId: 'u', messageId: `m-${encoding}` }] };
+      const response = await app.inject({ method: 'POST', url: '/v1/batch', headers: { ...AUTH, 'content-type': 'application/json', 'content-encoding': encoding }, payload: compress(JSON.stringify(batch)) });
+      expect(response.statusCode, response.body).toBe(200);
+    }
+    expect(sink.events.map((e) => e.id)).toEqual(['m-gzip', 'm-x-gzip', 'm-deflate', 'm-br']);
+    // a few KB of gzip that would expand past the 500 KB limit
+    const bomb = gzipSync(JSON.stringify({ batch: [{ type: 'track', event: 'E', userId: 'u', properties: { pad: 'x'.repeat(2_000_000) } }] }));
+    expect(bomb.length).toBeLessThan(10_000);
+    const tooLarge = { method: 'POST' as const, url: '/v1/batch', headers: { ...AUTH, 'content-type': 'application/json', 'content-encoding': 'gzip' }, payload: bomb };
+    expect(expectError(await app.inject(tooLarge), 413, 'XREF_LIMIT_EXCEEDED').error).toMatch(/over the limit/);
+    expect(sink.events).toHaveLength(4);
+  });
+
+  it('a body that is not what its Content-Encoding says → 400, an unknown encoding → 415, both naming the header', async () => {
+    const { app, sink } = make();
+    const send = (encoding: string, payload: Buffer | string) =>
+      app.inject({ method: 'POST', url: '/v1/events', headers: { ...AUTH, 'content-type': 'application/json', 'content-encoding': encoding }, payload });
+    const corrupt = expectError(await send('gzip', JSON.stringify(event('e1'))), 400, 'XREF_INVALID_REQUEST');
+    expect(corrupt).toMatchObject({ field: 'content-encoding' });
+    expect(corrupt.error).toMatch(/could not be decompressed as Content-Encoding "gzip" says/);
+    const truncated = gzipSync(JSON.stringify(event('e2')));
+    expectError(await send('gzip', truncated.subarray(0, truncated.length - 8)), 400, 'XREF_INVALID_REQUEST');
+    const unknown = expectError(await send('compress', 'x'), 415, 'XREF_INVALID_REQUEST');
+    expect(unknown).toMatchObject({ field: 'content-encoding' });
+    expect(unknown.error).toMatch(/Content-Encoding "compress" is not supported/);
+    expect((await send('identity', JSON.stringify(event('e3')))).statusCode).toBe(200);
+    expect(sink.events.map((e) => e.id)).toEqual(['e3']);
   });
 
   it('a deeply nested event is rejected with a message, not a crash', async () => {
