@@ -121,7 +121,7 @@ function percentiles(values: number[]): Percentiles {
  *   also counts the generator's own delays (it shares this machine's two cores with the server
  *   and with xref).
  */
-export async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ stored: Percentiles; seen: Percentiles; probes: number; achieved: number }> {
+async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ stored: Percentiles; seen: Percentiles; probes: number; achieved: number }> {
   const publisher = new JetStreamPublisher(nc, log);
   const jsm = await jetstreamManager(nc);
   const sent = new Map<string, number>();
