@@ -139,7 +139,7 @@ export interface ServiceSettings {
   readonly maxLiveActors: number;
   /** XREF_MAX_IN_FLIGHT: inputs whose outputs may await their acks at once (default 5000). */
   readonly maxInFlight: number;
-  /** XREF_DEDUP_LOOKBACK: inputs read back at start to refill the event-id dedup set (default 1000000). */
+  /** XREF_DEDUP_LOOKBACK: the event-id dedup window, in inputs; read back at start to refill it (default 1000000). */
   readonly dedupLookback: number;
   /** XREF_SHUTDOWN_MS: the longest a clean stop may take before the process exits anyway (default 15000). */
   readonly shutdownMs: number;

@@ -18,10 +18,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { killOnExit } from '../../src/child-processes.ts';
-import { jetstreamManager } from '@nats-io/jetstream';
 
 export interface StartNatsServerOptions {
   /** JetStream store dir (`-sd`). Default: a fresh `fs.mkdtemp` dir, removed by `stop()`. */
@@ -302,8 +302,8 @@ export async function startNatsServer(options: StartNatsServerOptions = {}): Pro
  * A nats-server and a connection to it for a suite, started before and stopped after all its
  * tests (`'all'`) or each test (`'each'`): `const nats = useNatsServer(); … nats.nc, nats.server`.
  */
-export function useNatsServer(scope: 'all' | 'each' = 'all'): { readonly server: NatsServerHandle; nc: import('@nats-io/transport-node').NatsConnection } {
-  const state = {} as { server: NatsServerHandle; nc: import('@nats-io/transport-node').NatsConnection };
+export function useNatsServer(scope: 'all' | 'each' = 'all'): { readonly server: NatsServerHandle; nc: NatsConnection } {
+  const state = {} as { server: NatsServerHandle; nc: NatsConnection };
   const [before, after] = scope === 'all' ? [beforeAll, afterAll] : [beforeEach, afterEach];
   before(async () => {
     state.server = await startNatsServer();
