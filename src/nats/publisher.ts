@@ -1,5 +1,6 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { RingQueue } from '../ring-queue.ts';
 
 export interface PublishAck {
   readonly stream: string;
@@ -57,11 +58,15 @@ export function msgIdHeaderValue(id: string): string {
  */
 export class JetStreamPublisher {
   private readonly inbox = createInbox();
-  private readonly waiting = new Map<number, Waiting>();
+  /**
+   * Messages awaiting their ack, by id: the one at position i has id `firstWaitingId + i` (ids
+   * are given in order, one per send); acked ones stay as holes until they reach the front.
+   */
+  private readonly waiting = new RingQueue<Waiting | undefined>();
+  private firstWaitingId = 1;
   private readonly subscription: Subscription;
   private readonly timer: NodeJS.Timeout;
   private readonly idle: Array<{ count: number; resolve: () => void }> = [];
-  private next = 0;
   /**
    * The headers of the message being published, encoded once here: the client only calls
    * `encode()` on them while publishing, and building its header object per message (key
@@ -69,7 +74,7 @@ export class JetStreamPublisher {
    */
   private readonly header = { bytes: new Uint8Array(0), encode() { return this.bytes; } };
   /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
-  private recent: Array<{ at: number; subject: string; data: Uint8Array; msgId: string }> = [];
+  private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string }>();
   private disconnected = false;
   /** Published and not yet acked or refused, retries included. */
   private outstanding = 0;
@@ -106,7 +111,7 @@ export class JetStreamPublisher {
       if (status.type !== 'reconnect') continue;
       this.disconnected = false;
       const again = this.recent;
-      this.recent = [];
+      this.recent = new RingQueue();
       if (again.length > 0) this.logger.info({ messages: again.length }, 'reconnected: sending the last stored messages again');
       for (const m of again) void this.publish(m.subject, m.data, m.msgId).catch(() => undefined);
     }
@@ -117,10 +122,7 @@ export class JetStreamPublisher {
     const now = Date.now();
     this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId });
     if (this.disconnected) return; // keep everything from before the outage
-    let drop = 0;
-    const over = this.recent.length - this.retain.count;
-    while (drop < over && this.recent[drop]!.at < now - this.retain.ms) drop++;
-    if (drop > 1024) this.recent = this.recent.slice(drop);
+    while (this.recent.length > this.retain.count && this.recent.peek()!.at < now - this.retain.ms) this.recent.shift();
   }
 
   get pending(): number {
@@ -164,16 +166,17 @@ export class JetStreamPublisher {
     this.closed = true;
     clearInterval(this.timer);
     this.subscription.unsubscribe();
-    const left = [...this.waiting.values()];
+    const left = [...this.waiting];
+    this.firstWaitingId += this.waiting.length;
     this.waiting.clear();
-    for (const waiting of left) this.finish(waiting, new Error('publisher closed before the message was acked'));
+    for (const waiting of left) if (waiting !== undefined) this.finish(waiting, new Error('publisher closed before the message was acked'));
   }
 
   private send(waiting: Waiting): void {
-    const id = ++this.next;
+    const id = this.firstWaitingId + this.waiting.length;
     waiting.sentAt = Date.now();
     waiting.attempts++;
-    this.waiting.set(id, waiting);
+    this.waiting.push(waiting);
     this.header.bytes = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdHeaderValue(waiting.msgId)}\r\n\r\n`);
     try {
       this.nc.publish(waiting.subject, waiting.data, { reply: `${this.inbox}.${id}`, headers: this.header as unknown as MsgHdrs });
@@ -184,10 +187,8 @@ export class JetStreamPublisher {
   }
 
   private onAck(msg: Msg): void {
-    const id = Number(msg.subject.slice(this.inbox.length + 1));
-    const waiting = this.waiting.get(id);
+    const waiting = this.takeWaiting(Number(msg.subject.slice(this.inbox.length + 1)));
     if (waiting === undefined) return; // late ack of a message already sent again
-    this.waiting.delete(id);
     if (msg.data.length === 0) {
       // a status reply (503: no stream bound yet, e.g. JetStream restarting): try again
       this.retryLater(waiting, `status ${msg.headers?.code ?? '?'}`);
@@ -208,12 +209,26 @@ export class JetStreamPublisher {
     setTimeout(() => (this.closed ? this.finish(waiting, new Error('publisher closed')) : this.send(waiting)), Math.min(2000, 50 * waiting.attempts)).unref();
   }
 
+  /** Takes the message sent with `id`, if it still awaits its ack. */
+  private takeWaiting(id: number): Waiting | undefined {
+    const waiting = this.waiting.at(id - this.firstWaitingId);
+    if (waiting === undefined) return undefined;
+    this.waiting.set(id - this.firstWaitingId, undefined);
+    while (this.waiting.length > 0 && this.waiting.peek() === undefined) {
+      this.waiting.shift();
+      this.firstWaitingId++;
+    }
+    return waiting;
+  }
+
   /** Messages without an ack in time go again, same id. */
   private retryLate(): void {
     const late = Date.now() - this.timeoutMs;
-    for (const [id, waiting] of this.waiting) {
-      if (waiting.sentAt > late) break; // insertion order = send order
-      this.waiting.delete(id);
+    for (let id = this.firstWaitingId; id < this.firstWaitingId + this.waiting.length; id++) {
+      const waiting = this.waiting.at(id - this.firstWaitingId);
+      if (waiting === undefined) continue;
+      if (waiting.sentAt > late) break; // send order
+      this.takeWaiting(id);
       this.retryLater(waiting, 'no ack in time');
     }
   }

@@ -8,6 +8,7 @@ import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
+import { RingQueue } from '../ring-queue.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { type InputMessage, decodeInput, deliveredInput, fetchedInput } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
@@ -51,18 +52,16 @@ export interface EngineServiceStats {
  */
 export class EngineService {
   readonly stats: EngineServiceStats = { inputs: 0, rejected: 0, outputs: 0, checkpoints: 0, lastCheckpointSeq: 0 };
-  private readonly queue: JsMsg[] = [];
+  private readonly queue = new RingQueue<JsMsg>();
   private messages: ConsumerMessages | undefined;
   private pumping: Promise<void> | undefined;
   private sinceCheckpoint = 0;
   private checkpointDue = false;
   /**
-   * Applied inputs not acked yet, in log order (from `inFlightHead` on; slots before it are
-   * cleared at once, so a settled input is garbage while still young). The consumer acks all up
-   * to the one acked (AckPolicy.All): one ack covers every input whose outputs are all stored.
+   * Applied inputs not acked yet, in log order. The consumer acks all up to the one acked
+   * (AckPolicy.All): one ack covers every input whose outputs are all stored.
    */
-  private readonly inFlight: Array<InFlight | undefined> = [];
-  private inFlightHead = 0;
+  private readonly inFlight = new RingQueue<InFlight>();
   /** The input to ack once the acks being read now are all processed (one ack per batch). */
   private ackDue: InputMessage | undefined;
   /** Checkpoints waiting for every input up to their sequence to be stored. */
@@ -297,8 +296,8 @@ export class EngineService {
       for (const address of touched?.identifiers ?? []) identifiers.add(address);
       for (const address of touched?.users ?? []) users.add(address);
     };
-    for (const queued of this.queue.slice(0, LOOK_AHEAD)) {
-      const input = decodeInput(deliveredInput(queued), this.limits);
+    for (let i = 0; i < Math.min(LOOK_AHEAD, this.queue.length); i++) {
+      const input = decodeInput(deliveredInput(this.queue.at(i)!), this.limits);
       if (!('rejected' in input)) add(this.engine.touches(input.event, input.time));
     }
     await Promise.all([this.stores.identifiers.prefetch([...identifiers]), this.stores.users.prefetch([...users])]);
@@ -328,15 +327,9 @@ export class EngineService {
   /** Acks, with one ack, the inputs at the front whose outputs are all stored. */
   private settleInFlight(): void {
     let ackable: InputMessage | undefined;
-    while (this.inFlightHead < this.inFlight.length) {
-      const entry = this.inFlight[this.inFlightHead]!;
-      if (entry.left > 0 || entry.refused) break;
-      this.inFlight[this.inFlightHead++] = undefined;
+    for (let entry = this.inFlight.peek(); entry !== undefined && entry.left === 0 && !entry.refused; entry = this.inFlight.peek()) {
+      this.inFlight.shift();
       if (entry.msg.ackable) ackable = entry.msg;
-    }
-    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
-      this.inFlight.splice(0, this.inFlightHead);
-      this.inFlightHead = 0;
     }
     if (ackable !== undefined) {
       if (this.ackDue === undefined) queueMicrotask(this.sendAck);
@@ -352,7 +345,7 @@ export class EngineService {
 
   /** The lowest input whose outputs are not all stored (Infinity when none). */
   private lowestInFlight(): number {
-    return this.inFlight[this.inFlightHead]?.msg.seq ?? Infinity;
+    return this.inFlight.peek()?.msg.seq ?? Infinity;
   }
 
   /** Resolves once every input up to `seq` has all its outputs stored. */
