@@ -141,14 +141,13 @@ export class NatsStateStore {
    */
   async write(checkpoint: Checkpoint & { removedLinks?: string[] }, writer = 'engine', alsoStored: Promise<unknown> = Promise.resolve()): Promise<void> {
     const at = checkpoint.seq;
-    const writes: Promise<unknown>[] = [];
-    let count = 0;
+    const records = new StoredCount();
     for (const [bucket, key, record] of checkpointRecords(checkpoint)) {
       // dedup ids name the writer: a replay rewriting the same checkpoint must not be dropped as a duplicate
-      writes.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${writer}`));
-      if (++count % WRITE_SLICE === 0) await this.yieldToProcessing();
+      this.publisher.publishThen(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${writer}`, recordStored, records.add());
+      if (records.sent % WRITE_SLICE === 0) await this.yieldToProcessing();
     }
-    await Promise.all([...writes, alsoStored]);
+    await Promise.all([records.all(), alsoStored]);
     const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
     await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${writer}`);
   }
@@ -192,6 +191,40 @@ export class NatsStateStore {
     return out;
   }
 }
+
+/**
+ * The records of one checkpoint write, counted down as they are stored: one promise for them all
+ * instead of one per record, which a large checkpoint would keep alive until its last ack.
+ */
+class StoredCount {
+  sent = 0;
+  private left = 0;
+  private error: Error | undefined;
+  private settle: ((error?: Error) => void) | undefined;
+
+  /** One more record sent; the token to publish it with. */
+  add(): this {
+    this.sent++;
+    this.left++;
+    return this;
+  }
+
+  stored(error: Error | undefined): void {
+    this.left--;
+    this.error ??= error;
+    if (this.settle !== undefined && (this.left === 0 || error !== undefined)) this.settle(this.error);
+  }
+
+  /** Resolves once every record sent is stored; rejects with the first refusal. */
+  all(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.settle = (error) => (error === undefined ? resolve() : reject(error));
+      if (this.left === 0 || this.error !== undefined) this.settle(this.error);
+    });
+  }
+}
+
+const recordStored = (error: Error | undefined, _ack: unknown, records: StoredCount) => records.stored(error);
 
 /** Records sent between two yields of a checkpoint write, and the unacked messages it lets pile up. */
 const WRITE_SLICE = 100;
