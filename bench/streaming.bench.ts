@@ -139,9 +139,12 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
       }
     },
   });
-  // everything at the log's latest event time: nothing expires, the watermark stays put; encoded
-  // before the clock starts, so the generator takes as little as it can of the shared cores
-  const background = webLog({ events: Math.ceil(rate * seconds), identifiers: 50_000, seed: 99 }).map((event) => {
+  // the same shape of traffic as the log (b) was measured on (ten events per identifier), so that
+  // this is half of that load; everything at the log's latest event time: nothing expires, the
+  // watermark stays put; encoded before the clock starts, so the generator takes as little as it
+  // can of the shared cores
+  const events = Math.ceil(rate * seconds);
+  const background = webLog({ events, identifiers: Math.ceil(events / 10), seed: 99 }).map((event) => {
     // identifiers of its own: this measures the live path, not actors coming back from KV
     const ids = Object.fromEntries(Object.entries(event.ids).map(([kind, value]) => [kind, `lat-${value}`]));
     return { id: `lat-${event.id}`, data: Buffer.from(JSON.stringify({ ...event, ids, id: `lat-${event.id}`, timestamp: stamp })) };
