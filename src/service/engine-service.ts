@@ -228,13 +228,14 @@ export class EngineService {
     for (;;) {
       // one checkpoint at a time; one that is due while another is written starts once it is done
       if (this.writing === undefined && this.checkpointWanted()) this.startCheckpoint();
-      const msg = this.queue.shift();
-      if (msg === undefined) return;
+      const delivered = this.queue.shift();
+      if (delivered === undefined) return;
+      const msg = deliveredInput(delivered);
       // A server restarted with messages in flight to us counts them as delivered and sends newer
       // ones; the missing ones come back only after the ack wait. Inputs apply in log order, so
       // fetch what is missing by sequence first.
       if (msg.seq > this.engine.seq + 1) await this.fillGap(msg.seq);
-      const wait = this.apply(deliveredInput(msg));
+      const wait = this.apply(msg);
       if (wait !== undefined) await wait;
     }
   }

@@ -20,18 +20,38 @@ export interface InputMessage {
   ack(): void;
 }
 
+/**
+ * The stream sequence of a delivered message, read in place from its reply subject
+ * (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…`, or with a domain and an account
+ * hash after `ACK` in the newer form): the client's `seq` splits the subject into a dozen strings
+ * and builds an object of them, for every message.
+ */
+export function streamSeqOf(msg: JsMsg): number {
+  // the client's message has the reply subject, though its JsMsg type does not declare it
+  const reply = (msg as JsMsg & { readonly reply?: unknown }).reply;
+  if (typeof reply !== 'string') return msg.seq;
+  let dots = 0;
+  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++;
+  if (!reply.startsWith('$JS.ACK.') || dots < 8) return msg.seq; // not a form read here: the client says why
+  let at = 0;
+  for (let token = dots === 8 ? 5 : 7; token > 0; token--) at = reply.indexOf('.', at) + 1;
+  let seq = 0;
+  for (let c = reply.charCodeAt(at); c >= 48 && c <= 57; c = reply.charCodeAt(++at)) seq = seq * 10 + (c - 48);
+  return seq;
+}
+
 /** A message delivered by a consumer (a class, not closures: this runs for every input). */
 class DeliveredInput implements InputMessage {
   readonly ackable = true;
-  constructor(private readonly msg: JsMsg) {}
-  get seq() {
-    return this.msg.seq;
+  readonly seq: number;
+  /** Read once: the client slices it off the headers again on every read. */
+  readonly data: Uint8Array;
+  constructor(private readonly msg: JsMsg) {
+    this.seq = streamSeqOf(msg);
+    this.data = msg.data;
   }
   get subject() {
     return this.msg.subject;
-  }
-  get data() {
-    return this.msg.data;
   }
   publishedMs() {
     return Number(this.msg.timestampNanos / 1_000_000n);

@@ -1,0 +1,34 @@
+import type { JsMsg } from '@nats-io/jetstream';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { streamSeqOf } from '../../src/service/input.ts';
+
+/** A delivered message as the client builds it: its reply subject, and its own `seq` (not to be read). */
+const delivered = (reply: string | undefined) =>
+  ({
+    reply,
+    get seq(): number {
+      throw new Error('read the reply subject instead');
+    },
+  }) as unknown as JsMsg;
+
+const token = fc.stringMatching(/^[A-Za-z0-9_-]{1,12}$/);
+const count = fc.nat({ max: Number.MAX_SAFE_INTEGER });
+
+describe('stream sequence of a delivered message', () => {
+  it('is read from the reply subject, in the old form and in the form with a domain', () => {
+    fc.assert(
+      fc.property(token, token, token, token, count, count, fc.nat(), count, fc.boolean(), (domain, hash, stream, consumer, seq, consumerSeq, delivery, pending, random) => {
+        const tail = `${delivery}.${seq}.${consumerSeq}.1700000000000000000.${pending}`;
+        expect(streamSeqOf(delivered(`$JS.ACK.${stream}.${consumer}.${tail}`))).toBe(seq);
+        expect(streamSeqOf(delivered(`$JS.ACK.${domain}.${hash}.${stream}.${consumer}.${tail}${random ? '.r4nd0m' : ''}`))).toBe(seq);
+      }),
+    );
+  });
+
+  it("leaves a subject of another form to the client's own parser", () => {
+    const fallback = { reply: '_INBOX.abc', seq: 7 } as unknown as JsMsg;
+    expect(streamSeqOf(fallback)).toBe(7);
+    expect(streamSeqOf({ seq: 8 } as unknown as JsMsg)).toBe(8);
+  });
+});
