@@ -8,8 +8,8 @@ import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
-import { RingQueue } from '../ring-queue.ts';
 import { ensureTopology } from '../nats/topology.ts';
+import { RingQueue } from '../ring-queue.ts';
 import { type InputMessage, decodeInput, deliveredInput, fetchedInput } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
