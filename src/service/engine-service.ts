@@ -16,6 +16,14 @@ import { type OutboundMessage, messageSink } from './outputs.ts';
 export const ENGINE_CONSUMER = 'xref-engine';
 /** Queued inputs scanned when actors must come back from KV. */
 const LOOK_AHEAD = 500;
+/**
+ * The longest the engine applies inputs in one go before it lets the event loop run (checked
+ * every 32 inputs). Until it does, no ack can be read, so every input applied in the run stays in
+ * flight: a backlog applied in one long run kept thousands of messages alive through young
+ * collections, which promoted them to the old generation and brought the next major collection,
+ * and its pause, closer.
+ */
+const TURN_MS = 8;
 const CONSUMER_NOT_FOUND = 10014;
 const decoder = new TextDecoder();
 
@@ -220,12 +228,13 @@ export class EngineService {
   }
 
   /**
-   * Applies queued inputs synchronously, yielding only when something must be awaited (a
-   * passivated actor to load, backpressure): the NATS client then writes
-   * a whole batch of publishes at once instead of one socket write per input.
+   * Applies queued inputs synchronously, yielding when something must be awaited (a passivated
+   * actor to load, backpressure) or after TURN_MS: the NATS client then writes a batch of
+   * publishes at once instead of one socket write per input.
    */
   private async drain(): Promise<void> {
-    for (;;) {
+    let turnStart = performance.now();
+    for (let applied = 1; ; applied++) {
       // one checkpoint at a time; one that is due while another is written starts once it is done
       if (this.writing === undefined && this.checkpointWanted()) this.startCheckpoint();
       const delivered = this.queue.shift();
@@ -236,7 +245,13 @@ export class EngineService {
       // fetch what is missing by sequence first.
       if (msg.seq > this.engine.seq + 1) await this.fillGap(msg.seq);
       const wait = this.apply(msg);
-      if (wait !== undefined) await wait;
+      if (wait !== undefined) {
+        await wait;
+        turnStart = performance.now();
+      } else if ((applied & 31) === 0 && performance.now() - turnStart > TURN_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        turnStart = performance.now();
+      }
     }
   }
 
