@@ -120,8 +120,9 @@ function percentiles(values: number[]): Percentiles {
  * - seen: from the load generator publishing the link to it receiving the flushed event, which
  *   also counts the generator's own delays (it shares this machine's two cores with the server
  *   and with xref).
+ * `tag` prefixes every id and identifier, so that two runs share none.
  */
-async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string): Promise<{ stored: Percentiles; seen: Percentiles; probes: number; achieved: number }> {
+async function linkLatency(nc: NatsConnection, rate: number, seconds: number, stamp: string, tag: string): Promise<{ stored: Percentiles; seen: Percentiles; probes: number; achieved: number }> {
   const publisher = new JetStreamPublisher(nc, log);
   const jsm = await jetstreamManager(nc);
   const sent = new Map<string, number>();
@@ -146,8 +147,8 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
   const events = Math.ceil(rate * seconds);
   const background = webLog({ events, identifiers: Math.ceil(events / 10), seed: 99 }).map((event) => {
     // identifiers of its own: this measures the live path, not actors coming back from KV
-    const ids = Object.fromEntries(Object.entries(event.ids).map(([kind, value]) => [kind, `lat-${value}`]));
-    return { id: `lat-${event.id}`, data: Buffer.from(JSON.stringify({ ...event, ids, id: `lat-${event.id}`, timestamp: stamp })) };
+    const ids = Object.fromEntries(Object.entries(event.ids).map(([kind, value]) => [kind, `${tag}-${value}`]));
+    return { id: `${tag}-${event.id}`, data: Buffer.from(JSON.stringify({ ...event, ids, id: `${tag}-${event.id}`, timestamp: stamp })) };
   });
   const start = now();
   let i = 0;
@@ -158,8 +159,8 @@ async function linkLatency(nc: NatsConnection, rate: number, seconds: number, st
       void publisher.publish(subjects.in('bench'), background[i]!.data, background[i]!.id);
       if (i % 50 === 0) {
         probe++;
-        const anon = { id: `probe-${probe}-a`, timestamp: stamp, ids: { cookie: `probe-cookie-${probe}` } };
-        const link = { id: `probe-${probe}-l`, timestamp: stamp, ids: { user_id: `probe-${probe}`, cookie: `probe-cookie-${probe}` } };
+        const anon = { id: `${tag}-probe-${probe}-a`, timestamp: stamp, ids: { cookie: `${tag}-probe-cookie-${probe}` } };
+        const link = { id: `${tag}-probe-${probe}-l`, timestamp: stamp, ids: { user_id: `${tag}-probe-${probe}`, cookie: `${tag}-probe-cookie-${probe}` } };
         void publisher.publish(subjects.in('bench'), JSON.stringify(anon), anon.id);
         linkSeqs.set(anon.id, publisher.publish(subjects.in('bench'), JSON.stringify(link), link.id).then((ack) => ack.seq));
         sent.set(anon.id, now());
@@ -239,7 +240,12 @@ export async function benchStreaming(events = 200_000): Promise<StreamingBenchRe
       }, 600_000);
     await caughtUp();
     const target = xref / 2;
-    const latency = await linkLatency(nc, target, 10, data[data.length - 1]!.timestamp!);
+    const stamp = data[data.length - 1]!.timestamp!;
+    // the child resumed from (b)'s checkpoint and has applied nothing yet: warm it up at the same
+    // load first, so that this measures the steady state, not the JIT compiler's first seconds
+    await linkLatency(nc, target, 3, stamp, 'warm');
+    await caughtUp();
+    const latency = await linkLatency(nc, target, 10, stamp, 'lat');
     await caughtUp();
 
     // (e) RSS after 1M more distinct identifiers: 250k events linking 4 new third-party ids each
