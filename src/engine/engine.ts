@@ -17,9 +17,15 @@ import { MemorySnapshotStore, type SnapshotStore } from './snapshot-store.ts';
 export interface Checkpoint {
   readonly seq: number;
   readonly watermark: number;
-  readonly links: Array<[key: string, link: { user: string; seq: number }]>;
+  /** Each changed third-party identifier's link: its user (by key) and the input that linked it. */
+  readonly links: ReadonlyMap<string, CheckpointLink>;
   readonly identifiers: Array<[address: string, snapshot: unknown]>;
   readonly users: Array<[address: string, snapshot: unknown]>;
+}
+
+export interface CheckpointLink {
+  readonly user: { readonly key: string };
+  readonly seq: number;
 }
 
 export interface EngineOptions {
@@ -91,8 +97,11 @@ export interface EngineStats {
 export class IdentityEngine {
   readonly stats: EngineStats = { events: 0, duplicates: 0, buffered: 0, resolved: 0, unmatched: 0, audits: 0, unmatchedBy: {}, auditsBy: {} };
   private readonly links = new Map<string, Link>();
-  /** Links changed since the last checkpoint. */
-  private readonly changedLinks = new Set<string>();
+  /**
+   * Links changed since the last checkpoint, as they are now. Links are immutable (a change is a
+   * new one), so a checkpoint takes this map as it is and the engine starts a new one.
+   */
+  private changedLinks = new Map<string, Link>();
   /** Unlinked identifier → address of the buffering actor of its cluster. */
   private readonly clusterOf = new Map<string, string>();
   private readonly seen: EventIdWindow;
@@ -159,12 +168,8 @@ export class IdentityEngine {
    * their store already. Once this is written, the state as of `seq` is durable.
    */
   checkpoint(): Checkpoint {
-    const links: Checkpoint['links'] = [];
-    for (const key of this.changedLinks) {
-      const link = this.links.get(key)!;
-      links.push([key, { user: link.user.key, seq: link.seq }]);
-    }
-    this.changedLinks.clear();
+    const links = this.changedLinks;
+    this.changedLinks = new Map();
     return { seq: this.seq, watermark: this.watermarkMs, links, identifiers: this.identifiers.takeChanges(), users: this.users.takeChanges() };
   }
 
@@ -384,10 +389,7 @@ export class IdentityEngine {
     const after = this.identifiers.send(address, { type: 'LINK', user: claimant.key, seq, eventId, watermark: this.watermarkMs }).context.user;
     this.identifiers.forget(address);
     const moved = after === claimant.key;
-    if (moved) {
-      this.links.set(key, { user: claimant, seq });
-      this.changedLinks.add(key);
-    }
+    if (moved) this.setLinkTo(key, claimant, seq);
     this.release(moved ? owner : claimant, key);
   }
 
@@ -409,9 +411,14 @@ export class IdentityEngine {
   }
 
   private setLink(key: string, user: UserEntry, seq: number, eventId: string): void {
-    this.links.set(key, { user, seq });
-    this.changedLinks.add(key);
+    this.setLinkTo(key, user, seq);
     this.audit({ reason: 'link', identifier: key, user: user.key, seq, eventId });
+  }
+
+  private setLinkTo(key: string, user: UserEntry, seq: number): void {
+    const link = { user, seq };
+    this.links.set(key, link);
+    this.changedLinks.set(key, link);
   }
 
   /** Sends to a buffering actor and keeps the deadline heap and the cluster index in step. */

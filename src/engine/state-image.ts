@@ -17,7 +17,7 @@ export class StateImage {
   apply(checkpoint: Checkpoint): this {
     this.seq = checkpoint.seq;
     this.watermark = checkpoint.watermark;
-    for (const [key, link] of checkpoint.links) this.links.set(key, link);
+    for (const [key, link] of checkpoint.links) this.links.set(key, { user: link.user.key, seq: link.seq });
     for (const [address, snapshot] of checkpoint.identifiers) setOrDelete(this.identifiers, address, snapshot);
     for (const [address, snapshot] of checkpoint.users) setOrDelete(this.users, address, snapshot);
     return this;

@@ -88,7 +88,7 @@ export class NatsStateStore {
     await this.write({
       seq: image.seq,
       watermark: image.watermark,
-      links: [...image.links],
+      links: new Map([...image.links].map(([key, link]) => [key, { user: { key: link.user }, seq: link.seq }])),
       removedLinks: removed(image.links, live.links),
       identifiers: [...image.identifiers, ...removed(image.identifiers, live.identifiers).map((a) => [a, null] as [string, unknown])],
       users: [...image.users, ...removed(image.users, live.users).map((a) => [a, null] as [string, unknown])],
@@ -233,7 +233,7 @@ const WRITE_MAX_PENDING = 400;
 /** Every KV record a checkpoint writes: bucket, key, record. */
 function* checkpointRecords(checkpoint: Checkpoint & { removedLinks?: string[] }): Generator<[bucket: string, key: string, record: LinkRecord | SnapshotRecord]> {
   const at = checkpoint.seq;
-  for (const [key, link] of checkpoint.links) yield [BUCKETS.links, addressKey(key), { at, ...link }];
+  for (const [key, link] of checkpoint.links) yield [BUCKETS.links, addressKey(key), { at, user: link.user.key, seq: link.seq }];
   for (const key of checkpoint.removedLinks ?? []) yield [BUCKETS.links, addressKey(key), { at, deleted: true }];
   const record = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, deleted: true } : { at, snapshot: persistedSnapshot(snapshot) });
   for (const [address, snapshot] of checkpoint.identifiers) yield [BUCKETS.snapshots, snapshotKeys.identifier(address), record(snapshot)];

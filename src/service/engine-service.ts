@@ -394,7 +394,7 @@ export class EngineService {
     this.sinceCheckpoint = 0;
     if (this.options.settings.passivateAfterMs >= 0) this.engine.passivateIdle(this.options.settings.passivateAfterMs);
     const checkpoint = this.engine.checkpoint();
-    if (checkpoint.seq === this.stats.lastCheckpointSeq && checkpoint.links.length + checkpoint.identifiers.length + checkpoint.users.length === 0) return;
+    if (checkpoint.seq === this.stats.lastCheckpointSeq && checkpoint.links.size + checkpoint.identifiers.length + checkpoint.users.length === 0) return;
     this.writing = this.state
       .write(checkpoint, 'engine', this.storedThrough(checkpoint.seq))
       .then(() => {
@@ -402,7 +402,7 @@ export class EngineService {
         this.stores.users.written(checkpoint.users);
         this.stats.checkpoints++;
         this.stats.lastCheckpointSeq = checkpoint.seq;
-        this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.length, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
+        this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.size, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
       })
       .catch((error: Error) => {
         this.failure = error;

@@ -67,6 +67,30 @@ describe('checkpoint and resume', () => {
     );
   });
 
+  it('a checkpoint holds the state at its input, however far the engine went on before it is written', () => {
+    fc.assert(
+      fc.property(anyLog, fc.nat(), fc.boolean(), (log, cut, passivate) => {
+        const at = cut % log.length;
+        const options = { config, sink: recorder().sink, maxLiveActors: passivate ? 1 : 1000 };
+        const goesOn = new IdentityEngine(options);
+        const stops = new IdentityEngine(options);
+        let taken: ReturnType<IdentityEngine['checkpoint']> | undefined;
+        log.forEach((event, i) => {
+          goesOn.ingest(event, i + 1);
+          if (i <= at) stops.ingest(event, i + 1);
+          if (i === at) taken = goesOn.checkpoint();
+        });
+        // written only now, after every later input changed links and actors again
+        const late = new StateImage().apply(taken!);
+        const expected = new StateImage().apply(stops.checkpoint());
+        expect(late.links).toEqual(expected.links);
+        expect(late.identifiers).toEqual(expected.identifiers);
+        expect(late.users).toEqual(expected.users);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('with a dedup window, a restart that refills the window from the log decides as one run did', () => {
     // event ids repeat, some within the window and some beyond it
     const repeating = fc.tuple(anyLog, fc.array(fc.nat({ max: 9 }), { minLength: 60, maxLength: 60 })).map(([log, picks]) =>
