@@ -85,14 +85,15 @@ export class NatsStateStore {
   async replaceWith(image: StateImage): Promise<void> {
     const live = await this.loadImage();
     const removed = <T>(now: Map<string, T>, before: Map<string, unknown>) => [...before.keys()].filter((key) => !now.has(key));
-    await this.write({
+    const checkpoint = {
       seq: image.seq,
       watermark: image.watermark,
       links: new Map([...image.links].map(([key, link]) => [key, { user: { key: link.user }, seq: link.seq }])),
       removedLinks: removed(image.links, live.links),
       identifiers: [...image.identifiers, ...removed(image.identifiers, live.identifiers).map((a) => [a, null] as [string, unknown])],
       users: [...image.users, ...removed(image.users, live.users).map((a) => [a, null] as [string, unknown])],
-    }, `replay-${Date.now()}`);
+    };
+    await this.write(checkpoint, { writer: `replay-${Date.now()}` });
   }
 
   /** Every record in force: the latest, or for records of an interrupted checkpoint the one before. */
@@ -139,22 +140,23 @@ export class NatsStateStore {
    * serialised and sent a slice at a time, yielding in between, so that processing goes on
    * while a large checkpoint is written instead of stalling for its whole length.
    */
-  async write(checkpoint: Checkpoint & { removedLinks?: string[] }, writer = 'engine', alsoStored: Promise<unknown> = Promise.resolve()): Promise<void> {
+  async write(checkpoint: Checkpoint & { removedLinks?: string[] }, options: WriteOptions = {}): Promise<void> {
+    const { writer = 'engine', alsoStored = Promise.resolve(), spreadOverMs = () => 0 } = options;
     const at = checkpoint.seq;
+    const slices = Math.ceil((checkpoint.links.size + (checkpoint.removedLinks?.length ?? 0) + checkpoint.identifiers.length + checkpoint.users.length) / WRITE_SLICE);
     const records = new StoredCount();
     for (const [bucket, key, record] of checkpointRecords(checkpoint)) {
-      // dedup ids name the writer: a replay rewriting the same checkpoint must not be dropped as a duplicate
       this.publisher.publishThen(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${writer}`, recordStored, records.add());
-      if (records.sent % WRITE_SLICE === 0) await this.yieldToProcessing();
+      if (records.sent % WRITE_SLICE === 0) await this.yieldToProcessing(Math.min(MAX_SLICE_PAUSE_MS, spreadOverMs() / slices));
     }
     await Promise.all([records.all(), alsoStored]);
     const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
     await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${writer}`);
   }
 
-  /** Lets queued work run, and waits while the publisher is well ahead of the server. */
-  private async yieldToProcessing(): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve));
+  /** Lets queued work run (for `pauseMs` at least), and waits while the publisher is well ahead of the server. */
+  private async yieldToProcessing(pauseMs: number): Promise<void> {
+    await new Promise((resolve) => (pauseMs >= 1 ? setTimeout(resolve, pauseMs) : setImmediate(resolve)));
     if (this.publisher.pending > WRITE_MAX_PENDING) await this.publisher.below(WRITE_MAX_PENDING / 2);
   }
 
@@ -229,6 +231,21 @@ const recordStored = (error: Error | undefined, _ack: unknown, records: StoredCo
 /** Records sent between two yields of a checkpoint write, and the unacked messages it lets pile up. */
 const WRITE_SLICE = 100;
 const WRITE_MAX_PENDING = 400;
+/** The longest pause between two slices of a checkpoint spread over time (10k records a second at most). */
+const MAX_SLICE_PAUSE_MS = 10;
+
+export interface WriteOptions {
+  /** Who writes (in the records' dedup ids): a replay rewriting a checkpoint must not be dropped as a duplicate. */
+  readonly writer?: string;
+  /** Written too before the meta record: the outputs of the inputs the checkpoint covers. */
+  readonly alsoStored?: Promise<unknown>;
+  /**
+   * How long to spread the writing over, asked before each slice (0: as fast as the server takes
+   * it). Written in a burst, a large checkpoint doubles the server's load for a moment, and every
+   * input arriving then waits longer.
+   */
+  readonly spreadOverMs?: () => number;
+}
 
 /** Every KV record a checkpoint writes: bucket, key, record. */
 function* checkpointRecords(checkpoint: Checkpoint & { removedLinks?: string[] }): Generator<[bucket: string, key: string, record: LinkRecord | SnapshotRecord]> {

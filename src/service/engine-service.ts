@@ -396,7 +396,11 @@ export class EngineService {
     const checkpoint = this.engine.checkpoint();
     if (checkpoint.seq === this.stats.lastCheckpointSeq && checkpoint.links.size + checkpoint.identifiers.length + checkpoint.users.length === 0) return;
     this.writing = this.state
-      .write(checkpoint, 'engine', this.storedThrough(checkpoint.seq))
+      .write(checkpoint, {
+        alsoStored: this.storedThrough(checkpoint.seq),
+        // spread over half the time to the next one while intake goes on; at shutdown, at once
+        spreadOverMs: () => (this.stopping ? 0 : this.options.settings.checkpointMs / 2),
+      })
       .then(() => {
         this.stores.identifiers.written(checkpoint.identifiers);
         this.stores.users.written(checkpoint.users);
