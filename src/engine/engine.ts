@@ -389,7 +389,7 @@ export class IdentityEngine {
     const after = this.identifiers.send(address, { type: 'LINK', user: claimant.key, seq, eventId, watermark: this.watermarkMs }).context.user;
     this.identifiers.forget(address);
     const moved = after === claimant.key;
-    if (moved) this.setLinkTo(key, claimant, seq);
+    if (moved) this.putLink(key, claimant, seq);
     this.release(moved ? owner : claimant, key);
   }
 
@@ -411,11 +411,12 @@ export class IdentityEngine {
   }
 
   private setLink(key: string, user: UserEntry, seq: number, eventId: string): void {
-    this.setLinkTo(key, user, seq);
+    this.putLink(key, user, seq);
     this.audit({ reason: 'link', identifier: key, user: user.key, seq, eventId });
   }
 
-  private setLinkTo(key: string, user: UserEntry, seq: number): void {
+  /** Puts a link in the graph, and among the changes the next checkpoint writes. */
+  private putLink(key: string, user: UserEntry, seq: number): void {
     const link = { user, seq };
     this.links.set(key, link);
     this.changedLinks.set(key, link);
