@@ -23,6 +23,11 @@ export interface Checkpoint {
   readonly users: Array<[address: string, snapshot: unknown]>;
 }
 
+/** Records a checkpoint holds: its changed links and actors. */
+export function checkpointSize(checkpoint: Checkpoint): number {
+  return checkpoint.links.size + checkpoint.identifiers.length + checkpoint.users.length;
+}
+
 export interface CheckpointLink {
   readonly user: { readonly key: string };
   readonly seq: number;

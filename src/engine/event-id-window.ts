@@ -1,3 +1,5 @@
+import { RingQueue } from '../ring-queue.ts';
+
 /**
  * The event ids of the last `size` inputs, for dedup. An id is remembered until `size` inputs
  * have passed since its latest occurrence. A restarted service refills it by reading the same
@@ -7,10 +9,9 @@
 export class EventIdWindow {
   /** Id → the input it last occurred in. */
   private readonly latest = new Map<string, number>();
-  /** Occurrences in input order (from `head` on), to forget them once out of the window. */
-  private readonly ids: string[] = [];
-  private readonly seqs: number[] = [];
-  private head = 0;
+  /** Occurrences in input order, to forget them once out of the window. */
+  private readonly ids = new RingQueue<string>();
+  private readonly seqs = new RingQueue<number>();
 
   constructor(private readonly size = Infinity) {}
 
@@ -38,17 +39,9 @@ export class EventIdWindow {
   }
 
   private forgetBefore(seq: number): void {
-    let head = this.head;
-    while (head < this.seqs.length && this.seqs[head]! < seq) {
-      const id = this.ids[head]!;
-      if (this.latest.get(id) === this.seqs[head]) this.latest.delete(id);
-      head++;
-    }
-    this.head = head;
-    if (head > 65_536 && head * 2 > this.seqs.length) {
-      this.ids.splice(0, head);
-      this.seqs.splice(0, head);
-      this.head = 0;
+    for (let oldest = this.seqs.peek(); oldest !== undefined && oldest < seq; oldest = this.seqs.peek()) {
+      const id = this.ids.shift()!;
+      if (this.latest.get(id) === this.seqs.shift()) this.latest.delete(id);
     }
   }
 }

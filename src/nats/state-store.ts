@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { IdentifierContext } from '../../actors/identifier.machine.ts';
 import { persistedSnapshot } from '../engine/actor-system.ts';
-import type { Checkpoint } from '../engine/engine.ts';
+import { type Checkpoint, checkpointSize } from '../engine/engine.ts';
 import type { SnapshotStore } from '../engine/snapshot-store.ts';
 import { StateImage } from '../engine/state-image.ts';
 import type { JetStreamPublisher } from './publisher.ts';
@@ -143,7 +143,7 @@ export class NatsStateStore {
   async write(checkpoint: Checkpoint & { removedLinks?: string[] }, options: WriteOptions = {}): Promise<void> {
     const { writer = 'engine', alsoStored = Promise.resolve(), spreadOverMs = () => 0 } = options;
     const at = checkpoint.seq;
-    const slices = Math.ceil((checkpoint.links.size + (checkpoint.removedLinks?.length ?? 0) + checkpoint.identifiers.length + checkpoint.users.length) / WRITE_SLICE);
+    const slices = Math.ceil((checkpointSize(checkpoint) + (checkpoint.removedLinks?.length ?? 0)) / WRITE_SLICE);
     const records = new StoredCount();
     for (const [bucket, key, record] of checkpointRecords(checkpoint)) {
       this.publisher.publishThen(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${writer}`, recordStored, records.add());

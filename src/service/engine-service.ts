@@ -3,7 +3,7 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config, ServiceSettings } from '../domain/config.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
-import { IdentityEngine, type Touched } from '../engine/engine.ts';
+import { IdentityEngine, type Touched, checkpointSize } from '../engine/engine.ts';
 import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
@@ -394,7 +394,7 @@ export class EngineService {
     this.sinceCheckpoint = 0;
     if (this.options.settings.passivateAfterMs >= 0) this.engine.passivateIdle(this.options.settings.passivateAfterMs);
     const checkpoint = this.engine.checkpoint();
-    if (checkpoint.seq === this.stats.lastCheckpointSeq && checkpoint.links.size + checkpoint.identifiers.length + checkpoint.users.length === 0) return;
+    if (checkpoint.seq === this.stats.lastCheckpointSeq && checkpointSize(checkpoint) === 0) return;
     this.writing = this.state
       .write(checkpoint, {
         alsoStored: this.storedThrough(checkpoint.seq),
