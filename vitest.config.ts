@@ -7,7 +7,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
-    env: { XREF_LOG_LEVEL: process.env.XREF_LOG_LEVEL ?? 'warn' },
+    // test runs print no logs unless asked (XREF_LOG_LEVEL=info npm test)
+    env: { XREF_LOG_LEVEL: process.env.XREF_LOG_LEVEL ?? 'silent' },
     hookTimeout: 60_000,
     reporters: jsonReport ? ['default', ['json', { outputFile: jsonReport }]] : ['default'],
   },

@@ -76,9 +76,11 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   const logger = componentLogger('serve');
   const settings = serviceSettings();
   // listened for from the start: a signal during startup lets startup finish, then stops cleanly
+  let shutdown: (why: string) => void = () => {};
   const stopRequested = new Promise<void>((resolve) => {
-    const shutdown = (signal: string) => {
-      logger.info({ signal, deadlineMs: settings.shutdownMs }, 'shutting down: finishing in-flight work');
+    shutdown = (why: string) => {
+      shutdown = () => {};
+      logger.info({ why, deadlineMs: settings.shutdownMs }, 'shutting down: finishing in-flight work');
       // a shutdown that cannot finish (NATS gone for good) must not hang: a second signal, or the
       // deadline, ends the process; the next start resumes from the last checkpoint
       const force = (why: string) => {
@@ -102,7 +104,10 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   const running = await connectOrEmbed(settings.natsUrl, settings.dataDir, 'xref');
   const jsm = await jetstreamManager(running.nc);
   // the engine applies the topology as it starts; the collector alone must do it itself
-  const engine = withEngine ? await EngineService.start({ nc: running.nc, config, settings, logger: componentLogger('engine') }) : undefined;
+  // an engine that stops for good (not an outage: it waits those out) ends the process, exit 1,
+  // so that a supervisor sees it and starts it again from the last checkpoint
+  const onFailure = () => shutdown('the engine stopped processing');
+  const engine = withEngine ? await EngineService.start({ nc: running.nc, config, settings, logger: componentLogger('engine'), onFailure }) : undefined;
   if (engine === undefined) await ensureTopology(running.nc, jsm, logger);
   const metrics = createMetrics();
   let app: XrefApp | undefined;
@@ -113,7 +118,7 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
       ...collector,
       publisher: new JetStreamSink(publisher, { maxPending: settings.httpMaxPendingEvents }),
       logger: componentLogger('http'),
-      readiness: natsReadiness({ nc: running.nc, jsm, ...(engine ? { engineLag: () => engine.lag() } : {}) }),
+      readiness: natsReadiness({ nc: running.nc, jsm, ...(engine ? { engineLag: () => engine.lag(), engineWaits: () => engine.waits.current } : {}) }),
       metrics,
     });
     await app.listen({ port: settings.port, host: settings.httpHost });
@@ -121,6 +126,7 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   const gauges =
     engine &&
     setInterval(() => {
+      setEngineGauges(metrics, { waitingForNats: engine.waits.current });
       void engine.lag().then(
         (lag) =>
           setEngineGauges(metrics, {

@@ -262,7 +262,7 @@ export class IdentityEngine {
 
     if (user !== undefined) {
       this.resolve(event, seq, user, { kind: user.ref.kind, value: user.ref.id });
-      for (const key of third) this.link(key, user, seq, event.id);
+      this.linkAll(third, user, seq, event.id);
     } else if (third.length === 0) {
       this.unmatched(event, seq, 'junk');
     } else {
@@ -302,7 +302,12 @@ export class IdentityEngine {
       }
     } else {
       // A chain: the event's other ids join its user first, so `via` does not depend on arrival order.
-      for (const key of third) if (!this.links.has(key)) this.link(key, owner.user, seq, event.id);
+      this.linkAll(
+        third.filter((key) => !this.links.has(key)),
+        owner.user,
+        seq,
+        event.id,
+      );
     }
     this.resolve(event, seq, owner.user, this.viaOf(third, owner.user));
   }
@@ -359,19 +364,29 @@ export class IdentityEngine {
     this.sendCluster(target, { type: 'BUFFER', item, watermark: this.watermarkMs });
   }
 
-  /** Links a third-party identifier (and its whole cluster) to a user, or decides a claim. */
-  private link(key: string, user: UserEntry, seq: number, eventId: string): void {
+  /**
+   * Links an event's third-party identifiers to a user. Each identifier is decided once: one whose
+   * cluster an earlier one brought along was decided with it (a member refused by a cap then stays
+   * refused, audited once).
+   */
+  private linkAll(keys: readonly string[], user: UserEntry, seq: number, eventId: string): void {
+    const decided = new Set<string>();
+    for (const key of keys) if (!decided.has(key)) this.link(key, user, seq, eventId, decided);
+  }
+
+  /** Links a third-party identifier (and its whole cluster) to a user, or decides a claim; notes what it decided. */
+  private link(key: string, user: UserEntry, seq: number, eventId: string, decided: Set<string>): void {
     const current = this.links.get(key);
-    if (current !== undefined) {
-      if (current.user !== user) this.claim(key, current.user, user, seq, eventId);
-      return;
-    }
-    const root = this.clusterOf.get(key);
+    const root = current === undefined ? this.clusterOf.get(key) : undefined;
     if (root === undefined) {
-      if (this.accept(user, key, seq, eventId)) this.setLink(key, user, seq, eventId);
+      decided.add(key);
+      if (current !== undefined) {
+        if (current.user !== user) this.claim(key, current.user, user, seq, eventId);
+      } else if (this.accept(user, key, seq, eventId)) this.setLink(key, user, seq, eventId);
       return;
     }
     const members = this.identifiers.peek(root)!.context.members;
+    for (const member of members) decided.add(member);
     const accepted = members.filter((member) => this.accept(user, member, seq, eventId));
     if (accepted.length === 0) return;
     for (const member of members) this.clusterOf.delete(member);

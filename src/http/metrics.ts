@@ -37,6 +37,8 @@ export interface XrefMetrics {
   readonly unmatched: Gauge<'reason'>;
   /** xref_engine_audit_records{reason}: audit records (link, relink, conflict, refused, …) since start. */
   readonly audit: Gauge<'reason'>;
+  /** xref_engine_waiting_for_nats: 1 while the engine waits for NATS to answer again (an outage), else 0. */
+  readonly waitingForNats: Gauge;
 }
 
 export interface MetricsOptions {
@@ -74,6 +76,7 @@ export function createMetrics(options: MetricsOptions = {}): XrefMetrics {
     bufferedIdentifiers: new Gauge({ name: 'xref_engine_buffered_identifiers', help: 'Unlinked identifiers whose events wait in a buffer.', registers }),
     unmatched: new Gauge({ name: 'xref_engine_unmatched_events', help: 'Events released unplaced since the engine started, by reason.', labelNames: ['reason'], registers }),
     audit: new Gauge({ name: 'xref_engine_audit_records', help: 'Audit records published since the engine started, by reason.', labelNames: ['reason'], registers }),
+    waitingForNats: new Gauge({ name: 'xref_engine_waiting_for_nats', help: '1 while the engine waits for NATS to answer again (it retries by itself), else 0.', registers }),
   };
 }
 
@@ -86,6 +89,8 @@ export interface EngineGaugeValues {
   readonly unmatched?: number | Readonly<Record<string, number>>;
   /** A total (reason "all"), or counts by reason. */
   readonly audit?: number | Readonly<Record<string, number>>;
+  /** What the engine waits for NATS to answer (empty: nothing). */
+  readonly waitingForNats?: readonly string[];
 }
 
 /** Sets the engine gauges from one snapshot of the engine's figures. */
@@ -93,6 +98,7 @@ export function setEngineGauges(metrics: XrefMetrics, values: EngineGaugeValues)
   if (values.lag !== undefined) metrics.engineLag.set(values.lag);
   if (values.liveActors !== undefined) metrics.liveActors.set(values.liveActors);
   if (values.bufferedIdentifiers !== undefined) metrics.bufferedIdentifiers.set(values.bufferedIdentifiers);
+  if (values.waitingForNats !== undefined) metrics.waitingForNats.set(values.waitingForNats.length > 0 ? 1 : 0);
   for (const [gauge, value] of [
     [metrics.unmatched, values.unmatched],
     [metrics.audit, values.audit],

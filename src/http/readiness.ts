@@ -10,6 +10,8 @@ export interface NatsReadinessOptions {
   readonly streams?: readonly string[];
   /** Inputs in XREF_IN the engine has not applied; omitted = no engine in this process. */
   readonly engineLag?: () => number | Promise<number>;
+  /** What the engine waits for NATS to answer (an outage it waits out); omitted = no engine. */
+  readonly engineWaits?: () => readonly string[];
   /** Largest lag still "caught up" (default 10000). */
   readonly maxLag?: number;
   /** Per check (default 1500 ms). */
@@ -60,7 +62,9 @@ export function natsReadiness(options: NatsReadinessOptions): () => Promise<Read
     };
     const results = await Promise.all(streams.map(streamCheck));
     streams.forEach((name, i) => (checks[`stream ${name}`] = results[i]!));
-    if (options.engineLag !== undefined) {
+    const waiting = options.engineWaits?.() ?? [];
+    if (waiting.length > 0) checks.engine = `waiting for NATS to answer (${waiting.join(', ')}); it retries by itself`;
+    else if (options.engineLag !== undefined) {
       try {
         const lag = await within(timeoutMs, Promise.resolve(options.engineLag()));
         checks.engine = lag <= maxLag ? true : `${lag} inputs behind (more than ${maxLag})`;

@@ -76,6 +76,10 @@ export class JetStreamPublisher {
   /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
   private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string }>();
   private disconnected = false;
+  /** While disconnected: resolves at the reconnect. */
+  private reconnected: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** After a reconnect: resolves once what was sent again is stored (or refused). */
+  private resending: Promise<unknown> | undefined;
   /** Published and not yet acked or refused, retries included. */
   private outstanding = 0;
   private closed = false;
@@ -107,13 +111,25 @@ export class JetStreamPublisher {
   private async watchReconnects(): Promise<void> {
     for await (const status of this.nc.status()) {
       if (this.closed) return;
-      if (status.type === 'disconnect') this.disconnected = true;
+      if (status.type === 'disconnect' && !this.disconnected) {
+        this.disconnected = true;
+        let resolve = () => {};
+        const promise = new Promise<void>((r) => (resolve = r));
+        this.reconnected = { promise, resolve };
+      }
       if (status.type !== 'reconnect') continue;
       this.disconnected = false;
       const again = this.recent;
       this.recent = new RingQueue();
       if (again.length > 0) this.logger.info({ messages: again.length }, 'reconnected: sending the last stored messages again');
-      for (const m of again) void this.publish(m.subject, m.data, m.msgId).catch(() => undefined);
+      const resent: Promise<unknown>[] = [];
+      for (const m of again) resent.push(this.publish(m.subject, m.data, m.msgId).catch(() => undefined));
+      const resending = Promise.all(resent).then(() => {
+        if (this.resending === resending) this.resending = undefined;
+      });
+      this.resending = resending;
+      this.reconnected?.resolve();
+      this.reconnected = undefined;
     }
   }
 
@@ -123,6 +139,19 @@ export class JetStreamPublisher {
     this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId });
     if (this.disconnected) return; // keep everything from before the outage
     while (this.recent.length > this.retain.count && this.recent.peek()!.at < now - this.retain.ms) this.recent.shift();
+  }
+
+  /**
+   * Resolves once connected and what the last reconnect sent again is stored. A writer whose
+   * messages must land after those (a checkpoint rewriting keys an earlier one wrote) waits for
+   * it: messages published while disconnected would be sent first at the reconnect, before them.
+   */
+  async settled(): Promise<void> {
+    for (;;) {
+      if (this.reconnected !== undefined) await this.reconnected.promise;
+      else if (this.resending !== undefined) await this.resending;
+      else return;
+    }
   }
 
   get pending(): number {

@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { IdentifierContext } from '../../actors/identifier.machine.ts';
@@ -8,6 +9,7 @@ import { type Checkpoint, checkpointSize } from '../engine/engine.ts';
 import type { SnapshotStore } from '../engine/snapshot-store.ts';
 import { StateImage } from '../engine/state-image.ts';
 import type { JetStreamPublisher } from './publisher.ts';
+import { type RetryOptions, untilAnswered } from './retry.ts';
 import { BUCKETS, addressKey, keyAddress, kvSubject, snapshotKeys } from './subjects.ts';
 
 /**
@@ -33,12 +35,24 @@ const decoder = new TextDecoder();
 /** The engine's durable state in the `xref_links` and `xref_snapshots` buckets. */
 export class NatsStateStore {
   private readonly kvm: Kvm;
+  /**
+   * This store's own part of every record's dedup id, with a count of its writes: two writes,
+   * by this process or another, never share an id. A checkpoint rewritten at the same input
+   * after a repair (its first writer was killed before the meta) must be stored, not dropped by
+   * the stream's duplicate window as a copy of the interrupted one; only the publisher's own
+   * retries and resends of one write share its ids.
+   */
+  private readonly incarnation = randomUUID().slice(0, 8);
+  private snapshots: KV | undefined;
+  private writes = 0;
 
   constructor(
     nc: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly publisher: JetStreamPublisher,
     private readonly logger: Logger,
+    /** How a read of one snapshot waits out an outage (default: like any other call, it fails). */
+    private readonly retry?: RetryOptions,
   ) {
     this.kvm = new Kvm(nc);
   }
@@ -93,7 +107,7 @@ export class NatsStateStore {
       identifiers: [...image.identifiers, ...removed(image.identifiers, live.identifiers).map((a) => [a, null] as [string, unknown])],
       users: [...image.users, ...removed(image.users, live.users).map((a) => [a, null] as [string, unknown])],
     };
-    await this.write(checkpoint, { writer: `replay-${Date.now()}` });
+    await this.write(checkpoint, { writer: 'replay' });
   }
 
   /** Every record in force: the latest, or for records of an interrupted checkpoint the one before. */
@@ -113,7 +127,7 @@ export class NatsStateStore {
       const covered = await this.readBucket<T>(bucket, DeliverPolicy.All, (record) => record.at <= meta.seq);
       // ... and write those back as the latest values, so a later get (a passivated actor coming
       // back) reads the state in force, not the interrupted checkpoint's
-      const repair = `repair-${Date.now()}`;
+      const repair = this.writeId('repair');
       for (const key of ahead) {
         const record = covered.get(key) ?? { at: meta.seq, deleted: true };
         repairs.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${meta.seq}:${repair}`));
@@ -143,27 +157,43 @@ export class NatsStateStore {
   async write(checkpoint: Checkpoint & { removedLinks?: string[] }, options: WriteOptions = {}): Promise<void> {
     const { writer = 'engine', alsoStored = Promise.resolve(), spreadOverMs = () => 0 } = options;
     const at = checkpoint.seq;
+    const id = this.writeId(writer);
     const slices = Math.ceil((checkpointSize(checkpoint) + (checkpoint.removedLinks?.length ?? 0)) / WRITE_SLICE);
     const records = new StoredCount();
+    await this.publisher.settled();
     for (const [bucket, key, record] of checkpointRecords(checkpoint)) {
-      this.publisher.publishThen(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${writer}`, recordStored, records.add());
+      this.publisher.publishThen(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${id}`, recordStored, records.add());
       if (records.sent % WRITE_SLICE === 0) await this.yieldToProcessing(Math.min(MAX_SLICE_PAUSE_MS, spreadOverMs() / slices));
     }
     await Promise.all([records.all(), alsoStored]);
+    await this.publisher.settled();
     const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
-    await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${writer}`);
+    await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${id}`);
   }
 
-  /** Lets queued work run (for `pauseMs` at least), and waits while the publisher is well ahead of the server. */
+  /** A dedup id part no other write shares: who writes, this store, and its count of writes. */
+  private writeId(writer: string): string {
+    return `${writer}-${this.incarnation}-${++this.writes}`;
+  }
+
+  /**
+   * Lets queued work run (for `pauseMs` at least), waits while the publisher is well ahead of the
+   * server, and, after a reconnect, until what it sent again is stored: those older records must
+   * not land after this checkpoint's own records of the same keys.
+   */
   private async yieldToProcessing(pauseMs: number): Promise<void> {
     await new Promise((resolve) => (pauseMs >= 1 ? setTimeout(resolve, pauseMs) : setImmediate(resolve)));
     if (this.publisher.pending > WRITE_MAX_PENDING) await this.publisher.below(WRITE_MAX_PENDING / 2);
+    await this.publisher.settled();
   }
 
-  /** One actor's snapshot, as the last checkpoint left it. */
+  /** One actor's snapshot, as the last checkpoint left it; waits out an outage when told how. */
   async snapshot(kind: 'i' | 'u', address: string): Promise<unknown> {
-    const bucket = await this.kvm.open(BUCKETS.snapshots);
-    const entry = await bucket.get(kind === 'i' ? snapshotKeys.identifier(address) : snapshotKeys.user(address));
+    const read = async () => {
+      this.snapshots ??= await this.kvm.open(BUCKETS.snapshots);
+      return this.snapshots.get(kind === 'i' ? snapshotKeys.identifier(address) : snapshotKeys.user(address));
+    };
+    const entry = this.retry === undefined ? await read() : await untilAnswered('loading passivated actors', read, this.retry);
     if (entry === null || entry.operation !== 'PUT') return undefined;
     const record = entry.json() as SnapshotRecord;
     return 'deleted' in record ? undefined : record.snapshot;
@@ -235,7 +265,7 @@ const WRITE_MAX_PENDING = 400;
 const MAX_SLICE_PAUSE_MS = 10;
 
 export interface WriteOptions {
-  /** Who writes (in the records' dedup ids): a replay rewriting a checkpoint must not be dropped as a duplicate. */
+  /** Who writes (named in the records' dedup ids, which are unique to each write). */
   readonly writer?: string;
   /** Written too before the meta record: the outputs of the inputs the checkpoint covers. */
   readonly alsoStored?: Promise<unknown>;

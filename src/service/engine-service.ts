@@ -6,6 +6,7 @@ import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { IdentityEngine, type Touched, checkpointSize } from '../engine/engine.ts';
 import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
+import { NatsWaits, untilAnswered } from '../nats/retry.ts';
 import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
@@ -42,6 +43,11 @@ export interface EngineServiceOptions {
   readonly settings: ServiceSettings;
   readonly logger: Logger;
   readonly limits?: Limits;
+  /**
+   * Called once if processing stops for good (a failure that is not an outage: NATS refusing a
+   * message, a bug). An outage never gets here: the engine waits for NATS and goes on.
+   */
+  readonly onFailure?: (error: Error) => void;
 }
 
 export interface EngineServiceStats {
@@ -91,20 +97,40 @@ export class EngineService {
     private readonly stores: { identifiers: KvSnapshotStore; users: KvSnapshotStore },
     /** What the engine decided for the input being applied, waiting to be published. */
     private readonly outbox: OutboundMessage[],
+    /** Calls to NATS waiting for it to answer again (an outage): readiness and metrics show them. */
+    readonly waits: NatsWaits,
   ) {
     this.limits = options.limits ?? defaultLimits();
     this.timer = setInterval(() => this.requestCheckpoint(), options.settings.checkpointMs);
     this.timer.unref();
   }
 
-  /** Applies the topology, loads the last checkpoint and starts consuming right after it. */
+  /**
+   * Applies the topology, loads the last checkpoint and starts consuming right after it. NATS
+   * away or not answering at any step makes it wait and start again from the top, however long
+   * that takes; only a refusal (or a bug) rejects.
+   */
   static async start(options: EngineServiceOptions): Promise<EngineService> {
+    const { nc, logger } = options;
+    const waits = new NatsWaits();
+    const publisher = new JetStreamPublisher(nc, logger.child({ component: 'publisher' }));
+    const state = new NatsStateStore(nc, jetstream(nc), publisher, logger.child({ component: 'state' }), { logger, waits });
+    return untilAnswered(
+      'starting',
+      async () => {
+        // what an earlier attempt sent (repairs) is stored before the state is read again
+        await publisher.flushed();
+        return EngineService.startOnce(options, publisher, state, waits);
+      },
+      { logger, waits },
+    );
+  }
+
+  private static async startOnce(options: EngineServiceOptions, publisher: JetStreamPublisher, state: NatsStateStore, waits: NatsWaits): Promise<EngineService> {
     const { nc, logger, settings } = options;
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
     await ensureTopology(nc, jsm, logger);
-    const publisher = new JetStreamPublisher(nc, logger.child({ component: 'publisher' }));
-    const state = new NatsStateStore(nc, js, publisher, logger.child({ component: 'state' }));
     const started = Date.now();
     const loaded = await state.load();
     const seen: Array<[id: string, seq: number]> = [];
@@ -136,8 +162,14 @@ export class EngineService {
       { seq: loaded.seq, links: loaded.links.size, buffering: loaded.identifierAddresses.length, dedupIds: seen.length, ms: Date.now() - started },
       'state loaded',
     );
-    const service = new EngineService(options, js, jsm, publisher, state, engine, stores, outbox);
-    await service.consumeFrom(loaded.seq + 1);
+    const service = new EngineService(options, js, jsm, publisher, state, engine, stores, outbox, waits);
+    try {
+      await service.consumeFrom(loaded.seq + 1);
+    } catch (error) {
+      clearInterval(service.timer);
+      await service.messages?.close();
+      throw error;
+    }
     return service;
   }
 
@@ -168,8 +200,11 @@ export class EngineService {
     await this.messages?.close();
     await this.pumping;
     await this.writing;
-    this.startCheckpoint();
-    await this.writing;
+    // after a failure the state may be ahead of what is stored: the last checkpoint stands
+    if (this.failure === undefined) {
+      this.startCheckpoint();
+      await this.writing;
+    }
     await this.publisher.close();
     this.options.logger.info({ seq: this.engine.seq, ...this.stats }, 'engine stopped');
   }
@@ -195,14 +230,49 @@ export class EngineService {
       max_ack_pending: this.options.settings.maxInFlight * 4,
       ...(startSeq <= 1 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq }),
     });
+    await this.subscribe();
+  }
+
+  /**
+   * Starts pulling from the durable consumer. The client re-pulls by itself after a reconnect;
+   * should the consumer be gone (a server that lost it) or the pull end, it is made again, right
+   * after the last input applied, and pulled from anew.
+   */
+  private async subscribe(): Promise<void> {
     const consumer = await this.js.consumers.get(STREAMS.in, ENGINE_CONSUMER);
-    this.messages = await consumer.consume({
+    const messages = await consumer.consume({
       max_messages: 2000,
       callback: (msg) => {
         this.queue.push(msg);
         this.pump();
       },
     });
+    this.messages = messages;
+    void (async () => {
+      for await (const status of messages.status()) {
+        if (status.type === 'consumer_not_found' && status.count >= 2) {
+          this.options.logger.warn({ consumer: ENGINE_CONSUMER }, 'the engine consumer is gone from the server: making it again');
+          await messages.close();
+        }
+      }
+    })().catch(() => undefined);
+    void messages.closed().then(() => {
+      if (this.stopping || this.failure !== undefined) return;
+      untilAnswered('resubscribing', () => this.consumeFrom(Math.max(this.engine.seq, this.queuedSeq()) + 1), { logger: this.options.logger, waits: this.waits }).catch((error: Error) => this.fail(error, 'the engine consumer could not be made again'));
+    });
+  }
+
+  /** The last input delivered and waiting in the queue (0 when none). */
+  private queuedSeq(): number {
+    return this.queue.length === 0 ? 0 : deliveredInput(this.queue.at(this.queue.length - 1)!).seq;
+  }
+
+  /** Processing stops for good: logged, kept as `error`, and told to `onFailure` (once). */
+  private fail(error: Error, message: string): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.options.logger.fatal({ err: error }, message);
+    this.options.onFailure?.(error);
   }
 
   private requestCheckpoint(): void {
@@ -213,10 +283,7 @@ export class EngineService {
   private pump(): void {
     if (this.pumping !== undefined || this.failure !== undefined) return;
     this.pumping = this.drain()
-      .catch((error: Error) => {
-        this.failure = error;
-        this.options.logger.fatal({ err: error }, 'engine stopped processing');
-      })
+      .catch((error: Error) => this.fail(error, 'engine stopped processing'))
       .finally(() => {
         this.pumping = undefined;
         if (this.failure === undefined && (this.queue.length > 0 || (this.checkpointDue && this.writing === undefined))) this.pump();
@@ -255,12 +322,17 @@ export class EngineService {
     }
   }
 
+  /** How calls to NATS in the engine's path wait out an outage. */
+  private get retry() {
+    return { logger: this.options.logger, waits: this.waits };
+  }
+
   /** Applies the inputs between the last one applied and `nextSeq`, read from the stream by sequence. */
   private async fillGap(nextSeq: number): Promise<void> {
     const from = this.engine.seq + 1;
     this.options.logger.warn({ from, to: nextSeq - 1 }, 'inputs missing from the delivery: reading them from the stream');
     for (let seq = from; seq < nextSeq; seq++) {
-      const stored = await this.jsm.streams.getMessage(STREAMS.in, { seq });
+      const stored = await untilAnswered('reading missing inputs', () => this.jsm.streams.getMessage(STREAMS.in, { seq }), this.retry);
       if (stored === null) {
         this.engine.skip(seq); // deleted from the stream: nothing to apply
         continue;
@@ -408,10 +480,7 @@ export class EngineService {
         this.stats.lastCheckpointSeq = checkpoint.seq;
         this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.size, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
       })
-      .catch((error: Error) => {
-        this.failure = error;
-        this.options.logger.fatal({ err: error }, 'a checkpoint could not be written: stopping');
-      })
+      .catch((error: Error) => this.fail(error, 'a checkpoint could not be written: stopping'))
       .finally(() => {
         this.writing = undefined;
         if (!this.stopping && this.checkpointWanted()) this.pump();

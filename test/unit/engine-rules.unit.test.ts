@@ -178,6 +178,34 @@ describe('identity rules', () => {
     expect(unmatched.map((u) => u.event.id).sort()).toEqual(['after', 'b1']);
   });
 
+  it('per-kind cap: a capped member of a linked cluster is refused once, audited once', () => {
+    const log = [
+      ev('m1', { db_id: 'u1', device: 'd1' }),
+      ev('m2', { db_id: 'u1', device: 'd2' }),
+      ev('m3', { cookie: 'c1', device: 'd3' }),
+      ev('m4', { db_id: 'u1', cookie: 'c1', device: 'd3' }),
+      ev('m5', { cookie: 'x', device: 'd4' }),
+      ev('m6', { cookie: 'x', device: 'd5' }),
+      ev('m7', { cookie: 'x', db_id: 'u1' }),
+    ];
+    const { audit } = groupEvents(log, { maxIdsPerUser: { device: 2 } });
+    const ids = audit.map((r) => `${r.eventId}:${r.reason}:${r.identifier.kind}:${r.identifier.value}`);
+    expect(ids.filter((id) => id.includes(':refused:'))).toEqual(['m4:refused:device:d3', 'm7:refused:device:d4', 'm7:refused:device:d5']);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('per-kind cap: a member refused in a chain met by a linked id is audited once', () => {
+    const log = [
+      ev('l1', { db_id: 'u1', device: 'd1', cookie: 'c' }),
+      ev('b1', { cookie2: 'c2', device: 'd2' }),
+      ev('m', { cookie: 'c', cookie2: 'c2', device: 'd2' }),
+    ];
+    const { audit } = groupEvents(log, { maxIdsPerUser: { device: 1 } });
+    const ids = audit.map((r) => `${r.eventId}:${r.reason}:${r.identifier.kind}:${r.identifier.value}`);
+    expect(ids.filter((id) => id.includes(':refused:'))).toEqual(['m:refused:device:d2']);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
   it('per-kind cap: a relink away frees a place', () => {
     const log = [ev('l1', { db_id: 1, device_id: 'd1' }), ev('l2', { db_id: 2, device_id: 'd1' }), ev('l3', { db_id: 1, device_id: 'd2' })];
     const { audit } = groupEvents(log, { maxIdsPerUser: { device_id: 1 } });

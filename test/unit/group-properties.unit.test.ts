@@ -87,3 +87,38 @@ describe('grouping properties', () => {
     );
   });
 });
+
+/** Any log over small pools of ids: shared ids, conflicts, chains, junk, caps and both relink policies. */
+const conflictingLog = fc.array(
+  fc.record({
+    ids: fc.uniqueArray(fc.constantFrom('db_id', 'cookie', 'device', 'anonymous_id'), { minLength: 1, maxLength: 4 }),
+    values: fc.array(fc.constantFrom('a', 'b', 'c', 'null'), { minLength: 4, maxLength: 4 }),
+    minute: fc.nat({ max: 600 }),
+  }),
+  { minLength: 1, maxLength: 60, size: 'max' },
+).map((events) =>
+  events.map((e, i): XrefEvent => ({
+    id: `e${i % 37}`,
+    timestamp: new Date(Date.UTC(2026, 0, 1) + e.minute * 60_000).toISOString(),
+    ids: Object.fromEntries(e.ids.map((kind, k) => [kind, e.values[k]!])),
+  })),
+);
+
+describe('exactly one effect', () => {
+  it('every output id is emitted once, whatever the log and the rules', () => {
+    fc.assert(
+      fc.property(conflictingLog, fc.constantFrom('first', 'latest'), fc.integer({ min: 1, max: 2 }), (log, policy, cap) => {
+        const { groups, unmatched, audit } = groupEvents(log, {
+          relink: { cookie: policy },
+          maxIdsPerUser: { device: cap, cookie: cap },
+          buffer: { maxEvents: 3, ttlMs: 120 * 60_000 },
+        });
+        const resolved = Object.entries(groups).flatMap(([kind, users]) =>
+          Object.entries(users).flatMap(([id, vias]) => Object.values(vias).flatMap((values) => Object.values(values).flat().map((e) => `${e.id}:${kind}.${id}`))),
+        );
+        for (const ids of [resolved, unmatched.map((u) => u.outputId), audit.map((r) => r.outputId)]) expect(ids.length - new Set(ids).size).toBe(0);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
