@@ -124,6 +124,7 @@ export class JetStreamPublisher {
       if (again.length > 0) this.logger.info({ messages: again.length }, 'reconnected: sending the last stored messages again');
       const resent: Promise<unknown>[] = [];
       for (const m of again) resent.push(this.publish(m.subject, m.data, m.msgId).catch(() => undefined));
+      this.sendWaitingAgain();
       const resending = Promise.all(resent).then(() => {
         if (this.resending === resending) this.resending = undefined;
       });
@@ -248,6 +249,21 @@ export class JetStreamPublisher {
       this.firstWaitingId++;
     }
     return waiting;
+  }
+
+  /**
+   * Every message still awaiting its ack goes again, same id, in order (after a reconnect: a dead
+   * server never answers what it had taken, and waiting out the ack timeout would stall intake).
+   */
+  private sendWaitingAgain(): void {
+    const again: Waiting[] = [];
+    for (let id = this.firstWaitingId; id < this.firstWaitingId + this.waiting.length; id++) {
+      const waiting = this.waiting.at(id - this.firstWaitingId);
+      if (waiting !== undefined) again.push(waiting);
+    }
+    this.firstWaitingId += this.waiting.length;
+    this.waiting.clear();
+    for (const waiting of again) this.send(waiting);
   }
 
   /** Messages without an ack in time go again, same id. */

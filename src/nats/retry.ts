@@ -1,5 +1,5 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
-import { ConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
+import { ConnectionError, type NatsConnection, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 
 /**
@@ -8,26 +8,74 @@ import type { Logger } from 'pino';
  * refusal (a bad request, a missing stream, a closed connection) is not.
  */
 export function isTransientNatsError(error: unknown): boolean {
-  if (error instanceof TimeoutError || error instanceof NoRespondersError || error instanceof ConnectionError) return true;
+  if (error instanceof TimeoutError || error instanceof NoRespondersError || error instanceof ConnectionError || error instanceof ReconnectedError) return true;
   if (error instanceof RequestError) return error.isNoResponders() || error.cause === undefined || isTransientNatsError(error.cause);
   if (error instanceof JetStreamApiError) return error.status >= 500;
   // not exported by the client: JetStream not (yet) enabled on a server starting up
   return error instanceof Error && error.name === 'JetStreamNotEnabled';
 }
 
-/** Who waits for NATS, and since when: read by readiness and metrics. */
-export class NatsWaits {
-  private readonly waiting = new Map<string, number>();
-  private longest = 0;
+/** A call given up because the connection was re-established meanwhile: its answer will not come. */
+class ReconnectedError extends Error {}
 
-  begin(what: string): void {
-    if (!this.waiting.has(what)) this.waiting.set(what, Date.now());
+/** Who waits for NATS, and since when (read by readiness and metrics); and the connection's reconnects. */
+export class NatsWaits {
+  private readonly waiting = new Map<string, { since: number; calls: number }>();
+  private longest = 0;
+  private readonly onReconnect = new Set<() => void>();
+
+  /** Follows the reconnects of `nc`, so that a read in flight across one is sent again at once. */
+  constructor(nc?: NatsConnection) {
+    if (nc === undefined) return;
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type !== 'reconnect') continue;
+        for (const listener of [...this.onReconnect]) listener();
+      }
+    })().catch(() => undefined);
   }
-  end(what: string): void {
-    const since = this.waiting.get(what);
-    if (since === undefined) return;
+
+  /**
+   * The answer of `pending`, or a ReconnectedError if the connection comes back first (a request
+   * the dead server had taken is never answered).
+   */
+  answerOrReconnect<T>(pending: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const listener = () => {
+        this.onReconnect.delete(listener);
+        reject(new ReconnectedError('the connection came back while the call was in flight'));
+      };
+      this.onReconnect.add(listener);
+      pending.then(
+        (value) => {
+          this.onReconnect.delete(listener);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.onReconnect.delete(listener);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** One more call waits for `what`; true for the first (an outage begins). */
+  begin(what: string): boolean {
+    const entry = this.waiting.get(what);
+    if (entry !== undefined) {
+      entry.calls++;
+      return false;
+    }
+    this.waiting.set(what, { since: Date.now(), calls: 1 });
+    return true;
+  }
+  /** A call waiting for `what` is answered (or gave up); true for the last one (the wait ends). */
+  end(what: string): boolean {
+    const entry = this.waiting.get(what);
+    if (entry === undefined || --entry.calls > 0) return false;
     this.waiting.delete(what);
-    this.longest = Math.max(this.longest, Date.now() - since);
+    this.longest = Math.max(this.longest, Date.now() - entry.since);
+    return true;
   }
   /** What is waiting now, e.g. `['loading passivated actors']`. */
   get current(): string[] {
@@ -43,10 +91,17 @@ export interface RetryOptions {
   readonly logger: Logger;
   /** Where the wait shows (readiness, metrics). */
   readonly waits?: NatsWaits;
-  /** Stops retrying (rejecting with the last error) once this is true, e.g. at shutdown. */
-  readonly givenUp?: () => boolean;
   /** Longest pause between two attempts (default 1 s). */
   readonly maxDelayMs?: number;
+}
+
+export interface UntilAnsweredOptions extends RetryOptions {
+  /**
+   * For a read (safe to send twice): a call in flight when the connection comes back is sent
+   * again at once instead of waiting out its timeout, since a request the dead server had taken
+   * is never answered.
+   */
+  readonly idempotent?: boolean;
 }
 
 /**
@@ -54,28 +109,24 @@ export interface RetryOptions {
  * backoff, however long NATS is away; any other failure is thrown at once. An outage is logged
  * once when it starts and once when it ends.
  */
-export async function untilAnswered<T>(what: string, call: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const { logger, waits, givenUp = () => false, maxDelayMs = 1000 } = options;
+export async function untilAnswered<T>(what: string, call: () => Promise<T>, options: UntilAnsweredOptions): Promise<T> {
+  const { logger, waits, maxDelayMs = 1000, idempotent = false } = options;
   let attempts = 0;
   for (;;) {
     try {
-      const result = await call();
-      if (attempts > 0) {
-        waits?.end(what);
-        logger.info({ what, attempts }, 'NATS answered again: going on');
-      }
+      const result = await (idempotent && waits !== undefined ? waits.answerOrReconnect(call()) : call());
+      if (attempts > 0 && (waits?.end(what) ?? true)) logger.info({ what, attempts }, 'NATS answered again: going on');
       return result;
     } catch (error) {
-      if (!isTransientNatsError(error) || givenUp()) {
+      if (!isTransientNatsError(error)) {
         if (attempts > 0) waits?.end(what);
         throw error;
       }
-      if (attempts === 0) {
-        waits?.begin(what);
-        logger.warn({ what, err: error }, 'NATS does not answer: waiting and retrying');
-      }
+      if (attempts === 0 && (waits?.begin(what) ?? true)) logger.warn({ what, err: error }, 'NATS does not answer: waiting and retrying');
       attempts++;
+      if (error instanceof ReconnectedError) continue;
       await new Promise((resolve) => setTimeout(resolve, Math.min(maxDelayMs, 50 * 2 ** Math.min(attempts, 10))));
     }
   }
 }
+

@@ -193,7 +193,7 @@ export class NatsStateStore {
       this.snapshots ??= await this.kvm.open(BUCKETS.snapshots);
       return this.snapshots.get(kind === 'i' ? snapshotKeys.identifier(address) : snapshotKeys.user(address));
     };
-    const entry = this.retry === undefined ? await read() : await untilAnswered('loading passivated actors', read, this.retry);
+    const entry = this.retry === undefined ? await read() : await untilAnswered('loading passivated actors', read, { ...this.retry, idempotent: true });
     if (entry === null || entry.operation !== 'PUT') return undefined;
     const record = entry.json() as SnapshotRecord;
     return 'deleted' in record ? undefined : record.snapshot;

@@ -112,7 +112,7 @@ export class EngineService {
    */
   static async start(options: EngineServiceOptions): Promise<EngineService> {
     const { nc, logger } = options;
-    const waits = new NatsWaits();
+    const waits = new NatsWaits(nc);
     const publisher = new JetStreamPublisher(nc, logger.child({ component: 'publisher' }));
     const state = new NatsStateStore(nc, jetstream(nc), publisher, logger.child({ component: 'state' }), { logger, waits });
     return untilAnswered(
@@ -332,7 +332,7 @@ export class EngineService {
     const from = this.engine.seq + 1;
     this.options.logger.warn({ from, to: nextSeq - 1 }, 'inputs missing from the delivery: reading them from the stream');
     for (let seq = from; seq < nextSeq; seq++) {
-      const stored = await untilAnswered('reading missing inputs', () => this.jsm.streams.getMessage(STREAMS.in, { seq }), this.retry);
+      const stored = await untilAnswered('reading missing inputs', () => this.jsm.streams.getMessage(STREAMS.in, { seq }), { ...this.retry, idempotent: true });
       if (stored === null) {
         this.engine.skip(seq); // deleted from the stream: nothing to apply
         continue;
