@@ -2,6 +2,7 @@ import { AckPolicy, DeliverPolicy, type ConsumerMessages, JetStreamApiError, typ
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config, ServiceSettings } from '../domain/config.ts';
+import type { XrefEvent } from '../domain/envelope.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { IdentityEngine, type Touched, checkpointSize } from '../engine/engine.ts';
 import { readLog } from '../nats/log-reader.ts';
@@ -365,10 +366,18 @@ export class EngineService {
       this.engine.ingest(input.event, seq, input.time);
       return this.publishOutputs(msg);
     }
-    return this.loadAhead(touched).then(() => {
-      this.engine.ingest(input.event, seq, input.time);
-      return this.publishOutputs(msg);
-    });
+    return this.loadThenIngest(touched, input.event, seq, input.time).then(() => this.publishOutputs(msg));
+  }
+
+  /**
+   * Loads what the input touches, then applies it. While loads are awaited, a checkpoint may
+   * finish and let go of the passivated snapshots it wrote, ready a moment ago (they are in KV
+   * now): so the engine is asked again, and the input applied only once nothing is missing, in
+   * the same turn as the last check.
+   */
+  private async loadThenIngest(touched: Touched, event: XrefEvent, seq: number, time: number | undefined): Promise<void> {
+    for (let missing: Touched | undefined = touched; missing !== undefined; missing = this.engine.touches(event, time)) await this.loadAhead(missing);
+    this.engine.ingest(event, seq, time);
   }
 
   /**

@@ -42,8 +42,9 @@ export interface ChaosResult {
   /** Engines that found no server at start, exited 1 and were started again. */
   readonly supervisorRestarts: number;
   readonly outputs: { groups: number; unmatched: number; audit: number };
-  /** Longest time from the restarted server being ready to the engine acking an input again (ms). */
+  /** Longest time from the restarted server being ready to the engine storing a new output (ms). */
   readonly resumeMs: number;
+  readonly resumeLog: string;
   /** Empty when the streams equal the oracle and hold each output id once; else what differs. */
   readonly differences: string[];
 }
@@ -91,6 +92,8 @@ class Trial {
   kills = 0;
   supervisorRestarts = 0;
   resumeMs = 0;
+  /** The engine's output when it resumed (its logs, with XREF_CHAOS_LOG_LEVEL). */
+  resumeLog = '';
   private readonly env: Record<string, string>;
 
   constructor(
@@ -107,6 +110,8 @@ class Trial {
       XREF_CHECKPOINT_MS: '400',
       XREF_MAX_LIVE_ACTORS: '300',
       XREF_PASSIVATE_AFTER_MS: '0',
+      // XREF_CHAOS_LOG_LEVEL=info keeps the engines' logs for a trial's failure message
+      XREF_LOG_LEVEL: process.env.XREF_CHAOS_LOG_LEVEL ?? 'warn',
     };
   }
 
@@ -150,29 +155,33 @@ class Trial {
   /**
    * The server is SIGKILLed while the engine has a backlog (inputs stored, not yet applied), down
    * for a while, then restarted; resolves once the engine has applied all of it. `resumeMs`: from
-   * the server being ready again to the engine's first ack.
+   * the server being ready again to the engine's first new output stored.
    */
   async natsOutage(backlog: Promise<void>): Promise<void> {
     const lastInput = async () => (await this.jsm.streams.info(STREAMS.in)).state.last_seq;
     await waitFor('a backlog', async () => (await lastInput()) - (await this.currentAckFloor()) > 200, 10_000).catch(() => undefined);
+    const killedAt = Date.now();
     await this.server.kill('SIGKILL');
     await pause(300 + this.rand() * 2500); // the outage itself
     await this.server.restart();
     const ready = Date.now();
-    const before = await this.currentAckFloor();
+    const before = await this.outputsStored();
     let stored = false;
     void backlog.then(() => (stored = true));
     let resumed: number | undefined;
     await waitFor(
       'the engine to resume after the server came back and apply the backlog',
       async () => {
-        const floor = await this.currentAckFloor();
-        if (floor > before) resumed ??= Date.now();
-        return stored && floor >= (await lastInput());
+        if (resumed === undefined && (await this.outputsStored()) > before) resumed = Date.now();
+        return stored && (await this.currentAckFloor()) >= (await lastInput());
       },
       60_000,
     );
-    this.resumeMs = Math.max(this.resumeMs, (resumed ?? Date.now()) - ready);
+    const resumeMs = (resumed ?? Date.now()) - ready;
+    if (resumeMs > this.resumeMs) {
+      this.resumeMs = resumeMs;
+      this.resumeLog = `server killed at ${killedAt}, ready at ${ready}, first ack at ${resumed}\n${this.engine?.output().slice(-8000) ?? ''}`;
+    }
   }
 
   async suspend(): Promise<void> {
@@ -181,6 +190,12 @@ class Trial {
     engine.kill('SIGSTOP');
     await pause(500 + this.rand() * 2000); // the pause itself
     engine.kill('SIGCONT');
+  }
+
+  /** Messages stored in the three output streams: grows only when the engine stores a new output. */
+  async outputsStored(): Promise<number> {
+    const infos = await Promise.all([STREAMS.groups, STREAMS.unmatched, STREAMS.audit].map((stream) => this.jsm.streams.info(stream)));
+    return infos.reduce((sum, info) => sum + info.state.last_seq, 0);
   }
 
   async currentAckFloor(): Promise<number> {
@@ -258,7 +273,7 @@ export async function chaosTrial(options: ChaosOptions): Promise<ChaosResult> {
     const code = await exited(last);
     if (code !== 0) trial.unexpected.push(`the last engine exited ${code}: ${last.output().slice(-2000)}`);
     trial.engine = undefined;
-    return { seed, events: events.length, inputs: state.last_seq, actions: trial.actions, kills: trial.kills, supervisorRestarts: trial.supervisorRestarts, resumeMs: trial.resumeMs, ...(await compare(nc, events, config, trial.unexpected)) };
+    return { seed, events: events.length, inputs: state.last_seq, actions: trial.actions, kills: trial.kills, supervisorRestarts: trial.supervisorRestarts, resumeMs: trial.resumeMs, resumeLog: trial.resumeLog, ...(await compare(nc, events, config, trial.unexpected)) };
   } catch (error) {
     throw new Error(`seed ${seed} after ${trial.actions.join(', ')}: ${(error as Error).message}\nengine output: ${trial.engine?.output().slice(-6000)}`, { cause: error });
   } finally {
