@@ -63,6 +63,8 @@ function random(seed: number): () => number {
   };
 }
 
+const OUTPUT_STREAMS = [STREAMS.groups, STREAMS.unmatched, STREAMS.audit];
+
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The sorted difference of two multisets, as `+item` (only in `actual`) and `-item` (only in `expected`). */
@@ -143,10 +145,11 @@ class Trial {
 
   /** Kills the engine right after it stores a KV record: a checkpoint being written. */
   async killDuringCheckpoint(): Promise<void> {
-    const lastKvSeq = async () => {
-      const [links, snapshots] = await Promise.all([this.jsm.streams.info(`KV_${BUCKETS.links}`), this.jsm.streams.info(`KV_${BUCKETS.snapshots}`)]);
-      return links.state.last_seq + snapshots.state.last_seq;
-    };
+    const lastKvSeq = () =>
+      this.answered(async () => {
+        const [links, snapshots] = await Promise.all([this.jsm.streams.info(`KV_${BUCKETS.links}`), this.jsm.streams.info(`KV_${BUCKETS.snapshots}`)]);
+        return links.state.last_seq + snapshots.state.last_seq;
+      });
     const before = await lastKvSeq();
     await waitFor('a checkpoint to start', async () => (await lastKvSeq()) > before || this.engine?.exitCode !== null, 20_000).catch(() => undefined);
     await this.kill();
@@ -158,29 +161,25 @@ class Trial {
    * the server being ready again to the engine's first new output stored.
    */
   async natsOutage(backlog: Promise<void>): Promise<void> {
-    const lastInput = async () => (await this.jsm.streams.info(STREAMS.in)).state.last_seq;
+    const lastInput = () => this.answered(async () => (await this.jsm.streams.info(STREAMS.in)).state.last_seq);
     await waitFor('a backlog', async () => (await lastInput()) - (await this.currentAckFloor()) > 200, 10_000).catch(() => undefined);
     const killedAt = Date.now();
     await this.server.kill('SIGKILL');
     await pause(300 + this.rand() * 2500); // the outage itself
     await this.server.restart();
     const ready = Date.now();
-    const before = await this.outputsStored();
+    const before = await this.outputSeqs();
     let stored = false;
     void backlog.then(() => (stored = true));
-    let resumed: number | undefined;
-    await waitFor(
-      'the engine to resume after the server came back and apply the backlog',
-      async () => {
-        if (resumed === undefined && (await this.outputsStored()) > before) resumed = Date.now();
-        return stored && (await this.currentAckFloor()) >= (await lastInput());
-      },
-      60_000,
+    await waitFor('the engine to resume after the server came back and apply the backlog', async () => stored && (await this.currentAckFloor()) >= (await lastInput()), 60_000);
+    // the first output the server stored after it was ready again, by the server's own clock
+    const firsts = await Promise.all(
+      OUTPUT_STREAMS.map((stream, i) => this.answered(async () => (await this.jsm.streams.getMessage(stream, { seq: before[i]! + 1 }))?.time.getTime())),
     );
-    const resumeMs = (resumed ?? Date.now()) - ready;
-    if (resumeMs > this.resumeMs) {
-      this.resumeMs = resumeMs;
-      this.resumeLog = `server killed at ${killedAt}, ready at ${ready}, first ack at ${resumed}\n${this.engine?.output().slice(-8000) ?? ''}`;
+    const first = Math.min(...firsts.map((time) => time ?? Infinity));
+    if (Number.isFinite(first) && first - ready > this.resumeMs) {
+      this.resumeMs = first - ready;
+      this.resumeLog = `server killed at ${killedAt}, ready at ${ready}, first new output at ${first}\n${this.engine?.output().slice(-8000) ?? ''}`;
     }
   }
 
@@ -192,18 +191,22 @@ class Trial {
     engine.kill('SIGCONT');
   }
 
-  /** Messages stored in the three output streams: grows only when the engine stores a new output. */
-  async outputsStored(): Promise<number> {
-    const infos = await Promise.all([STREAMS.groups, STREAMS.unmatched, STREAMS.audit].map((stream) => this.jsm.streams.info(stream)));
-    return infos.reduce((sum, info) => sum + info.state.last_seq, 0);
+  /** The last sequence of each output stream. */
+  outputSeqs(): Promise<number[]> {
+    return this.answered(() => Promise.all(OUTPUT_STREAMS.map(async (stream) => (await this.jsm.streams.info(stream)).state.last_seq)));
   }
 
-  async currentAckFloor(): Promise<number> {
+  currentAckFloor(): Promise<number> {
+    return this.answered(() => ackFloor(this.jsm));
+  }
+
+  /** What `ask` answers once the server does (it may be coming back). */
+  private async answered<T>(ask: () => Promise<T>): Promise<T> {
     for (;;) {
       try {
-        return await ackFloor(this.jsm);
+        return await ask();
       } catch {
-        await pause(100); // the server is coming back
+        await pause(100);
       }
     }
   }
