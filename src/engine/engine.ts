@@ -261,8 +261,9 @@ export class IdentityEngine {
     }
 
     if (user !== undefined) {
-      this.resolve(event, seq, user, { kind: user.ref.kind, value: user.ref.id });
+      // what the link flushes (older events) goes out first: a user's subject stays in log order
       this.linkAll(third, user, seq, event.id);
+      this.resolve(event, seq, user, { kind: user.ref.kind, value: user.ref.id });
     } else if (third.length === 0) {
       this.unmatched(event, seq, 'junk');
     } else {

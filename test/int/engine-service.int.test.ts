@@ -28,6 +28,38 @@ describe('streaming engine on JetStream', () => {
     expect(groupsFromMessages(messages)).toEqual(sortLists(idsOf(groupEvents(log).groups)));
     expect(service.stats.checkpoints).toBeGreaterThan(1);
   });
+
+  it("a user's subject holds its events in log order, flushed ones first, for every arrival order of the pygrouper example", async () => {
+    const orders = [
+      [0, 1, 2],
+      [0, 2, 1],
+      [1, 0, 2],
+      [1, 2, 0],
+      [2, 0, 1],
+      [2, 1, 0],
+    ];
+    const logs = orders.map((order, n) => {
+      const events = [
+        { id: `o${n}-e0`, ids: { db_id: `p${n}`, cookie: `X${n}` } },
+        { id: `o${n}-e1`, ids: { cookie: `X${n}` } },
+        { id: `o${n}-e2`, ids: { cookie: `X${n}` } },
+      ];
+      return order.map((i) => events[i]!);
+    });
+    const settings = serviceSettings({ NATS_URL: nats.server.url });
+    const service = await EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
+    const before = service.seq;
+    await publishEvents(nats.nc, logs.flat());
+    await waitFor('the engine to apply every order', () => service.seq >= before + logs.flat().length);
+    await service.stop();
+    const messages = await readStream<{ seq: number; event: { id: string } }>(nats.nc, 'XREF_GROUPS');
+    logs.forEach((log, n) => {
+      const onSubject = messages.filter((m) => m.subject === `xref.groups.db_id.p${n}`).map((m) => m.data.event.id);
+      // the offline document's lists, merged in log order, is the order the subject holds
+      expect(onSubject, `order ${orders[n]!.join(',')}`).toEqual(log.map((e) => e.id).filter((id) => onSubject.includes(id)));
+      expect(onSubject.sort()).toEqual([`o${n}-e0`, `o${n}-e1`, `o${n}-e2`]);
+    });
+  });
 });
 
 describe('passivation and restart on JetStream', () => {
