@@ -1,5 +1,5 @@
 /**
- * The JetStream streams and KV buckets of DESIGN.md §4, applied idempotently at start by
+ * The JetStream streams and KV buckets of docs/architecture.md (NATS layout), applied idempotently at start by
  * src/nats/topology.ts. Only nats-server 2.9 features: one subject filter, no transforms.
  */
 import { BUCKETS, STREAMS, subjects } from '../src/nats/subjects.ts';

@@ -6,20 +6,29 @@ import { groupCommand } from './group-command.ts';
 import { publishCommand } from './publish-command.ts';
 import { replayCommand } from './replay-command.ts';
 import { serveCommand } from './serve-command.ts';
+import { releaseStopSignals } from './stop-signals.ts';
 import { tailCommand } from './tail-command.ts';
 
 /** The `xref` command line. Each command returns its exit status. */
 export function buildProgram(): Command {
   const program = new Command('xref')
     .description('Match third-party identifiers to your own user ids and route every event to its user.')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // only `serve` keeps the stop signals caught at start-up (bin/xref.js); the others get their default back
+    .hook('preAction', (_program, command) => {
+      if (command.name() !== 'serve') releaseStopSignals();
+    });
 
   program
     .command('group')
     .description('group an NDJSON file of events offline, with no server, and print the groups document')
     .argument('<file>', 'NDJSON file of events, or - for standard input')
     .option('-c, --config <file>', 'JSON config file (keys: internal, relink, maxIdsPerUser, buffer, junkValues, junkPattern)')
-    .addOption(new Option('-i, --internal <kind...>', 'internal kinds, overriding the config (default: db_id user_id)'))
+    .addOption(
+      new Option('-i, --internal <kinds>', 'internal kinds, comma-separated or repeated, overriding the config (default: db_id,user_id)').argParser(
+        (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').filter((kind) => kind.length > 0)],
+      ),
+    )
     .option('-r, --report', 'print the whole report: { groups, unmatched, audit }')
     .action(async (file: string, options) => {
       process.exitCode = await groupCommand(file, options, { stdout: process.stdout, stderr: process.stderr });

@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { natsHostPort, resolveConfig, serviceSettings } from '../domain/config.ts';
 import { XrefError } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
-import { connectNats } from '../nats/connection.ts';
+import { assertNatsHostResolves, connectNats } from '../nats/connection.ts';
 import { isListening, natsServerOnPath, startEmbeddedNatsServer } from '../nats/embedded-server.ts';
 import { EngineService } from '../service/engine-service.ts';
 import { type XrefApp, buildApp, markShuttingDown } from '../http/app.ts';
@@ -15,6 +15,7 @@ import { JetStreamPublisher } from '../nats/publisher.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { loadConfigFile } from './group-command.ts';
+import { takeStopSignals } from './stop-signals.ts';
 
 const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -42,6 +43,8 @@ export interface Running {
 export async function connectOrEmbed(url: string, dataDir: string, name: string): Promise<Running> {
   const logger = componentLogger('nats');
   const { host, port } = natsHostPort(url);
+  // a host that does not resolve is named as such, not taken for "no NATS server answers"
+  await assertNatsHostResolves(url);
   let embedded: Awaited<ReturnType<typeof startEmbeddedNatsServer>> | undefined;
   if (!(await isListening(host, port))) {
     if (url !== DEFAULT_NATS_URL || !natsServerOnPath()) throw new XrefError('XREF_NATS_UNAVAILABLE', noNatsMessage(url));
@@ -75,26 +78,24 @@ export interface ServeOptions {
 export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   const logger = componentLogger('serve');
   const settings = serviceSettings();
-  // listened for from the start: a signal during startup lets startup finish, then stops cleanly
-  let shutdown: (why: string) => void = () => {};
-  const stopRequested = new Promise<void>((resolve) => {
-    shutdown = (why: string) => {
-      shutdown = () => {};
-      logger.info({ why, deadlineMs: settings.shutdownMs }, 'shutting down: finishing in-flight work');
-      // a shutdown that cannot finish (NATS gone for good) must not hang: a second signal, or the
-      // deadline, ends the process; the next start resumes from the last checkpoint
-      const force = (why: string) => {
-        logger.error({ why }, 'shutdown did not finish: exiting without a final checkpoint');
-        process.exit(1);
-      };
-      setTimeout(() => force(`no clean stop within ${settings.shutdownMs} ms`), settings.shutdownMs).unref();
-      process.once('SIGTERM', () => force('second SIGTERM'));
-      process.once('SIGINT', () => force('second SIGINT'));
-      resolve();
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  // a shutdown that cannot finish (NATS gone for good) must not hang: a second signal, or the
+  // deadline, ends the process; the next start resumes from the last checkpoint
+  const force = (why: string) => {
+    logger.error({ why }, 'shutdown did not finish: exiting without a final checkpoint');
+    process.exit(1);
+  };
+  let stopping = false;
+  let stopped: () => void = () => {};
+  const stopRequested = new Promise<void>((resolve) => (stopped = resolve));
+  const shutdown = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ why, deadlineMs: settings.shutdownMs }, 'stopping: finishing in-flight work and writing a checkpoint');
+    setTimeout(() => force(`no clean stop within ${settings.shutdownMs} ms`), settings.shutdownMs).unref();
+    stopped();
+  };
+  // caught since the process began (bin/xref.js): a signal during start-up lets it finish starting, then stops cleanly
+  takeStopSignals((signal) => (stopping ? force(`second ${signal}`) : shutdown(signal)));
   const config = resolveConfig(loadConfigFile(settings.configFile));
   const withEngine = options.engine !== false;
   const withHttp = options.http !== false;

@@ -2,7 +2,7 @@ import { InvalidEventError, LimitExceededError } from './errors.ts';
 import { KIND_PATTERN } from './identifiers.ts';
 import type { Limits } from './limits.ts';
 
-/** The event envelope of DESIGN.md §2, after validation (identifier values are strings). */
+/** The event envelope (docs/architecture.md, the event envelope), after validation (identifier values are strings). */
 export interface XrefEvent {
   readonly id: string;
   readonly name?: string;

@@ -42,7 +42,7 @@ export class XrefError extends Error {
   }
 }
 
-/** An event does not match the envelope (DESIGN.md §2). */
+/** An event does not match the envelope (docs/architecture.md, the event envelope). */
 export class InvalidEventError extends XrefError {
   constructor(field: string, value: unknown, expected: string) {
     super('XREF_INVALID_EVENT', `${field} ${expected}, got ${quote(value)}`, { field });

@@ -1,4 +1,4 @@
-/** Identifier kinds, values and the junk rule (DESIGN.md §3). */
+/** Identifier kinds, values and the junk rule (docs/architecture.md, identity rules). */
 
 /** A kind name is also a NATS subject token, so it keeps to a safe alphabet. */
 export const KIND_PATTERN = /^[A-Za-z0-9_-]+$/;

@@ -1,4 +1,4 @@
-/** Size limits of the envelope (DESIGN.md §2). All sizes in bytes of UTF-8 JSON, or characters. */
+/** Size limits of the envelope (docs/architecture.md, the event envelope). All sizes in bytes of UTF-8 JSON, or characters. */
 export interface Limits {
   /** Largest event, as UTF-8 JSON bytes. */
   readonly eventBytes: number;

@@ -94,7 +94,7 @@ export interface EngineStats {
 }
 
 /**
- * Applies the identity rules of DESIGN.md §3 to a log of events, one input at a time, in log
+ * Applies the identity rules (docs/architecture.md, identity rules) to a log of events, one input at a time, in log
  * order. The identity graph (third-party id → user) is plain data; actors exist only where there
  * is work: a cluster of unlinked identifiers with a buffer, a user deciding a link, or a linked
  * identifier deciding a claim by another user.
@@ -302,13 +302,9 @@ export class IdentityEngine {
         }
       }
     } else {
-      // A chain: the event's other ids join its user first, so `via` does not depend on arrival order.
-      this.linkAll(
-        third.filter((key) => !this.links.has(key)),
-        owner.user,
-        seq,
-        event.id,
-      );
+      // A chain: the event's other ids join its user first, so `via` does not depend on arrival order
+      // (its linked ids are all the user's: nothing to decide for them).
+      this.linkAll(third, owner.user, seq, event.id);
     }
     this.resolve(event, seq, owner.user, this.viaOf(third, owner.user));
   }
@@ -371,29 +367,38 @@ export class IdentityEngine {
    * refused, audited once).
    */
   private linkAll(keys: readonly string[], user: UserEntry, seq: number, eventId: string): void {
-    const decided = new Set<string>();
-    for (const key of keys) if (!decided.has(key)) this.link(key, user, seq, eventId, decided);
+    // the members of the clusters linked so far (none in the common case: no allocation)
+    let decided: readonly string[] | undefined;
+    for (const key of keys) {
+      if (decided?.includes(key)) continue;
+      const members = this.link(key, user, seq, eventId);
+      if (members !== undefined) decided = decided === undefined ? members : [...decided, ...members];
+    }
   }
 
-  /** Links a third-party identifier (and its whole cluster) to a user, or decides a claim; notes what it decided. */
-  private link(key: string, user: UserEntry, seq: number, eventId: string, decided: Set<string>): void {
+  /**
+   * Links a third-party identifier (and its whole cluster) to a user, or decides a claim. Returns
+   * the members of the cluster decided with it, if it was in one.
+   */
+  private link(key: string, user: UserEntry, seq: number, eventId: string): readonly string[] | undefined {
     const current = this.links.get(key);
-    const root = current === undefined ? this.clusterOf.get(key) : undefined;
+    if (current !== undefined) {
+      if (current.user !== user) this.claim(key, current.user, user, seq, eventId);
+      return undefined;
+    }
+    const root = this.clusterOf.get(key);
     if (root === undefined) {
-      decided.add(key);
-      if (current !== undefined) {
-        if (current.user !== user) this.claim(key, current.user, user, seq, eventId);
-      } else if (this.accept(user, key, seq, eventId)) this.setLink(key, user, seq, eventId);
-      return;
+      if (this.accept(user, key, seq, eventId)) this.setLink(key, user, seq, eventId);
+      return undefined;
     }
     const members = this.identifiers.peek(root)!.context.members;
-    for (const member of members) decided.add(member);
     const accepted = members.filter((member) => this.accept(user, member, seq, eventId));
-    if (accepted.length === 0) return;
+    if (accepted.length === 0) return members;
     for (const member of members) this.clusterOf.delete(member);
     for (const member of accepted) this.setLink(member, user, seq, eventId);
     this.sendCluster(root, { type: 'LINK', user: user.key, seq, eventId, watermark: this.watermarkMs });
     this.forgetCluster(root);
+    return members;
   }
 
   /** A linked identifier seen with another user: its machine decides by the kind's relink policy. */

@@ -5,6 +5,7 @@
  *   POST /v1/events                      native envelopes (one, or an array)       write key
  *   POST /v1/batch (/v1/import, /v1/b)   Segment batch                             write key
  *   POST /v1/track|identify|page|screen|group|alias (and /v1/t /i /p /s /g /a)    write key
+ *   GET  /v1/projects/:writeKey/settings  analytics.js's settings document        the key in the path
  *   GET  /livez  /readyz  /metrics                                                 open
  *
  * A 2xx means every accepted event of the request is stored (JetStream acked it).
@@ -16,6 +17,7 @@ import Type, { type TSchema } from 'typebox';
 import { XrefError, quote } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
 import { INSECURE_NO_AUTH, WriteKeyVerifier, type WriteKeysSetting, basicUserName, missingKey, notBasic, wrongKey } from './auth.ts';
+import { type PublicOrigin, parsePublicUrl, requestOrigin, settingsDocument } from './cdn-settings.ts';
 import { decodedBody, isDecodingError } from './content-encoding.ts';
 import { HttpError, errorBody, statusOf } from './errors.ts';
 import { type IngestResult, allRejected, prepareEvents, rejectReason, storeAll } from './ingest.ts';
@@ -51,6 +53,12 @@ export interface AppDeps {
   readonly newId?: () => string;
   /** How long /readyz waits for `readiness()` (default 2000 ms). */
   readonly readinessTimeoutMs?: number;
+  /**
+   * The URL browsers reach this server at (`XREF_PUBLIC_URL`, e.g. https://xref.example.com): where
+   * the analytics.js settings document sends events. Default: the request's Host header and
+   * X-Forwarded-Proto.
+   */
+  readonly publicUrl?: string;
 }
 
 export type XrefApp = FastifyInstance;
@@ -66,7 +74,11 @@ export function isShuttingDown(app: XrefApp): boolean {
   return shuttingDown.has(app);
 }
 
-const ROUTES_TEXT = 'POST /v1/events, POST /v1/batch, POST /v1/{track,identify,page,screen,group,alias}, GET /livez, GET /readyz, GET /metrics';
+const ROUTES_TEXT =
+  'POST /v1/events, POST /v1/batch, POST /v1/{track,identify,page,screen,group,alias}, GET /v1/projects/<write key>/settings, GET /livez, GET /readyz, GET /metrics';
+
+/** The media types whose bodies are read as JSON. */
+const JSON_MEDIA_TYPES = 'application/json, text/plain (analytics.js) or application/x-www-form-urlencoded (RudderStack\'s SDKs)';
 
 const NativeBody = Type.Union([Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown())], {
   description: 'must be an event object or an array of events',
@@ -101,10 +113,55 @@ function parseJson(_request: FastifyRequest, body: string | Buffer, done: (error
   }
 }
 
+/**
+ * RudderStack's Node SDK (axios) labels its JSON, gzipped or not, application/x-www-form-urlencoded:
+ * such a body is read as JSON when it is JSON. A real form (`a=1&b=2`) is refused naming the
+ * Content-Type, since xref takes JSON only.
+ */
+function parseLabelledJson(request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void {
+  const text = typeof body === 'string' ? body : body.toString('utf8');
+  const start = text.trimStart()[0];
+  if (start === undefined || start === '{' || start === '[') {
+    parseJson(request, text, done);
+    return;
+  }
+  done(
+    new HttpError(
+      415,
+      'XREF_INVALID_REQUEST',
+      `Content-Type ${quote(request.headers['content-type'])} is read as JSON only, and this body is not JSON (it does not start with { or [): send a JSON body`,
+      { field: 'content-type' },
+    ),
+  );
+}
+
+/** A request path as it may be logged: no query, no write key (the settings route holds one). */
+function loggedPath(url: string): string {
+  return url.split('?')[0]!.replace(/^(\/v1\/projects\/)[^/]*/, '$1[redacted]');
+}
+
+/**
+ * Whether the message of an answered 4xx may go to the log: it quotes neither a key nor anything
+ * from the body (the other messages quote event values, or JSON.parse's excerpt of the body).
+ */
+function messageIsLoggable(error: XrefError): boolean {
+  return error.code === 'XREF_UNAUTHORIZED' || error.field === 'content-type' || error.field === 'content-encoding' || error.field === 'host' || (error.code === 'XREF_LIMIT_EXCEEDED' && error.field === 'body');
+}
+
+/** What a refused request logs (at info): the status and code, never the key or the body. */
+function refusalLog(error: XrefError, status: number): Record<string, unknown> {
+  const entry: Record<string, unknown> = { status, code: error.code };
+  if (error.field !== undefined) entry.field = error.field;
+  if (messageIsLoggable(error)) entry.why = error.message;
+  const rejected = error instanceof HttpError ? error.body.rejected : undefined;
+  if (Array.isArray(rejected)) entry.rejected = rejected.map((r: { index: number; field?: string; code: string }) => ({ index: r.index, field: r.field, code: r.code }));
+  return entry;
+}
+
 /** A fastify error (or anything thrown) as the XrefError to answer with, and what to count. */
 function asXrefError(error: FastifyError | Error, limits: Limits, request: FastifyRequest): { error: XrefError; reason?: RejectReason } {
   if (error instanceof HttpError && error.code === 'XREF_INVALID_JSON') return { error, reason: 'invalid_json' };
-  if (error instanceof HttpError && error.field === 'content-encoding') return { error, reason: 'invalid_request' };
+  if (error instanceof HttpError && (error.field === 'content-encoding' || error.field === 'content-type')) return { error, reason: 'invalid_request' };
   if (error instanceof XrefError) return { error };
   if (isDecodingError(error)) {
     const encoding = quote(request.headers['content-encoding']);
@@ -129,7 +186,7 @@ function asXrefError(error: FastifyError | Error, limits: Limits, request: Fasti
         error: new HttpError(
           415,
           'XREF_INVALID_REQUEST',
-          `Content-Type ${request.headers['content-type'] === undefined ? '(none)' : quote(request.headers['content-type'])} is not supported: send the body as application/json`,
+          `Content-Type ${request.headers['content-type'] === undefined ? '(none)' : quote(request.headers['content-type'])} is not supported: send a JSON body labelled ${JSON_MEDIA_TYPES}`,
           { field: 'content-type' },
         ),
         reason: 'invalid_request',
@@ -153,6 +210,7 @@ export function buildApp(deps: AppDeps): XrefApp {
   if (!Number.isSafeInteger(deps.publishDeadlineMs) || deps.publishDeadlineMs < 1) {
     throw new XrefError('XREF_INVALID_CONFIG', `publishDeadlineMs must be a positive integer, got ${deps.publishDeadlineMs}`, { field: 'publishDeadlineMs' });
   }
+  const publicOrigin: PublicOrigin | undefined = parsePublicUrl(deps.publicUrl);
   const userKind = deps.segmentUserKind ?? DEFAULT_SEGMENT_USER_KIND;
   if (Object.values<string>(SEGMENT_KINDS).includes(userKind)) {
     throw new XrefError('XREF_INVALID_CONFIG', `the Segment user kind cannot be ${userKind}: that kind holds anonymous ids`, { field: 'XREF_SEGMENT_USER_KIND' });
@@ -169,7 +227,7 @@ export function buildApp(deps: AppDeps): XrefApp {
         censor: '[redacted]',
       },
       serializers: {
-        req: (req: FastifyRequest) => ({ method: req.method, url: req.url, headers: req.headers, remoteAddress: req.ip }),
+        req: (req: FastifyRequest) => ({ method: req.method, url: loggedPath(req.url), headers: req.headers, remoteAddress: req.ip }),
       },
     },
   );
@@ -202,6 +260,7 @@ export function buildApp(deps: AppDeps): XrefApp {
   app.addHook('preParsing', async (request, _reply, payload) => decodedBody(request.headers['content-encoding'], payload));
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'string' }, parseJson);
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, parseLabelledJson);
 
   app.setErrorHandler((raw, request, reply) => {
     const { error, reason } = asXrefError(raw instanceof Error ? raw : new Error(String(raw)), limits, request);
@@ -209,12 +268,15 @@ export function buildApp(deps: AppDeps): XrefApp {
     const status = statusOf(error);
     if (status === 503) request.log.warn({ req: request, code: error.code, why: error.message }, 'events not stored: 503');
     else if (status >= 500) request.log.error({ err: error.cause ?? error, req: request }, 'request failed');
+    else if (status >= 400) request.log.info({ req: request, ...refusalLog(error, status) }, `request refused: ${status} ${error.code}`);
     if (error instanceof HttpError) void reply.headers(error.headers);
     return reply.code(status).send(errorBody(error));
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send(errorBody(new XrefError('XREF_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}: the routes are ${ROUTES_TEXT}`))),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const error = new XrefError('XREF_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}: the routes are ${ROUTES_TEXT}`);
+    request.log.info({ req: request, ...refusalLog(error, 404) }, 'request refused: 404 XREF_NOT_FOUND');
+    return reply.code(404).send(errorBody(error));
+  });
 
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'none';
@@ -226,10 +288,16 @@ export function buildApp(deps: AppDeps): XrefApp {
   app.addHook('onSend', async (request, reply) => {
     if (request.url.startsWith('/v1/')) void reply.header('access-control-allow-origin', '*');
   });
-  app.options('/v1/*', async (_request, reply) =>
+  // analytics.js sends Authorization, X-Retry-Count on a retry, and any headers a site adds
+  app.options('/v1/*', async (request, reply) =>
     reply
       .code(204)
-      .headers({ 'access-control-allow-methods': 'POST, OPTIONS', 'access-control-allow-headers': 'Content-Type, Authorization', 'access-control-max-age': '86400' })
+      .headers({
+        'access-control-allow-methods': 'GET, POST, OPTIONS',
+        'access-control-allow-headers': headerText(request.headers['access-control-request-headers']) ?? 'Content-Type, Authorization, X-Retry-Count',
+        'access-control-max-age': '86400',
+        vary: 'Access-Control-Request-Headers',
+      })
       .send(),
   );
 
@@ -311,6 +379,16 @@ export function buildApp(deps: AppDeps): XrefApp {
     }
   }
 
+  // analytics.js (AnalyticsBrowser.load({ writeKey, cdnURL: '<this server>' })) reads its settings here
+  app.get('/v1/projects/:writeKey/settings', async (request) => {
+    const { writeKey } = request.params as { writeKey: string };
+    if (verifier !== undefined && !verifier.verify(writeKey)) {
+      metrics.rejected.inc({ reason: 'unauthorized' });
+      throw new HttpError(404, 'XREF_NOT_FOUND', "no settings for this write key: it is not one of this collector's keys (XREF_WRITE_KEYS)", { field: 'writeKey' });
+    }
+    return settingsDocument(writeKey, publicOrigin ?? requestOrigin(request.headers, request.protocol));
+  });
+
   app.get('/livez', async () => ({ live: true }));
 
   app.get('/readyz', async (_request, reply: FastifyReply) => {
@@ -333,6 +411,12 @@ export function buildApp(deps: AppDeps): XrefApp {
   });
 
   return app as unknown as XrefApp;
+}
+
+/** A header's value as one string; undefined when absent or blank. */
+function headerText(header: string | string[] | undefined): string | undefined {
+  const value = Array.isArray(header) ? header.join(', ') : header;
+  return value === undefined || value.trim() === '' ? undefined : value;
 }
 
 async function probe(readiness: () => Promise<Readiness>, timeoutMs: number): Promise<Readiness> {

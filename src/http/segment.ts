@@ -1,5 +1,5 @@
 /**
- * Segment tracking API → xref envelope (DESIGN.md §2), as a pure function: no I/O, no clock (the
+ * Segment tracking API → xref envelope (docs/architecture.md, the event envelope), as a pure function: no I/O, no clock (the
  * time a request was received is an argument), ids from an injectable generator.
  *
  * | Segment                         | envelope                                                        |
@@ -177,7 +177,7 @@ function object(value: unknown): Record<string, unknown> | undefined {
  * previousId is usually the anonymousId the person had before signing up (analytics.js sends
  * `previousId = anonymousId`), so it maps to `anonymous_id`: the anonymous history links to the
  * user. When the message also carries a *different* anonymousId, previousId is an earlier user id:
- * it goes under `previous_id` (a third-party kind, so it never merges two users: DESIGN.md §3)
+ * it goes under `previous_id` (a third-party kind, so it never merges two users: docs/architecture.md, identity rules)
  * and the anonymousId keeps its own kind.
  */
 export function aliasIds(previousId: string, userId: string, anonymousId: string | undefined, userKind: string): Record<string, string> {

@@ -1,6 +1,6 @@
 /**
  * Every NATS name xref uses: streams, subjects, KV buckets and keys, in one module
- * (DESIGN.md §4). Identifier values become subject tokens and KV keys through `encodeToken`.
+ * (docs/architecture.md, NATS layout). Identifier values become subject tokens and KV keys through `encodeToken`.
  */
 
 export const STREAMS = {

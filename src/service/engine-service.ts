@@ -207,7 +207,7 @@ export class EngineService {
       await this.writing;
     }
     await this.publisher.close();
-    this.options.logger.info({ seq: this.engine.seq, ...this.stats }, 'engine stopped');
+    this.options.logger.debug({ seq: this.engine.seq, ...this.stats }, 'engine stopped');
   }
 
   /** A failure that stopped processing (e.g. the state could not be written), if any. */

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { chaosTrial } from '../helpers/chaos-run.ts';
 
 /**
- * Crash equivalence (DESIGN.md §3): whatever is killed when, the output streams equal the offline
+ * Crash equivalence (docs/architecture.md, identity rules): whatever is killed when, the output streams equal the offline
  * engine on the same log. CI runs 3 seeds; XREF_CHAOS_RUNS, XREF_CHAOS_FIRST_SEED, XREF_CHAOS_KILLS
  * and XREF_CHAOS_EVENTS run more (XREF_CHAOS_REPORT=<file> writes every result as JSON lines).
  */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { webLog } from '../../bench/data.ts';
 import { defaultConfig, serviceSettings } from '../../src/domain/config.ts';
+import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { groupEvents } from '../../src/group.ts';
 import { logger } from '../../src/log.ts';
 import { EngineService } from '../../src/service/engine-service.ts';
@@ -39,7 +40,7 @@ describe('streaming engine on JetStream', () => {
       [2, 1, 0],
     ];
     const logs = orders.map((order, n) => {
-      const events = [
+      const events: XrefEvent[] = [
         { id: `o${n}-e0`, ids: { db_id: `p${n}`, cookie: `X${n}` } },
         { id: `o${n}-e1`, ids: { cookie: `X${n}` } },
         { id: `o${n}-e2`, ids: { cookie: `X${n}` } },

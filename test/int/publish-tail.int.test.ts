@@ -137,6 +137,46 @@ describe('xref publish and xref tail on JetStream', () => {
     expect(lines(out.stdout).map((l) => JSON.parse(l).event.id)).toEqual(['t1', 't2', 't3', 't4', 't5']);
   });
 
+  it('says once on stderr what it waits for when nothing came within the idle time, and stops on abort', async () => {
+    const { io, out } = capture();
+    const stop = new AbortController();
+    const tailing = tailCommand('user_id', 'nobody', { idleNoticeMs: 50 }, io, target, stop.signal);
+    await waitFor('the idle notice', () => out.stderr.length > 0);
+    expect(out.stderr).toBe('xref tail: waiting for events of user_id "nobody" (none resolved to this user so far); they are printed as xref serve resolves them. Stop with Ctrl-C.\n');
+    // an event for the user still shows up after the notice
+    const payload = { seq: 99, user: { kind: 'user_id', id: 'nobody' }, via: { kind: 'user_id', value: 'nobody' }, event: { id: 'n1', ids: { user_id: 'nobody' } } };
+    await js.publish(subjects.group('user_id', 'nobody'), JSON.stringify(payload), { msgID: 'n1:user_id.nobody' });
+    await waitFor('the event', () => lines(out.stdout).length === 1);
+    stop.abort();
+    expect(await tailing).toBe(0);
+    expect(JSON.parse(out.stdout)).toEqual(payload);
+    expect(lines(out.stderr)).toHaveLength(1);
+
+    // --new says it waits for new events; events shown before the idle time: no notice
+    const fresh = capture();
+    const stopFresh = new AbortController();
+    const waiting = tailCommand('user_id', 'nobody', { new: true, idleNoticeMs: 50 }, fresh.io, target, stopFresh.signal);
+    await waitFor('the --new idle notice', () => fresh.out.stderr.length > 0);
+    expect(fresh.out.stderr).toBe('xref tail: waiting for new events of user_id "nobody"; they are printed as xref serve resolves them. Stop with Ctrl-C.\n');
+    stopFresh.abort();
+    expect(await waiting).toBe(0);
+    const busy = capture();
+    expect(await tailCommand('user_id', 'nobody', { limit: 1 }, busy.io, target)).toBe(0);
+    expect(busy.out.stderr).toBe('');
+  });
+
+  it('refuses a third-party kind through the real binary: exit 2 at once, what to tail instead on stderr', async () => {
+    const env = { ...process.env, NATS_URL: server.url, XREF_DATA_DIR: join(dir, 'data') };
+    const refused = await run(process.execPath, ['bin/xref.js', 'tail', 'anonymous_id', 'a1'], { env }).then(
+      () => undefined,
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect(refused?.code).toBe(2);
+    expect(refused?.stdout).toBe('');
+    expect(refused?.stderr).toContain('xref: anonymous_id is a third-party kind: events are grouped under internal kinds only (db_id, user_id)');
+    expect(refused?.stderr).toContain('xref tail user_id <id>');
+  });
+
   it('refuses a kind outside [A-Za-z0-9_-]+, naming it', async () => {
     const { io } = capture();
     await expect(tailCommand('db.id', '7', { limit: 1 }, io, target)).rejects.toThrow('kind must match [A-Za-z0-9_-]+ (at most 64 characters), got "db.id"');

@@ -55,6 +55,43 @@ describe('xref group', () => {
     expect(report.unmatched.map((u: { reason: string }) => u.reason)).toEqual(['overflow']);
   });
 
+  it('warns on stderr when no event carried the internal kind named, listing the kinds the file carries', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xref-cli-'));
+    const file = join(dir, 'anon.ndjson');
+    writeFileSync(file, ['{"id":"a","ids":{"anonymous_id":"a1"}}', '{"id":"b","ids":{"anonymous_id":"a1","cookie":"c"}}', '{"id":"c","ids":{"db_id":"1"}}'].join('\n'));
+    const { code, out, err } = await group(file, { internal: ['account_id'] });
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toEqual({});
+    expect(err).toBe(
+      'warning: no event carried the internal kind account_id (--internal), so no event is grouped under a user.\n' +
+        '  The events carry: anonymous_id (2 events), cookie (1 event), db_id (1 event). If one of these is your own user id, name it: --internal <kind>\n',
+    );
+
+    // several kinds, from a config file: named as such
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ internal: ['account_id', 'member_id'] }));
+    const fromConfig = await group(file, { config, report: true });
+    expect(JSON.parse(fromConfig.out).groups).toEqual({});
+    expect(fromConfig.err).toContain(`warning: no event carried any of the internal kinds account_id, member_id ("internal" in ${config}), `);
+
+    // one event carrying an internal kind is enough: no warning
+    const grouped = await group(file, { internal: ['db_id'] });
+    expect(Object.keys(JSON.parse(grouped.out))).toEqual(['db_id']);
+    expect(grouped.err).toBe('');
+  });
+
+  it('warns through the real binary with the default internal kinds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xref-cli-'));
+    const file = join(dir, 'cookies.ndjson');
+    writeFileSync(file, '{"id":"a","ids":{"cookie":"c"}}\n');
+    // as a user types it: the option before the file
+    const { stdout, stderr } = await run(process.execPath, ['bin/xref.js', 'group', '--internal', 'account_id', file]);
+    expect(JSON.parse(stdout)).toEqual({});
+    expect(stderr).toMatch(/^warning: no event carried the internal kind account_id \(--internal\).*\n {2}The events carry: cookie \(1 event\)\./);
+    const byDefault = await run(process.execPath, ['bin/xref.js', 'group', file]);
+    expect(byDefault.stderr).toMatch(/^warning: no event carried any of the internal kinds db_id, user_id \(the default\)/);
+  });
+
   it('exits 2 with a clear message on a bad config file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'xref-cli-'));
     const config = join(dir, 'config.json');

@@ -16,7 +16,7 @@ function errorOf(raw: unknown) {
 }
 
 describe('event envelope', () => {
-  it('accepts the full envelope of DESIGN.md §2', () => {
+  it('accepts the full envelope (every field of docs/architecture.md)', () => {
     const full = {
       id: '9b1f',
       name: 'pageview',

@@ -1,0 +1,141 @@
+/**
+ * End to end with RudderStack's Node SDK as it ships: its defaults (gzip on, which it labels
+ * `Content-Type: application/x-www-form-urlencoded`), only `dataPlaneUrl` pointed at the collector
+ * (127.0.0.1, a random port), the real JetStream sink, a real nats-server, the engine in this
+ * process. Anonymous page and track calls, then an identify: the anonymous events end up under the
+ * user in XREF_GROUPS.
+ */
+import type { AddressInfo } from 'node:net';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { type NatsConnection, connect } from '@nats-io/transport-node';
+import RudderAnalytics from '@rudderstack/rudder-sdk-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveConfig, serviceSettings } from '../../src/domain/config.ts';
+import type { XrefEvent } from '../../src/domain/envelope.ts';
+import { defaultLimits } from '../../src/domain/limits.ts';
+import { type XrefApp, buildApp } from '../../src/http/app.ts';
+import { JetStreamSink } from '../../src/http/jetstream-sink.ts';
+import { createMetrics } from '../../src/http/metrics.ts';
+import { natsReadiness } from '../../src/http/readiness.ts';
+import { logger } from '../../src/log.ts';
+import { JetStreamPublisher } from '../../src/nats/publisher.ts';
+import { ensureTopology } from '../../src/nats/topology.ts';
+import { EngineService } from '../../src/service/engine-service.ts';
+import { type NatsServerHandle, startNatsServer } from '../helpers/nats-server.ts';
+import { readStream, waitFor } from '../helpers/streams.ts';
+
+const WRITE_KEY = 'wk_e2e_rudderstack';
+
+interface GroupMessage {
+  seq: number;
+  user: { kind: string; id: string };
+  via: { kind: string; value: string };
+  event: XrefEvent;
+}
+
+/** What the collector saw of each request: how it was labelled, and what it answered. */
+interface Seen {
+  url: string;
+  status: number;
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+}
+
+describe('RudderStack Node SDK (default settings) → HTTP collector → JetStream → engine', () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  let publisher: JetStreamPublisher;
+  let app: XrefApp;
+  let dataPlaneUrl: string;
+  const seen: Seen[] = [];
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    nc = await connect({ servers: server.url });
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(nc, jsm, logger.child({ component: 'test-topology' }));
+    publisher = new JetStreamPublisher(nc, logger.child({ component: 'test-publisher' }));
+    app = buildApp({
+      publisher: new JetStreamSink(publisher),
+      writeKeys: new Set([WRITE_KEY]),
+      limits: defaultLimits(),
+      logger: logger.child({ component: 'test-http' }),
+      readiness: natsReadiness({ nc, jsm }),
+      metrics: createMetrics({ processMetrics: false }),
+      publishDeadlineMs: 5000,
+    });
+    app.addHook('onResponse', async (request, reply) => {
+      seen.push({ url: request.url, status: reply.statusCode, contentType: request.headers['content-type'], contentEncoding: request.headers['content-encoding'] });
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    dataPlaneUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await app?.close();
+    await publisher?.close();
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it('anonymous page and track, then identify: stored gzipped as sent, grouped under the user', async () => {
+    const anonymousId = 'rs-anon-51e0';
+    const userId = 'rs-user-7';
+    const client = new RudderAnalytics(WRITE_KEY, { dataPlaneUrl });
+
+    client.page({ anonymousId, name: 'Pricing', category: 'Site', properties: { path: '/pricing' } });
+    client.track({ anonymousId, event: 'Clicked Signup', properties: { button: 'hero' } });
+    client.identify({ anonymousId, userId, traits: { email: 'someone@example.com' } });
+    await client.flush();
+
+    // the SDK's own defaults: a gzipped body labelled form-urlencoded, every batch stored
+    expect(seen.length).toBeGreaterThanOrEqual(1);
+    for (const request of seen) {
+      expect(request).toEqual({ url: '/v1/batch', status: 200, contentType: 'application/x-www-form-urlencoded', contentEncoding: 'gzip' });
+    }
+
+    const input = await readStream<XrefEvent>(nc, 'XREF_IN');
+    expect(input.map((m) => m.subject)).toEqual(Array(3).fill('xref.in.http'));
+    const byName = Object.fromEntries(input.map((m) => [m.data.name, m.data]));
+    expect(Object.keys(byName).sort()).toEqual(['Clicked Signup', 'identify', 'page']);
+    expect(byName.page).toMatchObject({ category: 'Site', ids: { anonymous_id: anonymousId }, data: { path: '/pricing', name: 'Pricing' }, context: { library: { name: 'analytics-node' } } });
+    expect(byName['Clicked Signup']).toMatchObject({ ids: { anonymous_id: anonymousId }, data: { button: 'hero' } });
+    expect(byName.identify).toMatchObject({ ids: { anonymous_id: anonymousId, user_id: userId }, data: { email: 'someone@example.com' } });
+    for (const m of input) expect(m.msgId).toBe(m.data.id); // the SDK's messageId is the dedup id
+    // event times: the SDK's originalTimestamp, its clock skew removed (so, about now)
+    for (const m of input) expect(Math.abs(Date.parse(m.data.timestamp!) - Date.now())).toBeLessThan(60_000);
+
+    const service = await EngineService.start({
+      nc,
+      config: resolveConfig({ internal: ['user_id'] }),
+      settings: serviceSettings({ NATS_URL: server.url }),
+      logger: logger.child({ component: 'test-engine' }),
+    });
+    try {
+      await waitFor('the engine to apply every input', () => service.seq >= input.length, 30_000);
+    } finally {
+      await service.stop();
+    }
+
+    const groups = await readStream<GroupMessage>(nc, 'XREF_GROUPS');
+    const mine = groups.filter((m) => m.data.user.kind === 'user_id' && m.data.user.id === userId);
+    expect(mine.map((m) => m.subject)).toEqual(Array(3).fill(`xref.groups.user_id.${userId}`));
+    const via = (kind: string, value: string) =>
+      mine
+        .filter((m) => m.data.via.kind === kind && m.data.via.value === value)
+        .map((m) => m.data.event.name)
+        .sort();
+    expect(via('anonymous_id', anonymousId)).toEqual(['Clicked Signup', 'page']);
+    expect(via('user_id', userId)).toEqual(['identify']);
+  });
+
+  it('a wrong write key → 401, reported to the SDK\'s error handler', async () => {
+    const errors: unknown[] = [];
+    const client = new RudderAnalytics('not-a-key', { dataPlaneUrl, retryCount: 0, logLevel: 'none', errorHandler: (error) => errors.push(error) });
+    const before = seen.length;
+    client.track({ anonymousId: 'x', event: 'E' });
+    await client.flush();
+    await waitFor('the error handler to be called', () => errors.length > 0, 10_000);
+    expect(seen.slice(before).map((request) => request.status)).toEqual([401]);
+    expect((errors[0] as { response?: { status?: number } }).response?.status).toBe(401);
+  });
+});
