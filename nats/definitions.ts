@@ -33,4 +33,5 @@ export const STREAM_DEFINITIONS: readonly StreamDefinition[] = [
 export const BUCKET_DEFINITIONS: readonly BucketDefinition[] = [
   { bucket: BUCKETS.links, description: 'the identity graph: third-party id -> user', history: 4 },
   { bucket: BUCKETS.snapshots, description: 'actor snapshots and the engine checkpoint', history: 8 },
+  { bucket: BUCKETS.leases, description: 'which process holds a consumer of the log: compare-and-set, renewed by its holder', history: 1 },
 ];

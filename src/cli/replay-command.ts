@@ -1,10 +1,10 @@
-import { JetStreamApiError, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { resolveConfig, serviceSettings } from '../domain/config.ts';
 import { XrefError } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
+import { Lease, describeHolder, thisProcess } from '../nats/lease.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { NatsStateStore } from '../nats/state-store.ts';
-import { STREAMS } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { ENGINE_CONSUMER } from '../service/engine-service.ts';
 import { compareStates, replayLog } from '../service/replay.ts';
@@ -38,10 +38,13 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
     await ensureTopology(nc, jsm, logger);
     const publisher = new JetStreamPublisher(nc, logger.child({ component: 'publisher' }));
     const state = new NatsStateStore(nc, jetstream(nc), publisher, logger.child({ component: 'state' }));
+    // a rebuild takes the engine lease, so that no engine applies inputs while it rewrites the state
+    const lease = options.verify ? undefined : new Lease(nc, ENGINE_CONSUMER, thisProcess(), serviceSettings().leaseTtlMs, logger.child({ component: 'lease' }));
     try {
       const live = options.verify ? await state.loadImage() : undefined;
-      if (!options.verify && (await engineIsRunning(jsm))) {
-        throw new XrefError('XREF_INVALID_ARGUMENT', 'the engine is running (its consumer is pulling): stop `xref serve` before a replay rewrites its state, or use --verify');
+      if (lease !== undefined) {
+        await takeLease(lease);
+        state.epoch = lease.epoch;
       }
       let progress: ReturnType<typeof progressBar> | undefined;
       const result = await replayLog({
@@ -80,6 +83,7 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
       io.stdout.write(`the rebuilt state is now the live state; \`xref serve\` resumes after input ${fmt(result.image.seq)}\n`);
       return 0;
     } finally {
+      await lease?.release();
       await publisher.close();
     }
   } finally {
@@ -87,12 +91,21 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
   }
 }
 
-/** Whether `xref serve` is consuming now: its durable consumer has pull requests waiting. */
-async function engineIsRunning(jsm: Awaited<ReturnType<typeof jetstreamManager>>): Promise<boolean> {
-  try {
-    return (await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER)).num_waiting > 0;
-  } catch (error) {
-    if (error instanceof JetStreamApiError) return false;
-    throw error;
+/**
+ * Takes the engine lease for a rebuild, or refuses naming its holder. A lease left by an engine
+ * that died lapses after its TTL: it is watched that long before the rebuild is refused.
+ */
+async function takeLease(lease: Lease): Promise<void> {
+  const deadline = performance.now() + lease.ttlMs + 500;
+  for (;;) {
+    const attempt = await lease.tryAcquire();
+    if (attempt.acquired) return;
+    if (performance.now() > deadline) {
+      throw new XrefError(
+        'XREF_INVALID_ARGUMENT',
+        `the engine lease is held by ${describeHolder(attempt.heldBy)}: stop \`xref serve\` (and its standbys) before a replay rewrites the state, or use --verify`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500, lease.ttlMs / 4)));
   }
 }

@@ -5,7 +5,7 @@ import { XrefError } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
 import { assertNatsHostResolves, connectNats } from '../nats/connection.ts';
 import { isListening, natsServerOnPath, startEmbeddedNatsServer } from '../nats/embedded-server.ts';
-import { EngineService } from '../service/engine-service.ts';
+import { EngineRunner } from '../service/engine-runner.ts';
 import { type XrefApp, buildApp, markShuttingDown } from '../http/app.ts';
 import { collectorSettings } from '../http/collector.ts';
 import { JetStreamSink } from '../http/jetstream-sink.ts';
@@ -104,12 +104,14 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
   if (collector?.writeKeys === 'insecure-no-auth') logger.warn('the HTTP collector accepts requests without a write key (--insecure-no-auth)');
   const running = await connectOrEmbed(settings.natsUrl, settings.dataDir, 'xref');
   const jsm = await jetstreamManager(running.nc);
-  // the engine applies the topology as it starts; the collector alone must do it itself
-  // an engine that stops for good (not an outage: it waits those out) ends the process, exit 1,
-  // so that a supervisor sees it and starts it again from the last checkpoint
-  const onFailure = () => shutdown('the engine stopped processing');
-  const engine = withEngine ? await EngineService.start({ nc: running.nc, config, settings, logger: componentLogger('engine'), onFailure }) : undefined;
-  if (engine === undefined) await ensureTopology(running.nc, jsm, logger);
+  // the topology first: the collector may take events while this process stands by
+  await ensureTopology(running.nc, jsm, logger);
+  // one engine per log: this one runs while it holds the engine lease, else stands by. An engine
+  // that stops for good (not an outage: it waits those out) ends the process, exit 1, so that a
+  // supervisor sees it and starts it again from the last checkpoint
+  const runner = withEngine
+    ? new EngineRunner({ nc: running.nc, config, settings, logger: componentLogger('engine'), onFailure: () => shutdown('the engine stopped processing') })
+    : undefined;
   const metrics = createMetrics();
   let app: XrefApp | undefined;
   let publisher: JetStreamPublisher | undefined;
@@ -119,16 +121,17 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
       ...collector,
       publisher: new JetStreamSink(publisher, { maxPending: settings.httpMaxPendingEvents }),
       logger: componentLogger('http'),
-      readiness: natsReadiness({ nc: running.nc, jsm, ...(engine ? { engineLag: () => engine.lag(), engineWaits: () => engine.waits.current } : {}) }),
+      readiness: natsReadiness({ nc: running.nc, jsm, ...(runner ? { engine: runner } : {}) }),
       metrics,
     });
     await app.listen({ port: settings.port, host: settings.httpHost });
   }
   const gauges =
-    engine &&
+    runner &&
     setInterval(() => {
-      setEngineGauges(metrics, { waitingForNats: engine.waits.current });
-      void engine.lag().then(
+      const engine = runner.engine;
+      setEngineGauges(metrics, { role: runner.role, waitingForNats: engine?.waits.current ?? [] });
+      void engine?.lag().then(
         (lag) =>
           setEngineGauges(metrics, {
             lag,
@@ -141,7 +144,7 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
       );
     }, 1000).unref();
   logger.info(
-    { nats: settings.natsUrl, engine: withEngine, http: app === undefined ? false : `${settings.httpHost}:${settings.port}`, seq: engine?.seq },
+    { nats: settings.natsUrl, engine: withEngine, http: app === undefined ? false : `${settings.httpHost}:${settings.port}` },
     'xref is running: publish events to xref.in.<source> or POST them to /v1/events, /v1/batch',
   );
   await stopRequested;
@@ -151,7 +154,7 @@ export async function serveCommand(options: ServeOptions = {}): Promise<void> {
     await app.close();
   }
   await publisher?.close();
-  await engine?.stop();
+  await runner?.stop();
   await running.stop();
-  process.exitCode = engine?.error === undefined ? 0 : 1;
+  process.exitCode = runner?.error === undefined && runner?.engine?.error === undefined ? 0 : 1;
 }

@@ -143,6 +143,8 @@ export interface ServiceSettings {
   readonly dedupLookback: number;
   /** XREF_SHUTDOWN_MS: the longest a clean stop may take before the process exits anyway (default 15000). */
   readonly shutdownMs: number;
+  /** XREF_LEASE_TTL_MS: a standby takes the engine over once the holder has not renewed its lease for this long (default 10000). */
+  readonly leaseTtlMs: number;
   /** PORT: the HTTP port (default 8080). */
   readonly port: number;
   /** XREF_HTTP_HOST: the address the HTTP collector listens on (default 0.0.0.0). */
@@ -188,6 +190,7 @@ export function serviceSettings(env: NodeJS.ProcessEnv = process.env): ServiceSe
     maxInFlight: envInt(env, 'XREF_MAX_IN_FLIGHT', 5_000),
     dedupLookback: envInt(env, 'XREF_DEDUP_LOOKBACK', 1_000_000, 0),
     shutdownMs: envInt(env, 'XREF_SHUTDOWN_MS', 15_000),
+    leaseTtlMs: envInt(env, 'XREF_LEASE_TTL_MS', 10_000, 400),
     port: envInt(env, 'PORT', 8080, 0),
     httpHost: env.XREF_HTTP_HOST || '0.0.0.0',
     writeKeys: Object.freeze(writeKeys(env.XREF_WRITE_KEYS)),

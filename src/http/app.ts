@@ -29,6 +29,8 @@ import type { EventSink } from './sink.ts';
 export interface Readiness {
   readonly ready: boolean;
   readonly checks: Record<string, boolean | string>;
+  /** This process's engine: `active` (it holds the engine lease) or `standby`; absent without one. */
+  readonly engine?: 'active' | 'standby';
 }
 
 export interface AppDeps {
@@ -396,13 +398,14 @@ export function buildApp(deps: AppDeps): XrefApp {
       return reply.code(503).send({ ...errorBody(new XrefError('XREF_NOT_READY', 'not ready: shutting down')), ready: false, checks: { shuttingDown: true } });
     }
     const result = await probe(deps.readiness, deps.readinessTimeoutMs ?? 2000);
-    if (result.ready) return { ready: true, checks: result.checks };
+    const engine = result.engine === undefined ? {} : { engine: result.engine };
+    if (result.ready) return { ready: true, checks: result.checks, ...engine };
     const failing = Object.entries(result.checks)
       .filter(([, ok]) => ok !== true)
       .map(([name, why]) => (typeof why === 'string' ? `${name}: ${why}` : name));
     return reply
       .code(503)
-      .send({ ...errorBody(new XrefError('XREF_NOT_READY', `not ready: ${failing.join('; ') || 'the readiness check said so'}`)), ready: false, checks: result.checks });
+      .send({ ...errorBody(new XrefError('XREF_NOT_READY', `not ready: ${failing.join('; ') || 'the readiness check said so'}`)), ready: false, checks: result.checks, ...engine });
   });
 
   app.get('/metrics', async (_request, reply) => {

@@ -39,6 +39,8 @@ export interface XrefMetrics {
   readonly audit: Gauge<'reason'>;
   /** xref_engine_waiting_for_nats: 1 while the engine waits for NATS to answer again (an outage), else 0. */
   readonly waitingForNats: Gauge;
+  /** xref_engine_role{role}: 1 for this process's role (active: it holds the engine lease; standby). */
+  readonly role: Gauge<'role'>;
 }
 
 export interface MetricsOptions {
@@ -76,6 +78,7 @@ export function createMetrics(options: MetricsOptions = {}): XrefMetrics {
     bufferedIdentifiers: new Gauge({ name: 'xref_engine_buffered_identifiers', help: 'Unlinked identifiers whose events wait in a buffer.', registers }),
     unmatched: new Gauge({ name: 'xref_engine_unmatched_events', help: 'Events released unplaced since the engine started, by reason.', labelNames: ['reason'], registers }),
     audit: new Gauge({ name: 'xref_engine_audit_records', help: 'Audit records published since the engine started, by reason.', labelNames: ['reason'], registers }),
+    role: new Gauge({ name: 'xref_engine_role', help: "This process's engine role: 1 for active (it holds the engine lease) or standby.", labelNames: ['role'], registers }),
     waitingForNats: new Gauge({ name: 'xref_engine_waiting_for_nats', help: '1 while the engine waits for NATS to answer again (it retries by itself), else 0.', registers }),
   };
 }
@@ -91,6 +94,7 @@ export interface EngineGaugeValues {
   readonly audit?: number | Readonly<Record<string, number>>;
   /** What the engine waits for NATS to answer (empty: nothing). */
   readonly waitingForNats?: readonly string[];
+  readonly role?: 'standby' | 'active' | 'stopped';
 }
 
 /** Sets the engine gauges from one snapshot of the engine's figures. */
@@ -99,6 +103,7 @@ export function setEngineGauges(metrics: XrefMetrics, values: EngineGaugeValues)
   if (values.liveActors !== undefined) metrics.liveActors.set(values.liveActors);
   if (values.bufferedIdentifiers !== undefined) metrics.bufferedIdentifiers.set(values.bufferedIdentifiers);
   if (values.waitingForNats !== undefined) metrics.waitingForNats.set(values.waitingForNats.length > 0 ? 1 : 0);
+  if (values.role !== undefined) for (const role of ['active', 'standby'] as const) metrics.role.set({ role }, values.role === role ? 1 : 0);
   for (const [gauge, value] of [
     [metrics.unmatched, values.unmatched],
     [metrics.audit, values.audit],

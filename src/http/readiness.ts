@@ -8,10 +8,11 @@ export interface NatsReadinessOptions {
   readonly jsm: JetStreamManager;
   /** Streams that must exist (default XREF_IN, where the collector publishes). */
   readonly streams?: readonly string[];
-  /** Inputs in XREF_IN the engine has not applied; omitted = no engine in this process. */
-  readonly engineLag?: () => number | Promise<number>;
-  /** What the engine waits for NATS to answer (an outage it waits out); omitted = no engine. */
-  readonly engineWaits?: () => readonly string[];
+  /** The engine of this process (omitted: none): its role, lag and waits. */
+  readonly engine?: {
+    readonly role: 'standby' | 'active' | 'stopped';
+    readonly engine?: { lag(): Promise<number>; readonly waits: { readonly current: readonly string[] } } | undefined;
+  };
   /** Largest lag still "caught up" (default 10000). */
   readonly maxLag?: number;
   /** Per check (default 1500 ms). */
@@ -62,16 +63,22 @@ export function natsReadiness(options: NatsReadinessOptions): () => Promise<Read
     };
     const results = await Promise.all(streams.map(streamCheck));
     streams.forEach((name, i) => (checks[`stream ${name}`] = results[i]!));
-    const waiting = options.engineWaits?.() ?? [];
-    if (waiting.length > 0) checks.engine = `waiting for NATS to answer (${waiting.join(', ')}); it retries by itself`;
-    else if (options.engineLag !== undefined) {
+    const runner = options.engine;
+    const engine = runner?.engine;
+    const waiting = engine?.waits.current ?? [];
+    if (runner === undefined) {
+      // no engine in this process
+    } else if (runner.role !== 'active' || engine === undefined) {
+      // a standby (or an engine starting up): the collector alone decides
+    } else if (waiting.length > 0) checks.engine = `waiting for NATS to answer (${waiting.join(', ')}); it retries by itself`;
+    else {
       try {
-        const lag = await within(timeoutMs, Promise.resolve(options.engineLag()));
+        const lag = await within(timeoutMs, engine.lag());
         checks.engine = lag <= maxLag ? true : `${lag} inputs behind (more than ${maxLag})`;
       } catch (error) {
         checks.engine = `lag unknown: ${(error as Error).message}`;
       }
     }
-    return { ready: Object.values(checks).every((ok) => ok === true), checks };
+    return { ready: Object.values(checks).every((ok) => ok === true), checks, ...(runner === undefined ? {} : { engine: runner.role === 'active' ? 'active' : 'standby' }) };
   };
 }

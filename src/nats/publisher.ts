@@ -18,6 +18,8 @@ interface Waiting {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly msgId: string;
+  /** Stored only if the subject's last message is this one (compare-and-set); undefined: always. */
+  readonly expect?: number;
   readonly done: PublishCallback<unknown>;
   readonly token: unknown;
   sentAt: number;
@@ -33,6 +35,11 @@ export class PublishRejectedError extends Error {
   ) {
     super(`JetStream refused a message on ${subject}: ${message} (code ${code})`);
   }
+}
+
+/** Buffer.from: several times cheaper than TextEncoder for short strings. */
+function toBytes(data: Uint8Array | string): Uint8Array {
+  return typeof data === 'string' ? Buffer.from(data) : data;
 }
 
 /** Characters a header value cannot hold as they are: CR and LF, `%` (the escape), and spaces at either end (trimmed). */
@@ -74,7 +81,7 @@ export class JetStreamPublisher {
    */
   private readonly header = { bytes: new Uint8Array(0), encode() { return this.bytes; } };
   /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
-  private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string }>();
+  private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string; expect: number | undefined }>();
   private disconnected = false;
   /** While disconnected: resolves at the reconnect. */
   private reconnected: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -123,7 +130,7 @@ export class JetStreamPublisher {
       this.recent = new RingQueue();
       if (again.length > 0) this.logger.info({ messages: again.length }, 'reconnected: sending the last stored messages again');
       const resent: Promise<unknown>[] = [];
-      for (const m of again) resent.push(this.publish(m.subject, m.data, m.msgId).catch(() => undefined));
+      for (const m of again) resent.push(this.publish(m.subject, m.data, m.msgId, m.expect).catch(() => undefined));
       this.sendWaitingAgain();
       const resending = Promise.all(resent).then(() => {
         if (this.resending === resending) this.resending = undefined;
@@ -137,7 +144,7 @@ export class JetStreamPublisher {
   private remember(waiting: Waiting): void {
     if (this.retain.ms <= 0 && this.retain.count <= 0) return;
     const now = Date.now();
-    this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId });
+    this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId, expect: waiting.expect });
     if (this.disconnected) return; // keep everything from before the outage
     while (this.recent.length > this.retain.count && this.recent.peek()!.at < now - this.retain.ms) this.recent.shift();
   }
@@ -159,20 +166,30 @@ export class JetStreamPublisher {
     return this.outstanding;
   }
 
-  publish(subject: string, data: Uint8Array | string, msgId: string): Promise<PublishAck> {
-    return new Promise((resolve, reject) => this.publishThen(subject, data, msgId, (error, ack) => (error ? reject(error) : resolve(ack!)), undefined));
+  /**
+   * Publishes until stored; with `expectLastSeq`, only if the subject's last message in the stream
+   * is at that sequence (0: none), else rejected with a PublishRejectedError (compare-and-set).
+   */
+  publish(subject: string, data: Uint8Array | string, msgId: string, expectLastSeq?: number): Promise<PublishAck> {
+    return new Promise((resolve, reject) => {
+      const done: PublishCallback = (error, ack) => (error ? reject(error) : resolve(ack!));
+      if (expectLastSeq === undefined) this.publishThen(subject, data, msgId, done, undefined);
+      else this.enqueue({ subject, data: toBytes(data), msgId, expect: expectLastSeq, done: done as PublishCallback<unknown>, token: undefined, sentAt: 0, attempts: 0 });
+    });
   }
 
   /** `publish` without a promise per message, for hot paths: `done` is called once, with `token`. */
   publishThen<T>(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback<T>, token: T): void {
+    this.enqueue({ subject, data: toBytes(data), msgId, done: done as PublishCallback<unknown>, token, sentAt: 0, attempts: 0 });
+  }
+
+  private enqueue(waiting: Waiting): void {
     if (this.closed) {
-      done(new Error('publisher is closed'), undefined, token);
+      waiting.done(new Error('publisher is closed'), undefined, waiting.token);
       return;
     }
-    // Buffer.from: several times cheaper than TextEncoder for short strings
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     this.outstanding++;
-    this.send({ subject, data: bytes, msgId, done: done as PublishCallback<unknown>, token, sentAt: 0, attempts: 0 });
+    this.send(waiting);
   }
 
   private finish(waiting: Waiting, error: Error | undefined, ack?: PublishAck): void {
@@ -207,7 +224,8 @@ export class JetStreamPublisher {
     waiting.sentAt = Date.now();
     waiting.attempts++;
     this.waiting.push(waiting);
-    this.header.bytes = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdHeaderValue(waiting.msgId)}\r\n\r\n`);
+    const expect = waiting.expect === undefined ? '' : `Nats-Expected-Last-Subject-Sequence: ${waiting.expect}\r\n`;
+    this.header.bytes = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdHeaderValue(waiting.msgId)}\r\n${expect}\r\n`);
     try {
       this.nc.publish(waiting.subject, waiting.data, { reply: `${this.inbox}.${id}`, headers: this.header as unknown as MsgHdrs });
     } catch (error) {

@@ -8,18 +8,20 @@ import { persistedSnapshot } from '../engine/actor-system.ts';
 import { type Checkpoint, checkpointSize } from '../engine/engine.ts';
 import type { SnapshotStore } from '../engine/snapshot-store.ts';
 import { StateImage } from '../engine/state-image.ts';
-import type { JetStreamPublisher } from './publisher.ts';
+import { type JetStreamPublisher, PublishRejectedError } from './publisher.ts';
+import { type Fence, InForce, type MetaRecord, type Stamp } from './records-in-force.ts';
 import { type RetryOptions, untilAnswered } from './retry.ts';
 import { BUCKETS, addressKey, keyAddress, kvSubject, snapshotKeys } from './subjects.ts';
 
 /**
- * Every KV record carries `at`: the checkpoint that wrote it. The meta record is written last, so
- * a record newer than the meta belongs to a checkpoint that never finished: its previous revision
- * is the one in force.
+ * Every KV record carries `at` (the checkpoint that wrote it) and `e` (its writer's lease epoch);
+ * the meta record, written last, says which are in force (see records-in-force.ts): a record of an
+ * interrupted checkpoint, or a late write of a fenced holder, is not, and the key's previous
+ * record in force is read instead.
  */
-type LinkRecord = { at: number; user: string; seq: number } | { at: number; deleted: true };
-type SnapshotRecord = { at: number; snapshot: unknown } | { at: number; deleted: true };
-type MetaRecord = { at: number; seq: number; watermark: number | null };
+type LinkRecord = Stamp & ({ user: string; seq: number } | { deleted: true });
+type SnapshotRecord = Stamp & ({ snapshot: unknown } | { deleted: true });
+type Revisioned<T> = { record: T; revision: number };
 
 export interface LoadedState {
   seq: number;
@@ -44,6 +46,15 @@ export class NatsStateStore {
    */
   private readonly incarnation = randomUUID().slice(0, 8);
   private snapshots: KV | undefined;
+  /**
+   * The lease epoch this store writes under (0: no lease). Set before `load()`: a new epoch fences
+   * the one the loaded meta record was written under.
+   */
+  epoch = 0;
+  /** What the last load found in force, kept up to date by every meta record written. */
+  private inForce = new InForce(0, 0, []);
+  /** The meta record's revision: the next meta is written only over it (compare-and-set). */
+  private metaRevision = 0;
   private writes = 0;
 
   constructor(
@@ -110,42 +121,53 @@ export class NatsStateStore {
     await this.write(checkpoint, { writer: 'replay' });
   }
 
-  /** Every record in force: the latest, or for records of an interrupted checkpoint the one before. */
+  /** Every record in force: the latest, or where that one is not in force, the key's last one that is. */
   private async readInForce() {
     const snapshotsKv = await this.kvm.open(BUCKETS.snapshots);
     const metaEntry = await snapshotsKv.get(snapshotKeys.meta);
     const meta: MetaRecord = metaEntry?.operation === 'PUT' ? (metaEntry.json() as MetaRecord) : { at: 0, seq: 0, watermark: null };
+    this.metaRevision = metaEntry?.revision ?? 0;
+    const since = this.epoch === (meta.epoch ?? 0) ? {} : await this.bucketEnds();
+    const inForce = InForce.fromMeta(meta, this.epoch, () => since);
+    this.inForce = inForce;
     let rolledBack = 0;
     const repairs: Promise<unknown>[] = [];
-    const read = async <T extends { at: number }>(bucket: string) => {
+    const read = async <T extends Stamp>(bucket: string) => {
       const latest = await this.readBucket<T>(bucket, DeliverPolicy.LastPerSubject);
-      const ahead = [...latest].filter(([, record]) => record.at > meta.seq).map(([key]) => key);
-      if (ahead.length === 0) return latest;
-      // an interrupted checkpoint: read the bucket's history once, keep each key's newest record
-      // that the checkpoint in force covers (a key with none did not exist then) ...
-      rolledBack += ahead.length;
-      const covered = await this.readBucket<T>(bucket, DeliverPolicy.All, (record) => record.at <= meta.seq);
+      const outOfForce = [...latest].filter(([key, { record, revision }]) => key !== snapshotKeys.meta && !inForce.covers(bucket, revision, record)).map(([key]) => key);
+      if (outOfForce.length === 0) return latest;
+      // an interrupted checkpoint, or a fenced holder's late writes: read the bucket's history
+      // once, keep each key's last record in force (a key with none did not exist then) ...
+      rolledBack += outOfForce.length;
+      const covered = await this.readBucket<T>(bucket, DeliverPolicy.All, (record, revision) => inForce.covers(bucket, revision, record));
       // ... and write those back as the latest values, so a later get (a passivated actor coming
-      // back) reads the state in force, not the interrupted checkpoint's
+      // back) reads the state in force
       const repair = this.writeId('repair');
-      for (const key of ahead) {
-        const record = covered.get(key) ?? { at: meta.seq, deleted: true };
+      for (const key of outOfForce) {
+        const record = { ...(covered.get(key)?.record ?? { deleted: true }), at: meta.seq, e: this.epoch };
         repairs.push(this.publisher.publish(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${meta.seq}:${repair}`));
       }
       return covered;
     };
     const links = new Map<string, { user: string; seq: number }>();
-    for (const [key, link] of await read<LinkRecord>(BUCKETS.links)) {
+    for (const [key, { record: link }] of await read<LinkRecord>(BUCKETS.links)) {
       if (!('deleted' in link)) links.set(keyAddress(key), { user: link.user, seq: link.seq });
     }
     const snapshots = new Map<string, unknown>();
-    for (const [key, record] of await read<SnapshotRecord>(BUCKETS.snapshots)) {
+    for (const [key, { record }] of await read<SnapshotRecord>(BUCKETS.snapshots)) {
       if (key === snapshotKeys.meta || 'deleted' in record) continue;
       snapshots.set(key, record.snapshot);
     }
     await Promise.all(repairs);
-    if (rolledBack > 0) this.logger.warn({ records: rolledBack, seq: meta.seq }, 'undid the records of an interrupted checkpoint');
+    if (rolledBack > 0) this.logger.warn({ records: rolledBack, seq: meta.seq }, 'undid the records of an interrupted checkpoint or of a fenced engine');
     return { meta, links, snapshots };
+  }
+
+  /** Where each bucket's stream ends now: what a new epoch's fence counts up to. */
+  private async bucketEnds(): Promise<Record<string, number>> {
+    const ends: Record<string, number> = {};
+    for (const bucket of [BUCKETS.links, BUCKETS.snapshots]) ends[bucket] = (await (await this.js.streams.get(`KV_${bucket}`)).info()).state.last_seq;
+    return ends;
   }
 
   /**
@@ -155,20 +177,29 @@ export class NatsStateStore {
    * while a large checkpoint is written instead of stalling for its whole length.
    */
   async write(checkpoint: Checkpoint & { removedLinks?: string[] }, options: WriteOptions = {}): Promise<void> {
-    const { writer = 'engine', alsoStored = Promise.resolve(), spreadOverMs = () => 0 } = options;
+    const { writer = 'engine', alsoStored = Promise.resolve(), spreadOverMs = () => 0, mayWrite = () => true } = options;
     const at = checkpoint.seq;
     const id = this.writeId(writer);
     const slices = Math.ceil((checkpointSize(checkpoint) + (checkpoint.removedLinks?.length ?? 0)) / WRITE_SLICE);
     const records = new StoredCount();
     await this.publisher.settled();
-    for (const [bucket, key, record] of checkpointRecords(checkpoint)) {
+    for (const [bucket, key, record] of checkpointRecords(checkpoint, this.epoch)) {
+      if (records.sent % WRITE_SLICE === 0 && !mayWrite()) throw new FencedError();
       this.publisher.publishThen(kvSubject(bucket, key), JSON.stringify(record), `${bucket}:${key}:${at}:${id}`, recordStored, records.add());
       if (records.sent % WRITE_SLICE === 0) await this.yieldToProcessing(Math.min(MAX_SLICE_PAUSE_MS, spreadOverMs() / slices));
     }
     await Promise.all([records.all(), alsoStored]);
     await this.publisher.settled();
-    const meta: MetaRecord = { at, seq: checkpoint.seq, watermark: Number.isFinite(checkpoint.watermark) ? checkpoint.watermark : null };
-    await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${id}`);
+    if (!mayWrite()) throw new FencedError();
+    // only over the meta record this store knows: a holder fenced meanwhile cannot write one
+    const meta = this.inForce.meta(checkpoint.seq, checkpoint.watermark);
+    try {
+      this.metaRevision = (await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${id}`, this.metaRevision)).seq;
+    } catch (error) {
+      if (error instanceof PublishRejectedError && error.code === WRONG_LAST_SEQUENCE) throw new FencedError();
+      throw error;
+    }
+    this.inForce.seq = checkpoint.seq;
   }
 
   /** A dedup id part no other write shares: who writes, this store, and its count of writes. */
@@ -195,7 +226,17 @@ export class NatsStateStore {
     };
     const entry = this.retry === undefined ? await read() : await untilAnswered('loading passivated actors', read, { ...this.retry, idempotent: true });
     if (entry === null || entry.operation !== 'PUT') return undefined;
-    const record = entry.json() as SnapshotRecord;
+    let record = entry.json() as SnapshotRecord;
+    if (!this.inForce.covers(BUCKETS.snapshots, entry.revision, record)) {
+      // a fenced engine's late write: the key's last record in force
+      let best: Revisioned<SnapshotRecord> | undefined;
+      for await (const old of await this.snapshots!.history({ key: entry.key })) {
+        const candidate = { record: old.json() as SnapshotRecord, revision: old.revision };
+        if (old.operation === 'PUT' && this.inForce.covers(BUCKETS.snapshots, old.revision, candidate.record)) best = best === undefined ? candidate : InForce.later(best, candidate);
+      }
+      if (best === undefined) return undefined;
+      record = best.record;
+    }
     return 'deleted' in record ? undefined : record.snapshot;
   }
 
@@ -203,8 +244,8 @@ export class NatsStateStore {
    * Every key of a bucket read as one ordered stream (not a get per key): the latest value of each
    * (LastPerSubject), or, reading all revisions in order (All), the last one `keep` accepts.
    */
-  private async readBucket<T>(bucket: string, policy: DeliverPolicy, keep: (record: T) => boolean = () => true): Promise<Map<string, T>> {
-    const out = new Map<string, T>();
+  private async readBucket<T extends Stamp>(bucket: string, policy: DeliverPolicy, keep: (record: T, revision: number) => boolean = () => true): Promise<Map<string, Revisioned<T>>> {
+    const out = new Map<string, Revisioned<T>>();
     const prefix = `$KV.${bucket}.`;
     const consumer = await this.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: policy });
     const info = await consumer.info(true);
@@ -215,8 +256,11 @@ export class NatsStateStore {
       const key = msg.subject.slice(prefix.length);
       if (op === 'DEL' || op === 'PURGE') out.delete(key);
       else {
-        const record = JSON.parse(decoder.decode(msg.data)) as T;
-        if (keep(record)) out.set(key, record);
+        const found = { record: JSON.parse(decoder.decode(msg.data)) as T, revision: msg.seq };
+        if (keep(found.record, found.revision)) {
+          const before = out.get(key);
+          out.set(key, before === undefined ? found : InForce.later(before, found));
+        }
       }
       if (msg.info.pending === 0) break;
     }
@@ -275,14 +319,26 @@ export interface WriteOptions {
    * input arriving then waits longer.
    */
   readonly spreadOverMs?: () => number;
+  /** Asked before each slice and the meta record: false once the writer lost its lease (the write stops, FencedError). */
+  readonly mayWrite?: () => boolean;
+}
+
+/** JetStream's error code for a compare-and-set that found another last message. */
+const WRONG_LAST_SEQUENCE = 10071;
+
+/** A checkpoint not written because its writer no longer holds the lease. */
+export class FencedError extends Error {
+  constructor() {
+    super('the engine lease is held by another process: this checkpoint is not written');
+  }
 }
 
 /** Every KV record a checkpoint writes: bucket, key, record. */
-function* checkpointRecords(checkpoint: Checkpoint & { removedLinks?: string[] }): Generator<[bucket: string, key: string, record: LinkRecord | SnapshotRecord]> {
+function* checkpointRecords(checkpoint: Checkpoint & { removedLinks?: string[] }, e: number): Generator<[bucket: string, key: string, record: LinkRecord | SnapshotRecord]> {
   const at = checkpoint.seq;
-  for (const [key, link] of checkpoint.links) yield [BUCKETS.links, addressKey(key), { at, user: link.user.key, seq: link.seq }];
-  for (const key of checkpoint.removedLinks ?? []) yield [BUCKETS.links, addressKey(key), { at, deleted: true }];
-  const record = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, deleted: true } : { at, snapshot: persistedSnapshot(snapshot) });
+  for (const [key, link] of checkpoint.links) yield [BUCKETS.links, addressKey(key), { at, e, user: link.user.key, seq: link.seq }];
+  for (const key of checkpoint.removedLinks ?? []) yield [BUCKETS.links, addressKey(key), { at, e, deleted: true }];
+  const record = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, e, deleted: true } : { at, e, snapshot: persistedSnapshot(snapshot) });
   for (const [address, snapshot] of checkpoint.identifiers) yield [BUCKETS.snapshots, snapshotKeys.identifier(address), record(snapshot)];
   for (const [address, snapshot] of checkpoint.users) yield [BUCKETS.snapshots, snapshotKeys.user(address), record(snapshot)];
 }

@@ -13,6 +13,8 @@ export const STREAMS = {
 export const BUCKETS = {
   links: 'xref_links',
   snapshots: 'xref_snapshots',
+  /** Which process holds a consumer of the log (key: the consumer's name). */
+  leases: 'xref_leases',
 } as const;
 
 const SAFE = /^[A-Za-z0-9_-]$/;

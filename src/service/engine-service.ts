@@ -8,7 +8,8 @@ import { IdentityEngine, type Touched, checkpointSize } from '../engine/engine.t
 import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { NatsWaits, untilAnswered } from '../nats/retry.ts';
-import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
+import type { Lease } from '../nats/lease.ts';
+import { FencedError, KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { RingQueue } from '../ring-queue.ts';
@@ -16,6 +17,11 @@ import { type InputMessage, decodeInput, deliveredInput, fetchedInput } from './
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
 export const ENGINE_CONSUMER = 'xref-engine';
+
+/** Whether a consumer of XREF_IN is an engine's (`xref-engine`, or `xref-engine-<epoch>` under a lease). */
+export function isEngineConsumer(name: string): boolean {
+  return name === ENGINE_CONSUMER || name.startsWith(`${ENGINE_CONSUMER}-`);
+}
 /** Queued inputs scanned when actors must come back from KV. */
 const LOOK_AHEAD = 500;
 /**
@@ -49,6 +55,13 @@ export interface EngineServiceOptions {
    * message, a bug). An outage never gets here: the engine waits for NATS and goes on.
    */
   readonly onFailure?: (error: Error) => void;
+  /**
+   * The engine lease this engine runs under: it applies inputs and writes its state only while
+   * the lease is valid. None: nothing else is checked (one engine per log is the caller's care).
+   */
+  readonly lease?: Lease;
+  /** Called once when the engine stops because it lost its lease (it applies nothing more). */
+  readonly onFenced?: (why: string) => void;
 }
 
 export interface EngineServiceStats {
@@ -85,6 +98,8 @@ export class EngineService {
   private writing: Promise<void> | undefined;
   private stopping = false;
   private failure: Error | undefined;
+  /** Why the engine stopped applying inputs: its lease was lost. */
+  private fenced: string | undefined;
   private readonly timer: NodeJS.Timeout;
   private readonly limits: Limits;
 
@@ -129,6 +144,7 @@ export class EngineService {
 
   private static async startOnce(options: EngineServiceOptions, publisher: JetStreamPublisher, state: NatsStateStore, waits: NatsWaits): Promise<EngineService> {
     const { nc, logger, settings } = options;
+    state.epoch = options.lease?.epoch ?? 0;
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
     await ensureTopology(nc, jsm, logger);
@@ -201,8 +217,8 @@ export class EngineService {
     await this.messages?.close();
     await this.pumping;
     await this.writing;
-    // after a failure the state may be ahead of what is stored: the last checkpoint stands
-    if (this.failure === undefined) {
+    // after a failure, or once fenced, the state may be ahead of what is stored: the last checkpoint stands
+    if (this.failure === undefined && this.fenced === undefined) {
       this.startCheckpoint();
       await this.writing;
     }
@@ -218,13 +234,19 @@ export class EngineService {
   private async consumeFrom(startSeq: number): Promise<void> {
     // The durable consumer always restarts right after the checkpoint: inputs acked after it are
     // applied again, and their outputs dropped by the streams' duplicate window.
-    try {
-      await this.jsm.consumers.delete(STREAMS.in, ENGINE_CONSUMER);
-    } catch (error) {
-      if (!(error instanceof JetStreamApiError && error.code === CONSUMER_NOT_FOUND)) throw error;
+    // the consumers of earlier engines go (a fenced one pulling again finds its own gone); never
+    // by an engine that lost its lease
+    if (this.options.lease !== undefined && !this.options.lease.valid()) throw new FencedError();
+    for (const info of await this.jsm.consumers.list(STREAMS.in).next()) {
+      if (!isEngineConsumer(info.name)) continue;
+      try {
+        await this.jsm.consumers.delete(STREAMS.in, info.name);
+      } catch (error) {
+        if (!(error instanceof JetStreamApiError && error.code === CONSUMER_NOT_FOUND)) throw error;
+      }
     }
     await this.jsm.consumers.add(STREAMS.in, {
-      durable_name: ENGINE_CONSUMER,
+      durable_name: this.consumerName,
       filter_subject: subjects.inAll,
       ack_policy: AckPolicy.All,
       ack_wait: nanos(60_000),
@@ -240,7 +262,7 @@ export class EngineService {
    * after the last input applied, and pulled from anew.
    */
   private async subscribe(): Promise<void> {
-    const consumer = await this.js.consumers.get(STREAMS.in, ENGINE_CONSUMER);
+    const consumer = await this.js.consumers.get(STREAMS.in, this.consumerName);
     const messages = await consumer.consume({
       max_messages: 2000,
       callback: (msg) => {
@@ -252,20 +274,45 @@ export class EngineService {
     void (async () => {
       for await (const status of messages.status()) {
         if (status.type === 'consumer_not_found' && status.count >= 2) {
-          this.options.logger.warn({ consumer: ENGINE_CONSUMER }, 'the engine consumer is gone from the server: making it again');
+          this.options.logger.warn({ consumer: this.consumerName }, 'the engine consumer is gone from the server: making it again');
           await messages.close();
         }
       }
     })().catch(() => undefined);
     void messages.closed().then(() => {
-      if (this.stopping || this.failure !== undefined) return;
-      untilAnswered('resubscribing', () => this.consumeFrom(Math.max(this.engine.seq, this.queuedSeq()) + 1), { logger: this.options.logger, waits: this.waits }).catch((error: Error) => this.fail(error, 'the engine consumer could not be made again'));
+      if (this.stopping || this.failure !== undefined || this.fenced !== undefined) return;
+      untilAnswered('resubscribing', () => this.consumeFrom(Math.max(this.engine.seq, this.queuedSeq()) + 1), { logger: this.options.logger, waits: this.waits }).catch((error: Error) =>
+        error instanceof FencedError ? this.fence(error.message) : this.fail(error, 'the engine consumer could not be made again'),
+      );
     });
+  }
+
+  /**
+   * This engine's durable consumer: `xref-engine`, and under a lease `xref-engine-<epoch>`, one per
+   * holding, so that a fenced engine whose client pulls again cannot take inputs from the next.
+   */
+  private get consumerName(): string {
+    const epoch = this.options.lease?.epoch ?? 0;
+    return epoch === 0 ? ENGINE_CONSUMER : `${ENGINE_CONSUMER}-${epoch}`;
   }
 
   /** The last input delivered and waiting in the queue (0 when none). */
   private queuedSeq(): number {
     return this.queue.length === 0 ? 0 : deliveredInput(this.queue.at(this.queue.length - 1)!).seq;
+  }
+
+  /**
+   * The lease is lost: nothing more is applied or written to the state (the publisher lets go of
+   * what it still had to send), and `onFenced` is told (once). Outputs already sent are those the
+   * next holder produces again, with the same ids.
+   */
+  fence(why: string): void {
+    if (this.fenced !== undefined || this.stopping) return;
+    this.fenced = why;
+    this.options.logger.warn({ why }, 'fenced: this engine no longer holds the engine lease');
+    void this.messages?.close();
+    void this.publisher.close();
+    this.options.onFenced?.(why);
   }
 
   /** Processing stops for good: logged, kept as `error`, and told to `onFailure` (once). */
@@ -282,12 +329,12 @@ export class EngineService {
   }
 
   private pump(): void {
-    if (this.pumping !== undefined || this.failure !== undefined) return;
+    if (this.pumping !== undefined || this.failure !== undefined || this.fenced !== undefined) return;
     this.pumping = this.drain()
       .catch((error: Error) => this.fail(error, 'engine stopped processing'))
       .finally(() => {
         this.pumping = undefined;
-        if (this.failure === undefined && (this.queue.length > 0 || (this.checkpointDue && this.writing === undefined))) this.pump();
+        if (this.failure === undefined && this.fenced === undefined && (this.queue.length > 0 || (this.checkpointDue && this.writing === undefined))) this.pump();
       });
   }
 
@@ -304,6 +351,7 @@ export class EngineService {
     let turnStart = performance.now();
     for (let applied = 1; ; applied++) {
       // one checkpoint at a time; one that is due while another is written starts once it is done
+      if (this.options.lease !== undefined && !this.options.lease.valid()) return this.fence('the engine lease is not valid any more');
       if (this.writing === undefined && this.checkpointWanted()) this.startCheckpoint();
       const delivered = this.queue.shift();
       if (delivered === undefined) return;
@@ -415,7 +463,7 @@ export class EngineService {
 
   private readonly outputStored = (error: Error | undefined, _ack: unknown, entry: InFlight): void => {
     if (error !== undefined) {
-      if (!entry.refused) this.options.logger.error({ err: error, seq: entry.msg.seq }, 'an output was refused: the input stays unacked');
+      if (!entry.refused && this.fenced === undefined) this.options.logger.error({ err: error, seq: entry.msg.seq }, 'an output was refused: the input stays unacked');
       entry.refused = true;
     }
     if (--entry.left === 0 && !entry.refused) this.settleInFlight();
@@ -481,6 +529,7 @@ export class EngineService {
         alsoStored: this.storedThrough(checkpoint.seq),
         // spread over half the time to the next one while intake goes on; at shutdown, at once
         spreadOverMs: () => (this.stopping ? 0 : this.options.settings.checkpointMs / 2),
+        mayWrite: () => this.fenced === undefined && (this.options.lease?.valid() ?? true),
       })
       .then(() => {
         this.stores.identifiers.written(checkpoint.identifiers);
@@ -489,7 +538,11 @@ export class EngineService {
         this.stats.lastCheckpointSeq = checkpoint.seq;
         this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.size, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
       })
-      .catch((error: Error) => this.fail(error, 'a checkpoint could not be written: stopping'))
+      .catch((error: Error) => {
+        // once fenced, what was not written stays unwritten: the next holder has the log
+        if (this.fenced !== undefined || error instanceof FencedError) this.fence(error.message);
+        else this.fail(error, 'a checkpoint could not be written: stopping');
+      })
       .finally(() => {
         this.writing = undefined;
         if (!this.stopping && this.checkpointWanted()) this.pump();

@@ -15,22 +15,12 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { type NatsConnection, connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { build } from 'esbuild';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig, serviceSettings } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
-import { defaultLimits } from '../../src/domain/limits.ts';
-import { type XrefApp, buildApp } from '../../src/http/app.ts';
-import { JetStreamSink } from '../../src/http/jetstream-sink.ts';
-import { createMetrics } from '../../src/http/metrics.ts';
-import { natsReadiness } from '../../src/http/readiness.ts';
-import { logger } from '../../src/log.ts';
-import { JetStreamPublisher } from '../../src/nats/publisher.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
-import { EngineService } from '../../src/service/engine-service.ts';
-import { type NatsServerHandle, startNatsServer } from '../helpers/nats-server.ts';
+import { type Collector, startCollector } from '../helpers/collector.ts';
 import { readStream, waitFor } from '../helpers/streams.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -87,33 +77,17 @@ async function within<T>(ms: number, what: () => string, promise: Promise<T>): P
 }
 
 describe('analytics.js in headless Chromium → HTTP collector → JetStream → engine', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
-  let publisher: JetStreamPublisher;
-  let app: XrefApp;
+  let collector: Collector;
   let site: Server;
   let browser: Browser;
   let xref: string;
   let siteUrl: string;
 
   beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-    const jsm = await jetstreamManager(nc);
-    await ensureTopology(nc, jsm, logger.child({ component: 'test-topology' }));
-    publisher = new JetStreamPublisher(nc, logger.child({ component: 'test-publisher' }));
     // no XREF_PUBLIC_URL: the settings document points at the Host the browser used
-    app = buildApp({
-      publisher: new JetStreamSink(publisher),
-      writeKeys: new Set([WRITE_KEY]),
-      limits: defaultLimits(),
-      logger: logger.child({ component: 'test-http' }),
-      readiness: natsReadiness({ nc, jsm }),
-      metrics: createMetrics({ processMetrics: false }),
-      publishDeadlineMs: 5000,
-    });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    xref = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    collector = await startCollector({ writeKey: WRITE_KEY });
+    ({ nc, url: xref } = collector);
 
     const script = await bundleAnalytics();
     const html = sitePage(xref);
@@ -130,10 +104,7 @@ describe('analytics.js in headless Chromium → HTTP collector → JetStream →
   afterAll(async () => {
     await browser?.close();
     await new Promise((resolve) => (site?.listening ? site.close(resolve) : resolve(undefined)));
-    await app?.close();
-    await publisher?.close();
-    await nc?.close();
-    await server?.stop();
+    await collector?.close();
   });
 
   it('anonymous page() and track(), then identify("u1"): the anonymous events land under user_id u1', async () => {
@@ -175,17 +146,7 @@ describe('analytics.js in headless Chromium → HTTP collector → JetStream →
     expect(byName.identify).toMatchObject({ ids: { anonymous_id: anonymousId, user_id: 'u1' }, data: { plan: 'pro' } });
     for (const m of input) expect(m.msgId).toBe(m.data.id); // analytics.js's messageId is the dedup id
 
-    const service = await EngineService.start({
-      nc,
-      config: resolveConfig({ internal: ['user_id'] }),
-      settings: serviceSettings({ NATS_URL: server.url }),
-      logger: logger.child({ component: 'test-engine' }),
-    });
-    try {
-      await waitFor('the engine to apply every input', () => service.seq >= input.length, 30_000);
-    } finally {
-      await service.stop();
-    }
+    await collector.runEngine(input.length);
 
     const groups = await readStream<GroupMessage>(nc, 'XREF_GROUPS');
     const mine = groups.filter((m) => m.data.user.kind === 'user_id' && m.data.user.id === 'u1');

@@ -1,3 +1,4 @@
+import { random } from '../../bench/data.ts';
 import type { ConfigInput } from '../../src/domain/config.ts';
 
 export interface ChaosLogOptions {
@@ -51,16 +52,9 @@ const WEB = ['pageview', 'pageview', 'click', 'add_to_cart'];
 const APP = ['app_open', 'screen_view', 'screen_view', 'tap'];
 const SERVER = ['purchase', 'email_open', 'order_shipped'];
 
-/** mulberry32, and the few draws the generator needs. */
+/** mulberry32 (bench/data.ts's `random`), and the few draws the generator needs. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = random(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
   return {
     next,

@@ -4,14 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { killOnExit } from '../../src/child-processes.ts';
-import { ENGINE_CONSUMER } from '../../src/service/engine-service.ts';
+import { isEngineConsumer } from '../../src/service/engine-service.ts';
 import { STREAMS } from '../../src/nats/subjects.ts';
 
-/** `xref serve` as a child process (so it can be killed -9), pointed at a test server. */
+/**
+ * `xref serve` as a child process (so it can be killed -9), pointed at a test server; the engine
+ * alone unless `env.PORT` is given (then with its HTTP collector, write key `key`, on 127.0.0.1).
+ */
 export function startEngineProcess(natsUrl: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
   let output = '';
-  const child = spawn(process.execPath, ['bin/xref.js', 'serve', '--no-http'], {
-    env: { ...process.env, NATS_URL: natsUrl, XREF_DATA_DIR: mkdtempSync(join(tmpdir(), 'xref-data-')), XREF_LOG_LEVEL: 'warn', ...env },
+  const args = env.PORT === undefined ? ['serve', '--no-http'] : ['serve'];
+  if (env.PORT !== undefined) env = { XREF_WRITE_KEYS: 'key', XREF_HTTP_HOST: '127.0.0.1', ...env };
+  const child = spawn(process.execPath, ['bin/xref.js', ...args], {
+    // a short lease: an engine started after one was killed takes over within 1.5 s, not 10
+    env: { ...process.env, NATS_URL: natsUrl, XREF_DATA_DIR: mkdtempSync(join(tmpdir(), 'xref-data-')), XREF_LOG_LEVEL: 'warn', XREF_LEASE_TTL_MS: '1500', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (chunk) => (output += chunk));
@@ -31,7 +37,10 @@ export function exited(child: ChildProcess): Promise<number | null> {
  */
 export async function ackFloor(jsm: JetStreamManager, createdAfter?: Date): Promise<number> {
   try {
-    const info = await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER);
+    // the newest engine's consumer (under a lease each engine has its own)
+    const engines = (await jsm.consumers.list(STREAMS.in).next()).filter((c) => isEngineConsumer(c.name));
+    const info = engines.sort((a, b) => Date.parse(b.created) - Date.parse(a.created))[0];
+    if (info === undefined) return 0;
     // a consumer just created may answer without an ack floor yet
     return createdAfter !== undefined && new Date(info.created) < createdAfter ? 0 : (info.ack_floor?.stream_seq ?? 0);
   } catch (error) {

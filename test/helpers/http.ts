@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { defaultLimits } from '../../src/domain/limits.ts';
-import { type AppDeps, type Readiness, buildApp } from '../../src/http/app.ts';
+import { type AppDeps, type Readiness, type XrefApp, buildApp } from '../../src/http/app.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
 import { MemorySink } from '../../src/http/sink.ts';
 
@@ -49,6 +49,19 @@ export function testApp(overrides: Partial<AppDeps> = {}) {
     setReadiness(next: Readiness) {
       readiness = next;
     },
+  };
+}
+
+/** `testApp` for a suite (call it at its top level): every app it makes is closed after each test. */
+export function useTestApps(): typeof testApp {
+  const apps: XrefApp[] = [];
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+  });
+  return (...args) => {
+    const made = testApp(...args);
+    apps.push(made.app);
+    return made;
   };
 }
 

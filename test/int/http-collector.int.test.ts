@@ -55,7 +55,7 @@ describe('collector through a NATS outage', () => {
       writeKeys: new Set([WRITE_KEY]),
       limits: defaultLimits(),
       logger: logger.child({ component: 'test-http' }),
-      readiness: natsReadiness({ nc, jsm, engineLag: () => 0 }),
+      readiness: natsReadiness({ nc, jsm, engine: { role: 'active', engine: { lag: async () => 0, waits: { current: [] } } } }),
       metrics: createMetrics({ processMetrics: false }),
       publishDeadlineMs: 400,
     });
@@ -70,7 +70,7 @@ describe('collector through a NATS outage', () => {
 
   it('ready with NATS up; 503 with Retry-After and not ready while it is down; stored once after', async () => {
     const ready = await app.inject({ url: '/readyz' });
-    expect(ready.json()).toEqual({ ready: true, checks: { nats: true, 'stream XREF_IN': true, engine: true } });
+    expect(ready.json()).toEqual({ ready: true, checks: { nats: true, 'stream XREF_IN': true, engine: true }, engine: 'active' });
 
     await server.kill('SIGKILL');
     const started = Date.now();

@@ -5,23 +5,11 @@
  * process. Anonymous page and track calls, then an identify: the anonymous events end up under the
  * user in XREF_GROUPS.
  */
-import type { AddressInfo } from 'node:net';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { type NatsConnection, connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import RudderAnalytics from '@rudderstack/rudder-sdk-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig, serviceSettings } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
-import { defaultLimits } from '../../src/domain/limits.ts';
-import { type XrefApp, buildApp } from '../../src/http/app.ts';
-import { JetStreamSink } from '../../src/http/jetstream-sink.ts';
-import { createMetrics } from '../../src/http/metrics.ts';
-import { natsReadiness } from '../../src/http/readiness.ts';
-import { logger } from '../../src/log.ts';
-import { JetStreamPublisher } from '../../src/nats/publisher.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
-import { EngineService } from '../../src/service/engine-service.ts';
-import { type NatsServerHandle, startNatsServer } from '../helpers/nats-server.ts';
+import { type Collector, startCollector } from '../helpers/collector.ts';
 import { readStream, waitFor } from '../helpers/streams.ts';
 
 const WRITE_KEY = 'wk_e2e_rudderstack';
@@ -42,39 +30,22 @@ interface Seen {
 }
 
 describe('RudderStack Node SDK (default settings) → HTTP collector → JetStream → engine', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
-  let publisher: JetStreamPublisher;
-  let app: XrefApp;
+  let collector: Collector;
   let dataPlaneUrl: string;
   const seen: Seen[] = [];
 
   beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-    const jsm = await jetstreamManager(nc);
-    await ensureTopology(nc, jsm, logger.child({ component: 'test-topology' }));
-    publisher = new JetStreamPublisher(nc, logger.child({ component: 'test-publisher' }));
-    app = buildApp({
-      publisher: new JetStreamSink(publisher),
-      writeKeys: new Set([WRITE_KEY]),
-      limits: defaultLimits(),
-      logger: logger.child({ component: 'test-http' }),
-      readiness: natsReadiness({ nc, jsm }),
-      metrics: createMetrics({ processMetrics: false }),
-      publishDeadlineMs: 5000,
+    collector = await startCollector({
+      writeKey: WRITE_KEY,
+      onResponse: (request, reply) => {
+        seen.push({ url: request.url, status: reply.statusCode, contentType: request.headers['content-type'], contentEncoding: request.headers['content-encoding'] });
+      },
     });
-    app.addHook('onResponse', async (request, reply) => {
-      seen.push({ url: request.url, status: reply.statusCode, contentType: request.headers['content-type'], contentEncoding: request.headers['content-encoding'] });
-    });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    dataPlaneUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    ({ nc, url: dataPlaneUrl } = collector);
   });
   afterAll(async () => {
-    await app?.close();
-    await publisher?.close();
-    await nc?.close();
-    await server?.stop();
+    await collector?.close();
   });
 
   it('anonymous page and track, then identify: stored gzipped as sent, grouped under the user', async () => {
@@ -104,17 +75,7 @@ describe('RudderStack Node SDK (default settings) → HTTP collector → JetStre
     // event times: the SDK's originalTimestamp, its clock skew removed (so, about now)
     for (const m of input) expect(Math.abs(Date.parse(m.data.timestamp!) - Date.now())).toBeLessThan(60_000);
 
-    const service = await EngineService.start({
-      nc,
-      config: resolveConfig({ internal: ['user_id'] }),
-      settings: serviceSettings({ NATS_URL: server.url }),
-      logger: logger.child({ component: 'test-engine' }),
-    });
-    try {
-      await waitFor('the engine to apply every input', () => service.seq >= input.length, 30_000);
-    } finally {
-      await service.stop();
-    }
+    await collector.runEngine(input.length);
 
     const groups = await readStream<GroupMessage>(nc, 'XREF_GROUPS');
     const mine = groups.filter((m) => m.data.user.kind === 'user_id' && m.data.user.id === userId);

@@ -4,24 +4,12 @@
  * Anonymous page views, then an identify: XREF_IN holds the mapped envelopes (dedup ids =
  * messageIds), and the streaming engine groups the page views under the user in XREF_GROUPS.
  */
-import type { AddressInfo } from 'node:net';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { type NatsConnection, connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Analytics } from '@segment/analytics-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig, serviceSettings } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
-import { defaultLimits } from '../../src/domain/limits.ts';
-import { type XrefApp, buildApp } from '../../src/http/app.ts';
-import { JetStreamSink } from '../../src/http/jetstream-sink.ts';
-import { createMetrics } from '../../src/http/metrics.ts';
-import { natsReadiness } from '../../src/http/readiness.ts';
-import { logger } from '../../src/log.ts';
-import { JetStreamPublisher } from '../../src/nats/publisher.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
-import { EngineService } from '../../src/service/engine-service.ts';
-import { type NatsServerHandle, startNatsServer } from '../helpers/nats-server.ts';
-import { readStream, waitFor } from '../helpers/streams.ts';
+import { type Collector, startCollector } from '../helpers/collector.ts';
+import { readStream } from '../helpers/streams.ts';
 
 const WRITE_KEY = 'wk_e2e_segment';
 
@@ -33,36 +21,17 @@ interface GroupMessage {
 }
 
 describe('Segment client → HTTP collector → JetStream → engine', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
-  let publisher: JetStreamPublisher;
-  let app: XrefApp;
+  let collector: Collector;
   let host: string;
   const responses: number[] = [];
 
   beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-    const jsm = await jetstreamManager(nc);
-    await ensureTopology(nc, jsm, logger.child({ component: 'test-topology' }));
-    publisher = new JetStreamPublisher(nc, logger.child({ component: 'test-publisher' }));
-    app = buildApp({
-      publisher: new JetStreamSink(publisher),
-      writeKeys: new Set([WRITE_KEY]),
-      limits: defaultLimits(),
-      logger: logger.child({ component: 'test-http' }),
-      readiness: natsReadiness({ nc, jsm }),
-      metrics: createMetrics({ processMetrics: false }),
-      publishDeadlineMs: 5000,
-    });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    host = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    collector = await startCollector({ writeKey: WRITE_KEY });
+    ({ nc, url: host } = collector);
   });
   afterAll(async () => {
-    await app?.close();
-    await publisher?.close();
-    await nc?.close();
-    await server?.stop();
+    await collector?.close();
   });
 
   it('is ready once NATS and XREF_IN are there', async () => {
@@ -111,14 +80,7 @@ describe('Segment client → HTTP collector → JetStream → engine', () => {
     for (const m of input) expect(Object.keys(m.data).sort()).not.toContain('writeKey');
 
     // the streaming engine, in this process
-    const service = await EngineService.start({
-      nc,
-      config: resolveConfig({ internal: ['user_id'] }),
-      settings: serviceSettings({ NATS_URL: server.url }),
-      logger: logger.child({ component: 'test-engine' }),
-    });
-    await waitFor('the engine to apply every input', () => service.seq >= input.length, 30_000);
-    await service.stop();
+    await collector.runEngine(input.length);
 
     const groups = await readStream<GroupMessage>(nc, 'XREF_GROUPS');
     const mine = groups.filter((m) => m.data.user.kind === 'user_id' && m.data.user.id === userId);

@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
@@ -13,6 +12,7 @@ import { XrefError } from '../../src/domain/errors.ts';
 import { logger } from '../../src/log.ts';
 import { STREAMS, subjects } from '../../src/nats/subjects.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
+import { capture } from '../helpers/cli.ts';
 import { type NatsServerHandle, startNatsServer } from '../helpers/nats-server.ts';
 import { readStream, waitFor } from '../helpers/streams.ts';
 
@@ -23,16 +23,6 @@ function ndjson(name: string, lines: string[]): string {
   const file = join(dir, name);
   writeFileSync(file, `${lines.join('\n')}\n`);
   return file;
-}
-
-/** An injected io whose output is read back as strings. */
-function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out = { stdout: '', stderr: '' };
-  stdout.on('data', (chunk) => (out.stdout += chunk));
-  stderr.on('data', (chunk) => (out.stderr += chunk));
-  return { io: { stdout, stderr }, out };
 }
 
 const lines = (text: string) => text.split('\n').filter((l) => l.length > 0);

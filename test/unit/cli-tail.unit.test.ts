@@ -2,28 +2,19 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { idleNotice, tailCommand } from '../../src/cli/tail-command.ts';
 import { XrefError } from '../../src/domain/errors.ts';
 import { logger } from '../../src/log.ts';
 import { assertNatsHostResolves, connectNats } from '../../src/nats/connection.ts';
+import { capture } from '../helpers/cli.ts';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'xref-cli-tail-'));
 /** Nothing listens on port 1: a test that got as far as connecting would fail, not wait. */
 const nowhere = { natsUrl: 'nats://127.0.0.1:1', dataDir: join(dir, 'data') };
 const UNRESOLVABLE = 'nats://no-such-host.invalid:4222'; // .invalid never resolves (RFC 6761)
-
-function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out = { stdout: '', stderr: '' };
-  stdout.on('data', (chunk) => (out.stdout += chunk));
-  stderr.on('data', (chunk) => (out.stderr += chunk));
-  return { io: { stdout, stderr }, out };
-}
 
 /** Runs the real binary; resolves with its exit code and output whether it fails or not. */
 async function xref(args: string[], env: Record<string, string> = {}) {

@@ -1,7 +1,7 @@
 import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { serviceSettings } from '../../src/domain/config.ts';
 import { XrefError } from '../../src/domain/errors.ts';
 import { defaultLimits } from '../../src/domain/limits.ts';
@@ -9,18 +9,10 @@ import { type XrefApp, isShuttingDown, markShuttingDown } from '../../src/http/a
 import { INSECURE_NO_AUTH, basicUserName, checkAuthConfig } from '../../src/http/auth.ts';
 import { collectorSettings } from '../../src/http/collector.ts';
 import { setEngineGauges } from '../../src/http/metrics.ts';
-import { AUTH, OTHER_KEY, WRITE_KEY, basic, expectError, testApp } from '../helpers/http.ts';
+import { AUTH, OTHER_KEY, WRITE_KEY, basic, expectError, testApp, useTestApps } from '../helpers/http.ts';
 import { waitFor } from '../helpers/streams.ts';
 
-const apps: XrefApp[] = [];
-function make(...args: Parameters<typeof testApp>) {
-  const made = testApp(...args);
-  apps.push(made.app);
-  return made;
-}
-afterEach(async () => {
-  for (const app of apps.splice(0)) await app.close();
-});
+const make = useTestApps();
 
 const post = (app: XrefApp, url: string, payload: unknown, headers: Record<string, string> = AUTH) =>
   app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', ...headers }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) });

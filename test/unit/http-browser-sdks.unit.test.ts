@@ -6,23 +6,15 @@
  * - refused requests (4xx) are logged at info, without the key or the body.
  */
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { serviceSettings } from '../../src/domain/config.ts';
 import { type XrefApp } from '../../src/http/app.ts';
 import { INSECURE_NO_AUTH } from '../../src/http/auth.ts';
 import { parsePublicUrl } from '../../src/http/cdn-settings.ts';
 import { collectorSettings } from '../../src/http/collector.ts';
-import { AUTH, WRITE_KEY, basic, expectError, testApp } from '../helpers/http.ts';
+import { AUTH, WRITE_KEY, basic, expectError, testApp, useTestApps } from '../helpers/http.ts';
 
-const apps: XrefApp[] = [];
-function make(...args: Parameters<typeof testApp>) {
-  const made = testApp(...args);
-  apps.push(made.app);
-  return made;
-}
-afterEach(async () => {
-  for (const app of apps.splice(0)) await app.close();
-});
+const make = useTestApps();
 
 const batch = (id: string) => JSON.stringify({ batch: [{ type: 'track', messageId: id, event: 'Clicked', anonymousId: 'a1' }] });
 const compressors: Record<string, (text: string) => Buffer> = {
