@@ -9,7 +9,7 @@ import { type Checkpoint, checkpointSize } from '../engine/engine.ts';
 import type { SnapshotStore } from '../engine/snapshot-store.ts';
 import { StateImage } from '../engine/state-image.ts';
 import { type JetStreamPublisher, PublishRejectedError } from './publisher.ts';
-import { type Fence, InForce, type MetaRecord, type Stamp } from './records-in-force.ts';
+import { InForce, type MetaRecord, type Stamp } from './records-in-force.ts';
 import { type RetryOptions, untilAnswered } from './retry.ts';
 import { BUCKETS, addressKey, keyAddress, kvSubject, snapshotKeys } from './subjects.ts';
 

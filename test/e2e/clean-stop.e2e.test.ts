@@ -1,41 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
-import { killOnExit } from '../../src/child-processes.ts';
 import { BUCKETS, snapshotKeys } from '../../src/nats/subjects.ts';
-import { ackFloor, exited } from '../helpers/engine-process.ts';
+import { ackFloor, exited, startEngineProcess } from '../helpers/engine-process.ts';
 import { freePort, useNatsServer } from '../helpers/nats-server.ts';
 import { publishEvents, waitFor } from '../helpers/streams.ts';
-import { jetstreamManager } from '@nats-io/jetstream';
 
-/** `npm start` (or node on bin/xref.js serve) on a free port, against the test's server. */
-function serve(how: 'npm' | 'node', natsUrl: string, port: number): ChildProcess & { output: () => string } {
-  let output = '';
-  const [command, args] = how === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, ['bin/xref.js', 'serve']];
-  const child = spawn(command, args, {
-    env: {
-      ...process.env,
-      NATS_URL: natsUrl,
-      PORT: String(port),
-      XREF_HTTP_HOST: '127.0.0.1',
-      XREF_WRITE_KEYS: 'key',
-      XREF_DATA_DIR: mkdtempSync(join(tmpdir(), 'xref-data-')),
-      XREF_LOG_LEVEL: 'info',
-      // only the final checkpoint is written
-      XREF_CHECKPOINT_EVERY: '1000000',
-      XREF_CHECKPOINT_MS: '600000',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  killOnExit(child);
-  return Object.assign(child, { output: () => output });
-}
+/** `npm start` (or node on bin/xref.js serve) on a free port, against the test's server; only the final checkpoint is written. */
+const serve = (how: 'npm' | 'node', natsUrl: string, port: number) =>
+  startEngineProcess(natsUrl, { PORT: String(port), XREF_LOG_LEVEL: 'info', XREF_CHECKPOINT_EVERY: '1000000', XREF_CHECKPOINT_MS: '600000' }, how);
 
 function listening(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import { onTestFinished } from 'vitest';
 import { killOnExit } from '../../src/child-processes.ts';
 import { isEngineConsumer } from '../../src/service/engine-service.ts';
 import { STREAMS } from '../../src/nats/subjects.ts';
@@ -10,20 +11,44 @@ import { STREAMS } from '../../src/nats/subjects.ts';
 /**
  * `xref serve` as a child process (so it can be killed -9), pointed at a test server; the engine
  * alone unless `env.PORT` is given (then with its HTTP collector, write key `key`, on 127.0.0.1).
+ * `how`: node on bin/xref.js, or `npm start` as a user runs it (always with the collector).
  */
-export function startEngineProcess(natsUrl: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+export function startEngineProcess(natsUrl: string, env: Record<string, string> = {}, how: 'node' | 'npm' = 'node'): ChildProcess & { output: () => string } {
   let output = '';
-  const args = env.PORT === undefined ? ['serve', '--no-http'] : ['serve'];
-  if (env.PORT !== undefined) env = { XREF_WRITE_KEYS: 'key', XREF_HTTP_HOST: '127.0.0.1', ...env };
-  const child = spawn(process.execPath, ['bin/xref.js', ...args], {
+  const http = env.PORT !== undefined;
+  const [command, args] = how === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, ['bin/xref.js', 'serve', ...(http ? [] : ['--no-http'])]];
+  const child = spawn(command, args, {
     // a short lease: an engine started after one was killed takes over within 1.5 s, not 10
-    env: { ...process.env, NATS_URL: natsUrl, XREF_DATA_DIR: mkdtempSync(join(tmpdir(), 'xref-data-')), XREF_LOG_LEVEL: 'warn', XREF_LEASE_TTL_MS: '1500', ...env },
+    env: {
+      ...process.env,
+      NATS_URL: natsUrl,
+      XREF_DATA_DIR: mkdtempSync(join(tmpdir(), 'xref-data-')),
+      XREF_LOG_LEVEL: 'warn',
+      XREF_LEASE_TTL_MS: '1500',
+      ...(http ? { XREF_WRITE_KEYS: 'key', XREF_HTTP_HOST: '127.0.0.1' } : {}),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (chunk) => (output += chunk));
   child.stderr!.on('data', (chunk) => (output += chunk));
   killOnExit(child);
+  endWithTest(child);
   return Object.assign(child, { output: () => output });
+}
+
+/**
+ * Kills `child` when the test that started it ends, passed or failed: an engine whose server is
+ * gone waits for it forever, and a worker the runner stops never runs its exit handlers.
+ */
+export function endWithTest(child: ChildProcess): void {
+  try {
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+  } catch {
+    // not inside a test (a script): killOnExit is the only guard
+  }
 }
 
 export function exited(child: ChildProcess): Promise<number | null> {
