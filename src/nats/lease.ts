@@ -84,7 +84,9 @@ export class Lease {
     const kv = await this.bucket();
     const entry = await kv.get(this.name);
     const started = performance.now();
-    if (isHeld(entry)) {
+    // this process's own lease, not renewed in time (an outage, a pause): nobody took it since
+    // (same revision), so it is taken back at once
+    if (isHeld(entry) && (entry.json() as LeaseRecord).holder.id !== this.holder.id) {
       const heldBy = (entry.json() as LeaseRecord).holder;
       if (this.seen?.revision !== entry.revision) {
         this.seen = { revision: entry.revision, at: started };

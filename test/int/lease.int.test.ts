@@ -1,0 +1,65 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import { describe, expect, it } from 'vitest';
+import { logger } from '../../src/log.ts';
+import { Lease, thisProcess } from '../../src/nats/lease.ts';
+import { ensureTopology } from '../../src/nats/topology.ts';
+import { useNatsServer } from '../helpers/nats-server.ts';
+import { waitFor } from '../helpers/streams.ts';
+
+const TTL_MS = 600;
+const log = logger.child({ component: 'test-lease' });
+
+describe('the engine lease', () => {
+  const nats = useNatsServer('each');
+  const lease = (lost?: (why: string) => void) => new Lease(nats.nc, 'test-consumer', thisProcess(), TTL_MS, log, lost);
+
+  it('one holder at a time; a standby takes over only once the holder stopped renewing, after the holder stopped counting itself valid', async () => {
+    await ensureTopology(nats.nc, await jetstreamManager(nats.nc), log);
+    const lostBy: string[] = [];
+    const first = lease((why) => lostBy.push(why));
+    const second = lease();
+    expect(await first.tryAcquire()).toEqual({ acquired: true });
+    expect(first.valid()).toBe(true);
+    // renewed meanwhile: the standby never sees one revision for a whole TTL
+    const deadline = performance.now() + TTL_MS * 3;
+    while (performance.now() < deadline) expect((await second.tryAcquire()).acquired).toBe(false);
+    expect(first.valid()).toBe(true);
+    expect(first.epoch).toBeGreaterThan(0);
+
+    // the holder stops renewing (as if paused): it is invalid before the standby may take over
+    (first as unknown as { timer: NodeJS.Timeout }).timer.close();
+    let invalidAt = 0;
+    let takenAt = 0;
+    await waitFor(
+      'the standby to take over',
+      async () => {
+        if (!first.valid()) invalidAt ||= performance.now();
+        if ((await second.tryAcquire()).acquired) takenAt = performance.now();
+        return takenAt > 0;
+      },
+      10_000,
+    );
+    expect(invalidAt).toBeGreaterThan(0);
+    expect(invalidAt).toBeLessThan(takenAt);
+    expect(second.epoch).toBeGreaterThan(first.epoch);
+    expect(await second.holderNow()).toEqual(second.holder);
+    await second.release();
+    expect(await second.holderNow()).toBeUndefined();
+    expect(lostBy).toEqual([]);
+  });
+
+  it('a holder that lapsed takes its own lease back at once when nobody took it; a released lease is taken at once', async () => {
+    await ensureTopology(nats.nc, await jetstreamManager(nats.nc), log);
+    const holder = lease();
+    expect((await holder.tryAcquire()).acquired).toBe(true);
+    const epoch = holder.epoch;
+    (holder as unknown as { timer: NodeJS.Timeout }).timer.close();
+    await waitFor('the lease to lapse', () => !holder.valid(), 5_000);
+    expect(await holder.tryAcquire()).toEqual({ acquired: true });
+    expect(holder.epoch).toBeGreaterThan(epoch);
+    await holder.release();
+    const next = lease();
+    expect(await next.tryAcquire()).toEqual({ acquired: true });
+    await next.release();
+  });
+});
