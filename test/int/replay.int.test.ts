@@ -6,6 +6,8 @@ import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webLog } from '../../bench/data.ts';
 import { replayCommand } from '../../src/cli/replay-command.ts';
+import { Lease, thisProcess } from '../../src/nats/lease.ts';
+import { ENGINE_CONSUMER } from '../../src/service/engine-service.ts';
 import { resolveConfig, serviceSettings } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { logger } from '../../src/log.ts';
@@ -84,5 +86,15 @@ describe('xref replay', () => {
     expect(new Set(groups.map((m) => m.msgId)).size).toBe(groups.length);
     expect(groupsFromMessages(groups)).toEqual(groupsFromMessages(live));
     expect(groups.length).toBeGreaterThan(log.length / 2);
+  });
+
+  it('a rebuild refuses while an engine holds the engine lease, naming the holder, and changes nothing', async () => {
+    const holder = new Lease(nc, ENGINE_CONSUMER, thisProcess(), 600, logger);
+    expect((await holder.tryAcquire()).acquired).toBe(true);
+    const before = await liveImage();
+    const { io } = captureIo();
+    await expect(replayCommand({}, io, { ...target(), leaseTtlMs: 600 })).rejects.toThrow(/the engine lease is held by .+ pid \d+ .*stop `xref serve`/);
+    expect(compareStates(before, await liveImage())).toEqual([]);
+    await holder.release();
   });
 });
