@@ -32,7 +32,8 @@ describe('the engine state in KV', () => {
     const first = await openStore();
     await first.store.write(checkpointAt(10, { 'cookie:a': 'db_id:u1' }));
     // engine A writes the records of checkpoint 20 and dies before its meta record
-    void first.store.write(checkpointAt(20, { 'cookie:b': 'db_id:u2' }), { alsoStored: new Promise(() => {}) });
+    // (it never finishes: the engine dies, its publisher goes with what it had not sent)
+    first.store.write(checkpointAt(20, { 'cookie:b': 'db_id:u2' }), { alsoStored: new Promise(() => {}) }).catch(() => undefined);
     const links = await new Kvm(nats.nc).open(BUCKETS.links);
     await waitFor('the interrupted checkpoint record to be stored', async () => (await links.get(linkKey('cookie', 'b'))) !== null);
     await first.publisher.close();
