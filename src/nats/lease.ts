@@ -45,6 +45,7 @@ export class Lease {
   private validUntil = 0;
   private lost = false;
   private timer: NodeJS.Timeout | undefined;
+  private renewing = false;
   /** The standby's view: the revision last seen and when (own clock). */
   private seen: { revision: number; at: number } | undefined;
   /** The epoch of this holding (the revision the lease was taken at); 0 while not held. */
@@ -106,6 +107,7 @@ export class Lease {
     this.epoch = this.revision;
     this.lost = false;
     this.validUntil = started + this.ttlMs - this.ttlMs / 4;
+    clearInterval(this.timer);
     this.timer = setInterval(() => void this.renew(), this.ttlMs / 4);
     this.timer.unref();
     return { acquired: true };
@@ -126,8 +128,6 @@ export class Lease {
   private record(): string {
     return JSON.stringify({ holder: this.holder, renewedAt: new Date().toISOString() } satisfies LeaseRecord);
   }
-
-  private renewing = false;
 
   private async renew(): Promise<void> {
     if (this.lost || this.renewing) return;

@@ -2,6 +2,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config, ServiceSettings } from '../domain/config.ts';
 import { Lease, describeHolder, thisProcess } from '../nats/lease.ts';
+import { FencedError } from '../nats/state-store.ts';
 import { ENGINE_CONSUMER, EngineService } from './engine-service.ts';
 
 export type EngineRole = 'standby' | 'active' | 'stopped';
@@ -79,7 +80,8 @@ export class EngineRunner {
             this.role = 'active';
             if (this.stopping) resolve('stopping');
           })
-          .catch((error: Error) => this.fail(error));
+          // a lease that lapsed while the engine was starting (NATS away): stand by again
+          .catch((error: Error) => (error instanceof FencedError ? resolve(error.message) : this.fail(error)));
       });
       const why = await Promise.race([fenced, new Promise<string>((resolve) => (this.wake = () => resolve('stopping')))]);
       if (why === 'stopping' || this.failure !== undefined) return;
