@@ -62,7 +62,9 @@ export class Lease {
   ) {}
 
   private async bucket(): Promise<KV> {
-    this.kv ??= await new Kvm(this.nc).open(BUCKETS.leases);
+    // answers wait no longer than a renewal period: a request lost with a dead server must not
+    // hold a takeover (or a resumption) for the client's default 2 s
+    this.kv ??= await new Kvm(this.nc).open(BUCKETS.leases, { timeout: Math.min(2000, Math.max(100, this.ttlMs / 4)) });
     return this.kv;
   }
 
@@ -135,7 +137,7 @@ export class Lease {
     this.renewing = true;
     const started = performance.now();
     try {
-      this.revision = await (await this.bucket()).update(this.name, this.record(), this.revision, Math.max(100, this.ttlMs / 4));
+      this.revision = await (await this.bucket()).update(this.name, this.record(), this.revision);
       this.validUntil = started + this.ttlMs - this.ttlMs / 4;
     } catch (error) {
       const message = (error as Error).message;
