@@ -4,7 +4,6 @@ import { resolveConfig } from '../domain/config.ts';
 import { XrefError, quote } from '../domain/errors.ts';
 import { KIND_PATTERN } from '../domain/identifiers.ts';
 import { componentLogger } from '../log.ts';
-import { assertNatsHostResolves } from '../nats/connection.ts';
 import { STREAMS, subjects } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { type CommandIo, loadConfigFile } from './group-command.ts';
@@ -95,8 +94,6 @@ export async function tailCommand(kind: string, id: string, options: TailCommand
   if (!internal.includes(kind)) throw new XrefError('XREF_INVALID_ARGUMENT', thirdPartyKindMessage(kind, id, internal), { field: 'kind' });
   if (signal?.aborted) return 0;
   const logger = componentLogger('tail');
-  // a host name that does not resolve is a typo in NATS_URL, not a server that is down
-  await assertNatsHostResolves(target.natsUrl);
   const running = await connectOrEmbed(target.natsUrl, target.dataDir, 'xref-tail');
   try {
     // XREF_GROUPS may not exist yet if the engine never ran: tail can start first and wait

@@ -20,8 +20,8 @@ class ReconnectedError extends Error {}
 
 /** Who waits for NATS, and since when (read by readiness and metrics); and the connection's reconnects. */
 export class NatsWaits {
-  private readonly waiting = new Map<string, { since: number; calls: number }>();
-  private longest = 0;
+  /** Calls waiting, by what they wait for. */
+  private readonly waiting = new Map<string, number>();
   private readonly onReconnect = new Set<() => void>();
 
   /** Follows the reconnects of `nc`, so that a read in flight across one is sent again at once. */
@@ -61,29 +61,21 @@ export class NatsWaits {
 
   /** One more call waits for `what`; true for the first (an outage begins). */
   begin(what: string): boolean {
-    const entry = this.waiting.get(what);
-    if (entry !== undefined) {
-      entry.calls++;
-      return false;
-    }
-    this.waiting.set(what, { since: Date.now(), calls: 1 });
-    return true;
+    const calls = this.waiting.get(what) ?? 0;
+    this.waiting.set(what, calls + 1);
+    return calls === 0;
   }
   /** A call waiting for `what` is answered (or gave up); true for the last one (the wait ends). */
   end(what: string): boolean {
-    const entry = this.waiting.get(what);
-    if (entry === undefined || --entry.calls > 0) return false;
-    this.waiting.delete(what);
-    this.longest = Math.max(this.longest, Date.now() - entry.since);
-    return true;
+    const calls = this.waiting.get(what);
+    if (calls === undefined) return false;
+    if (calls > 1) this.waiting.set(what, calls - 1);
+    else this.waiting.delete(what);
+    return calls === 1;
   }
   /** What is waiting now, e.g. `['loading passivated actors']`. */
   get current(): string[] {
     return [...this.waiting.keys()];
-  }
-  /** The longest wait that ended so far (ms). */
-  get longestMs(): number {
-    return this.longest;
   }
 }
 

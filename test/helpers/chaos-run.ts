@@ -118,7 +118,7 @@ class Trial {
       if (signal === 'SIGKILL' || signal === 'SIGTERM' || code === 0 || this.engine !== engine) return;
       if (/no NATS server answers|cannot connect to NATS/.test(engine.output())) {
         this.supervisorRestarts++;
-        setTimeout(() => this.engine === engine && this.start(), 250);
+        this.start();
       } else this.unexpected.push(`an engine exited by itself (${code ?? signal}): ${engine.output().slice(-2000)}`);
     });
     this.engine = engine;
@@ -191,15 +191,11 @@ class Trial {
     return this.answered(() => ackFloor(this.jsm));
   }
 
-  /** What `ask` answers once the server does (it may be coming back). */
+  /** What `ask` answers once the server does (it may be coming back), within a minute. */
   private async answered<T>(ask: () => Promise<T>): Promise<T> {
-    for (;;) {
-      try {
-        return await ask();
-      } catch {
-        await pause(100);
-      }
-    }
+    let answer: T | undefined;
+    await waitFor('the nats-server to answer', () => ask().then((value) => ((answer = value), true), () => false), 60_000);
+    return answer as T;
   }
 }
 
