@@ -1,5 +1,6 @@
 import { enqueueActions, setup } from 'xstate';
 import type { RelinkPolicy } from '../src/domain/config.ts';
+import { conflictFact, relinkFact } from './audit-facts.ts';
 import { append, deadline, expire, isExpired, merge } from './buffer.ts';
 import type { AuditFact, Bounds, Buffered, UnmatchedReason } from './types.ts';
 
@@ -30,7 +31,7 @@ export interface IdentifierInput {
 }
 
 /** A link, or a claim once linked: carries the input that caused it. */
-interface LinkEvent {
+export interface LinkEvent {
   type: 'LINK';
   user: string;
   seq: number;
@@ -59,6 +60,14 @@ function initialContext(input: IdentifierInput, bounds: Bounds): IdentifierConte
  */
 export function startingSnapshot(machine: IdentifierMachine, input: IdentifierInput, bounds: Bounds) {
   return machine.resolveState({ value: 'buffering', context: initialContext(input, bounds) });
+}
+
+/**
+ * A linked identifier, brought back to life to decide a claim by another user: it holds nothing
+ * but its user (linked identifiers are plain data in the identity graph, not actors).
+ */
+export function linkedSnapshot(machine: IdentifierMachine, key: string, user: string, policy: RelinkPolicy) {
+  return machine.resolveState({ value: 'linked', context: { key, members: [key], buffer: [], deadline: null, user, policy } });
 }
 
 export function createIdentifierMachine(bounds: Bounds) {
@@ -161,19 +170,13 @@ export function createIdentifierMachine(bounds: Bounds) {
             {
               guard: 'latestWins',
               actions: enqueueActions(({ context, event, enqueue }) => {
-                enqueue({
-                  type: 'audit',
-                  params: { reason: 'relink', identifier: context.key, user: event.user, previous: context.user!, seq: event.seq, eventId: event.eventId },
-                });
+                enqueue({ type: 'audit', params: relinkFact(context.key, event.user, context.user!, event.seq, event.eventId) });
                 enqueue.assign({ user: event.user });
               }),
             },
             {
               actions: enqueueActions(({ context, event, enqueue }) => {
-                enqueue({
-                  type: 'audit',
-                  params: { reason: 'conflict', identifier: context.key, user: context.user!, claimedBy: event.user, seq: event.seq, eventId: event.eventId },
-                });
+                enqueue({ type: 'audit', params: conflictFact(context.key, context.user!, event.user, event.seq, event.eventId) });
               }),
             },
           ],

@@ -1,4 +1,5 @@
 import { enqueueActions, setup } from 'xstate';
+import { refusedFact } from './audit-facts.ts';
 import type { AuditFact } from './types.ts';
 
 /**
@@ -54,10 +55,7 @@ export function createUserMachine(maxIdsPerUser: Readonly<Record<string, number>
             },
             {
               actions: enqueueActions(({ context, event, enqueue }) => {
-                enqueue({
-                  type: 'audit',
-                  params: { reason: 'refused', cause: 'cap', identifier: event.identifier, user: context.key, seq: event.seq, eventId: event.eventId },
-                });
+                enqueue({ type: 'audit', params: refusedFact(event.identifier, context.key, 'cap', event.seq, event.eventId) });
                 enqueue.assign({ decision: 'refused' });
               }),
             },

@@ -3,7 +3,7 @@ import type { XrefEvent } from '../src/domain/envelope.ts';
 import { IdentityEngine } from '../src/engine/engine.ts';
 import type { Sink } from '../src/engine/outputs.ts';
 import { baselineReducer } from './baseline.ts';
-import { webLog } from './data.ts';
+import { webLog } from '../test/helpers/web-log.ts';
 
 const discard: Sink = { resolved() {}, unmatched() {}, audit() {} };
 

@@ -4,6 +4,7 @@
  */
 import { benchEngine } from './engine.bench.ts';
 import { benchHttp } from './http.bench.ts';
+import { benchImport } from './import.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -56,7 +57,23 @@ async function httpSection(): Promise<void> {
   );
 }
 
+function importSection(): void {
+  const r = benchImport();
+  const line = (label: string, ms: number) => `  ${label.padEnd(22)} ${ms.toFixed(0)} ms   (${(ms - r.bareMs).toFixed(0)} ms over bare node)`;
+  process.stdout.write(
+    [
+      `import cost of the built package in plain Node (dist/, no tsx), best of 7 fresh processes`,
+      `  bare node              ${r.bareMs.toFixed(0)} ms`,
+      line("import 'xref'", r.offlineMs) + '   (target < 300 ms)',
+      line("import 'xref/nats'", r.natsMs),
+      line("import 'xref/http'", r.httpMs),
+      '',
+    ].join('\n'),
+  );
+}
+
 const only = process.argv[2];
+if (only === undefined || only === 'import') importSection();
 if (only === undefined || only === 'engine') engineSection();
 if (only === undefined || only === 'streaming') await streamingSection();
 if (only === undefined || only === 'http') await httpSection();

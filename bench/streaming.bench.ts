@@ -1,18 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
-import { defaultConfig, serviceSettings } from '../src/domain/config.ts';
+import { defaultConfig } from '../src/domain/config.ts';
+import { loadSettings } from '../src/settings.ts';
 import type { XrefEvent } from '../src/domain/envelope.ts';
 import { logger } from '../src/log.ts';
 import { readLog } from '../src/nats/log-reader.ts';
 import { JetStreamPublisher } from '../src/nats/publisher.ts';
 import { STREAMS, subjects } from '../src/nats/subjects.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
-import { ENGINE_CONSUMER, EngineService } from '../src/service/engine-service.ts';
+import { ENGINE_CONSUMER, isEngineConsumer, EngineService } from '../src/service/engine-service.ts';
 import { replayLog } from '../src/service/replay.ts';
 import { ackFloor, exited, startEngineProcess } from '../test/helpers/engine-process.ts';
 import { type NatsServerHandle, startNatsServer } from '../test/helpers/nats-server.ts';
-import { webLog } from './data.ts';
+import { webLog } from '../test/helpers/web-log.ts';
 
 const log = logger.child({ component: 'bench' });
 const decoder = new TextDecoder();
@@ -76,7 +77,7 @@ async function passThrough(nc: NatsConnection, count: number, mode: 'stock' | 'i
 
 /** (b) xref end to end: from start to every input acked, i.e. every output stored. */
 async function xrefEndToEnd(nc: NatsConnection, count: number): Promise<{ rate: number; service: EngineService }> {
-  const settings = serviceSettings({ NATS_URL: 'nats://unused', XREF_LOG_LEVEL: 'warn' });
+  const settings = loadSettings({ NATS_URL: 'nats://unused', XREF_LOG_LEVEL: 'warn' });
   const start = now();
   const service = await EngineService.start({ nc, config: defaultConfig(), settings, logger: log });
   // inputs are acked once their outputs are stored: wait for the consumer's ack floor
@@ -235,7 +236,8 @@ export async function benchStreaming(events = 200_000): Promise<StreamingBenchRe
     const caughtUp = async () =>
       until(async () => {
         if (child.exitCode !== null) throw new Error(`xref serve exited (${child.exitCode}): ${child.output().slice(-2000)}`);
-        const info = await jsm.consumers.info(STREAMS.in, ENGINE_CONSUMER).catch(() => undefined);
+        // the child runs under the engine lease: its consumer is `xref-engine-<epoch>`
+        const info = (await jsm.consumers.list(STREAMS.in).next()).find((c) => isEngineConsumer(c.name));
         return info !== undefined && info.num_pending === 0 && info.num_ack_pending === 0;
       }, 600_000);
     await caughtUp();

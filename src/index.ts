@@ -1,4 +1,9 @@
-/** xref's public API. */
+/**
+ * `xref`: the offline library. Groups a log of events by user with the same identity rules as the
+ * streaming service, in-process: no NATS, no HTTP server, nothing but xstate loaded. The service
+ * parts are their own entry points: `xref/nats` (the streaming engine and its NATS adapters) and
+ * `xref/http` (the collector).
+ */
 export { groupEvents, Grouper, GroupsCollector } from './group.ts';
 export type { GroupReport, GroupsDocument, GroupOptions } from './group.ts';
 export { IdentityEngine } from './engine/engine.ts';
@@ -16,21 +21,5 @@ export { XrefError, InvalidEventError, InvalidConfigError, LimitExceededError } 
 export type { ErrorCode } from './domain/errors.ts';
 export { BUILTIN_JUNK } from './domain/identifiers.ts';
 export type { Identifier } from './domain/identifiers.ts';
-export { encodeToken, decodeToken, subjects, STREAMS, BUCKETS } from './nats/subjects.ts';
 export { createIdentifierMachine } from '../actors/identifier.machine.ts';
 export { createUserMachine } from '../actors/user.machine.ts';
-export { buildApp, markShuttingDown, isShuttingDown } from './http/app.ts';
-export type { AppDeps, Readiness, XrefApp } from './http/app.ts';
-export { checkAuthConfig, INSECURE_NO_AUTH } from './http/auth.ts';
-export type { WriteKeysSetting } from './http/auth.ts';
-export { collectorSettings } from './http/collector.ts';
-export { MemorySink, SinkOverloadedError } from './http/sink.ts';
-export type { EventSink } from './http/sink.ts';
-export { JetStreamSink } from './http/jetstream-sink.ts';
-export type { JetStreamSinkOptions } from './http/jetstream-sink.ts';
-export { createMetrics, setEngineGauges } from './http/metrics.ts';
-export type { EngineGaugeValues, MetricsOptions, RejectReason, XrefMetrics } from './http/metrics.ts';
-export { natsReadiness } from './http/readiness.ts';
-export type { NatsReadinessOptions } from './http/readiness.ts';
-export { segmentToEvent, eventTimestamp, SEGMENT_KINDS, SEGMENT_TYPES, SegmentMessageSchema, SegmentBatchSchema } from './http/segment.ts';
-export type { SegmentMessage, SegmentBatch, SegmentOptions, SegmentRequest, SegmentType } from './http/segment.ts';

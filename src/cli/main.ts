@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { serviceSettings } from '../domain/config.ts';
+import { type Settings, loadSettings } from '../settings.ts';
 import { XrefError } from '../domain/errors.ts';
 import { subjects } from '../nats/subjects.ts';
 import { groupCommand } from './group-command.ts';
@@ -11,6 +11,9 @@ import { tailCommand } from './tail-command.ts';
 
 /** The `xref` command line. Each command returns its exit status. */
 export function buildProgram(): Command {
+  // the environment is read once, by the first command that needs settings (`group` needs none)
+  let loaded: Settings | undefined;
+  const settings = () => (loaded ??= loadSettings());
   const program = new Command('xref')
     .description('Match third-party identifiers to your own user ids and route every event to its user.')
     .showHelpAfterError()
@@ -40,7 +43,7 @@ export function buildProgram(): Command {
     .option('--no-engine', 'run the HTTP collector only')
     .option('--no-http', 'run the streaming engine only')
     .option('--insecure-no-auth', 'accept HTTP requests without a write key when XREF_WRITE_KEYS is empty')
-    .action((options: { engine: boolean; http: boolean; insecureNoAuth?: boolean }) => serveCommand(options));
+    .action((options: { engine: boolean; http: boolean; insecureNoAuth?: boolean }) => serveCommand(options, settings()));
 
   program
     .command('publish')
@@ -49,7 +52,7 @@ export function buildProgram(): Command {
     .option('-s, --subject <subject>', `subject under xref.in. to publish on (default: ${subjects.in('cli')})`)
     .option('--json', 'also print the summary as JSON on stdout')
     .action(async (file: string, options: { subject?: string; json?: boolean }) => {
-      process.exitCode = await publishCommand(file, options, { stdout: process.stdout, stderr: process.stderr }, serviceSettings());
+      process.exitCode = await publishCommand(file, options, { stdout: process.stdout, stderr: process.stderr }, settings());
     });
 
   program
@@ -60,8 +63,7 @@ export function buildProgram(): Command {
     .option('--republish', 'publish the outputs again, into emptied XREF_GROUPS / XREF_UNMATCHED / XREF_AUDIT')
     .option('-c, --config <file>', 'JSON config file (default: XREF_CONFIG)')
     .action(async (options: { fromSeq?: number; verify?: boolean; republish?: boolean; config?: string }) => {
-      const settings = serviceSettings();
-      process.exitCode = await replayCommand(options, { stdout: process.stdout, stderr: process.stderr }, settings);
+      process.exitCode = await replayCommand(options, { stdout: process.stdout, stderr: process.stderr }, settings());
     });
 
   program
@@ -77,7 +79,7 @@ export function buildProgram(): Command {
       process.once('SIGINT', abort);
       process.once('SIGTERM', abort);
       try {
-        process.exitCode = await tailCommand(kind, id, options, { stdout: process.stdout, stderr: process.stderr }, serviceSettings(), stop.signal);
+        process.exitCode = await tailCommand(kind, id, options, { stdout: process.stdout, stderr: process.stderr }, settings(), stop.signal);
       } finally {
         process.off('SIGINT', abort);
         process.off('SIGTERM', abort);

@@ -19,7 +19,7 @@ export interface PublishCommandOptions {
   json?: boolean;
 }
 
-/** Where the NATS server is: `serviceSettings()` fits, and tests pass their own server. */
+/** Where the NATS server is: `loadSettings()` fits, and tests pass their own server. */
 export interface NatsTarget {
   readonly natsUrl: string;
   readonly dataDir: string;

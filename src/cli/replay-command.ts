@@ -1,5 +1,6 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { resolveConfig, serviceSettings } from '../domain/config.ts';
+import { resolveConfig } from '../domain/config.ts';
+import { type Settings, settingDefaults } from '../settings.ts';
 import { XrefError } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
 import { Lease, describeHolder, thisProcess } from '../nats/lease.ts';
@@ -28,7 +29,7 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
  * Otherwise the rebuilt state replaces the live one (the engine must be stopped), and with
  * `--republish` the outputs are published again into emptied output streams.
  */
-export async function replayCommand(options: ReplayCommandOptions, io: CommandIo, target: NatsTarget & { configFile?: string; leaseTtlMs?: number }): Promise<number> {
+export async function replayCommand(options: ReplayCommandOptions, io: CommandIo, target: NatsTarget & Partial<Pick<Settings, 'configFile' | 'leaseTtlMs' | 'dedupLookback'>>): Promise<number> {
   const logger = componentLogger('replay');
   const config = resolveConfig(loadConfigFile(options.config ?? target.configFile));
   const running = await connectOrEmbed(target.natsUrl, target.dataDir, 'xref-replay');
@@ -39,7 +40,7 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
     const publisher = new JetStreamPublisher(nc, logger.child({ component: 'publisher' }));
     const state = new NatsStateStore(nc, jetstream(nc), publisher, logger.child({ component: 'state' }));
     // a rebuild takes the engine lease, so that no engine applies inputs while it rewrites the state
-    const lease = options.verify ? undefined : new Lease(nc, ENGINE_CONSUMER, thisProcess(), target.leaseTtlMs ?? serviceSettings().leaseTtlMs, logger.child({ component: 'lease' }));
+    const lease = options.verify ? undefined : new Lease(nc, ENGINE_CONSUMER, thisProcess(), target.leaseTtlMs ?? settingDefaults().leaseTtlMs, logger.child({ component: 'lease' }));
     try {
       const live = options.verify ? await state.loadImage() : undefined;
       if (lease !== undefined) {
@@ -52,7 +53,7 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
         natsUrl: target.natsUrl,
         config,
         logger,
-        dedupWindow: serviceSettings().dedupLookback,
+        dedupWindow: target.dedupLookback ?? settingDefaults().dedupLookback,
         ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq }),
         ...(live === undefined ? {} : { toSeq: live.seq }),
         republish: options.republish === true && !options.verify,

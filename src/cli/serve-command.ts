@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { natsHostPort, resolveConfig, serviceSettings } from '../domain/config.ts';
+import { resolveConfig } from '../domain/config.ts';
+import { type Settings, loadSettings, natsHostPort, settingDefaults } from '../settings.ts';
 import { XrefError } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
 import { assertNatsHostResolves, connectNats } from '../nats/connection.ts';
@@ -8,16 +9,15 @@ import { isListening, natsServerOnPath, startEmbeddedNatsServer } from '../nats/
 import { EngineRunner } from '../service/engine-runner.ts';
 import { type XrefApp, buildApp, markShuttingDown } from '../http/app.ts';
 import { collectorSettings } from '../http/collector.ts';
-import { JetStreamSink } from '../http/jetstream-sink.ts';
 import { createMetrics, setEngineGauges } from '../http/metrics.ts';
-import { natsReadiness } from '../http/readiness.ts';
+import { JetStreamSink } from '../nats/jetstream-sink.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
+import { natsReadiness } from '../nats/readiness.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { loadConfigFile } from './group-command.ts';
 import { takeStopSignals } from './stop-signals.ts';
 
-const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
 /** How to get a NATS server, for the message when none is reachable. */
 export function noNatsMessage(url: string): string {
@@ -47,7 +47,7 @@ export async function connectOrEmbed(url: string, dataDir: string, name: string)
   await assertNatsHostResolves(url);
   let embedded: Awaited<ReturnType<typeof startEmbeddedNatsServer>> | undefined;
   if (!(await isListening(host, port))) {
-    if (url !== DEFAULT_NATS_URL || !natsServerOnPath()) throw new XrefError('XREF_NATS_UNAVAILABLE', noNatsMessage(url));
+    if (url !== settingDefaults().natsUrl || !natsServerOnPath()) throw new XrefError('XREF_NATS_UNAVAILABLE', noNatsMessage(url));
     logger.info({ storeDir: join(dataDir, 'nats'), port }, 'no NATS server running: starting an embedded nats-server');
     embedded = await startEmbeddedNatsServer({ storeDir: join(dataDir, 'nats'), port, host: '127.0.0.1', logger });
   }
@@ -75,9 +75,8 @@ export interface ServeOptions {
  * /readyz answers 503, the collector stops taking requests, the engine stops pulling, finishes
  * what is in flight and writes a checkpoint, the connection drains, and the process exits 0.
  */
-export async function serveCommand(options: ServeOptions = {}): Promise<void> {
+export async function serveCommand(options: ServeOptions = {}, settings: Settings = loadSettings()): Promise<void> {
   const logger = componentLogger('serve');
-  const settings = serviceSettings();
   // a shutdown that cannot finish (NATS gone for good) must not hang: a second signal, or the
   // deadline, ends the process; the next start resumes from the last checkpoint
   const force = (why: string) => {

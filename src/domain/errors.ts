@@ -1,22 +1,40 @@
+/**
+ * The error catalogue: every code xref reports, with the one HTTP status it answers with, what it
+ * means, and the form of its message. `XrefError` carries a code; the README's error table is
+ * printed from this list (`npm run errors:table`), and a test keeps the two equal.
+ */
+export const ERROR_CATALOGUE = {
+  XREF_INVALID_EVENT: { status: 400, meaning: 'an event does not match the envelope', message: '<field> <what it must be>, got <value>' },
+  XREF_INVALID_JSON: { status: 400, meaning: 'a body, a line or a message is not JSON', message: 'invalid JSON (<the parser\'s reason>)' },
+  XREF_INVALID_ARGUMENT: { status: 400, meaning: 'a command argument or an API parameter is wrong', message: '<argument> must be <what>, got <value>' },
+  XREF_INVALID_REQUEST: { status: 400, meaning: 'the HTTP request itself is malformed (headers, route arguments)', message: '<header or part> <what is wrong>' },
+  XREF_UNAUTHORIZED: { status: 401, meaning: 'the credential is missing or not one xref accepts (write key, read token)', message: '<the Authorization header> <what was expected>' },
+  XREF_NOT_FOUND: { status: 404, meaning: 'no such route', message: 'no route <method> <path>: the routes are <list>' },
+  XREF_FENCED: { status: 409, meaning: 'this engine no longer holds the engine lease: another one took over, and this one stops writing', message: '<what was not done>: the engine lease is held by another process' },
+  XREF_LIMIT_EXCEEDED: { status: 413, meaning: 'an event, a batch or an identifier is larger than its limit', message: '<field> is <size> <unit>, over the limit of <limit> <unit>' },
+  XREF_UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the body comes in a media type or Content-Encoding xref does not read', message: '<header> <value> is not supported: <what to send>' },
+  XREF_INVALID_CONFIG: { status: 500, meaning: 'the identity config or a setting is wrong: the command does not start', message: '<setting or config field> <what it must be>, got <value>' },
+  XREF_TOPOLOGY: { status: 500, meaning: 'a stream or bucket could not be made as xref needs it', message: 'cannot apply <stream or bucket>: <the server\'s reason>' },
+  XREF_INTERNAL: { status: 500, meaning: 'an unexpected failure inside xref (a bug): the message says what was being done', message: '<what failed>' },
+  XREF_PUBLISH_REFUSED: { status: 502, meaning: 'JetStream refused a message (not an outage): the input it belongs to stays unacked', message: 'JetStream refused a message on <subject>: <reason> (code <code>)' },
+  XREF_NATS_UNAVAILABLE: { status: 503, meaning: 'NATS is not reachable, not answering, or not what xref needs (JetStream, version)', message: '<what was tried>: <why>' },
+  XREF_NOT_READY: { status: 503, meaning: 'not ready to take traffic (starting, NATS down, shutting down)', message: 'not ready: <the failing checks>' },
+  XREF_OVERLOADED: { status: 503, meaning: 'too much already awaits storage: retry after the Retry-After delay', message: '<count> events already await storage' },
+  XREF_CLOSED: { status: 503, meaning: 'the connection or publisher closed before the work finished', message: '<what> closed before <what was waiting>' },
+} as const satisfies Record<string, { status: number; meaning: string; message: string }>;
+
 /** Stable error codes; one per kind of failure a caller may want to branch on. */
-export type ErrorCode =
-  | 'XREF_INVALID_EVENT'
-  | 'XREF_INVALID_CONFIG'
-  | 'XREF_LIMIT_EXCEEDED'
-  | 'XREF_INVALID_JSON'
-  | 'XREF_INVALID_ARGUMENT'
-  | 'XREF_NATS_UNAVAILABLE'
-  | 'XREF_TOPOLOGY'
-  /** HTTP: the write key is missing or not one of XREF_WRITE_KEYS. */
-  | 'XREF_UNAUTHORIZED'
-  /** HTTP: the request itself is malformed (media type, headers, route arguments). */
-  | 'XREF_INVALID_REQUEST'
-  /** HTTP: no such route. */
-  | 'XREF_NOT_FOUND'
-  /** HTTP: not ready to take traffic (starting, NATS down, shutting down). */
-  | 'XREF_NOT_READY'
-  /** An unexpected failure inside xref (a bug): the message says what was being done. */
-  | 'XREF_INTERNAL';
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** The HTTP status an error code answers with (one per code). */
+export function statusOf(code: ErrorCode): number {
+  return ERROR_CATALOGUE[code].status;
+}
+
+/** Whether `error` is an XrefError (with this code, when one is given). */
+export function isXrefError<C extends ErrorCode>(error: unknown, code?: C): error is XrefError & { code: C } {
+  return error instanceof XrefError && (code === undefined || error.code === code);
+}
 
 /** Quote a bad value for a message: short, JSON-shaped, never huge. */
 export function quote(value: unknown, max = 80): string {

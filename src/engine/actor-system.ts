@@ -1,4 +1,5 @@
 import { type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventFrom, type InputFrom, type SnapshotFrom, createActor, isMachineSnapshot } from 'xstate';
+import { XrefError } from '../domain/errors.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 /**
@@ -68,7 +69,7 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
   /** Delivers one event and returns the snapshot it leads to. */
   send(address: string, event: EventFrom<TMachine>): SnapshotFrom<TMachine> {
     const snapshot = this.revive(address);
-    if (snapshot === undefined) throw new Error(`no actor at address ${JSON.stringify(address)}`);
+    if (snapshot === undefined) throw new XrefError('XREF_INTERNAL', `no actor at address ${JSON.stringify(address)}`);
     return this.settle(address, this.machine.transition(snapshot, event, this.scope) as SnapshotFrom<TMachine>);
   }
 
@@ -140,7 +141,7 @@ export class ActorSystem<TMachine extends AnyStateMachine> {
     }
     if (!this.store.has(address)) return undefined;
     const stored = this.store.get(address);
-    if (stored === undefined) throw new Error(`actor ${JSON.stringify(address)} is passivated but its snapshot was not loaded`);
+    if (stored === undefined) throw new XrefError('XREF_INTERNAL', `actor ${JSON.stringify(address)} is passivated but its snapshot was not loaded`);
     const snapshot = this.machine.restoreSnapshot!(stored as never, this.scope) as SnapshotFrom<TMachine>;
     this.store.delete(address);
     this.live.set(address, { snapshot, usedAt: Date.now() });

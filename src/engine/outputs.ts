@@ -10,7 +10,7 @@ export interface UserRef {
 
 /** An event placed with its user, and the identifier it came through. */
 export interface Resolved {
-  /** Deterministic: `<event id>:<user kind>.<user id>`. */
+  /** Deterministic: `<event id>:<user kind>.<user id>` (records.ts builds every output id). */
   readonly outputId: string;
   readonly seq: number;
   readonly event: XrefEvent;

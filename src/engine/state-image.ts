@@ -1,7 +1,8 @@
-import type { IdentifierContext } from '../../actors/identifier.machine.ts';
 import type { Checkpoint, EngineOptions } from './engine.ts';
 import { persistedSnapshot } from './actor-system.ts';
+import { clusterState } from './clusters.ts';
 import { MemorySnapshotStore } from './snapshot-store.ts';
+import type { CheckpointWrite } from './state-store.ts';
 
 /**
  * The engine's durable state as plain data: the fold of its checkpoints. What the KV buckets hold,
@@ -21,6 +22,22 @@ export class StateImage {
     for (const [address, snapshot] of checkpoint.identifiers) setOrDelete(this.identifiers, address, snapshot);
     for (const [address, snapshot] of checkpoint.users) setOrDelete(this.users, address, snapshot);
     return this;
+  }
+
+  /**
+   * The checkpoint that makes this image the live state over `live`: all of it, at its `seq`,
+   * and tombstones for what `live` holds that it does not.
+   */
+  replacing(live: StateImage): CheckpointWrite {
+    const removed = <T>(now: Map<string, T>, before: Map<string, unknown>) => [...before.keys()].filter((key) => !now.has(key));
+    return {
+      seq: this.seq,
+      watermark: this.watermark,
+      links: new Map([...this.links].map(([key, link]) => [key, { user: { key: link.user }, seq: link.seq }])),
+      removedLinks: removed(this.links, live.links),
+      identifiers: [...this.identifiers, ...removed(this.identifiers, live.identifiers).map((a) => [a, null] as [string, unknown])],
+      users: [...this.users, ...removed(this.users, live.users).map((a) => [a, null] as [string, unknown])],
+    };
   }
 
   /** Options that resume an engine from this image, with in-memory stores holding its actors. */
@@ -45,7 +62,7 @@ function setOrDelete(map: Map<string, unknown>, key: string, value: unknown): vo
 /** Each buffering actor's cluster members and deadline, read from its persisted snapshot. */
 export function* clustersOf(identifiers: Iterable<readonly [string, unknown]>) {
   for (const [address, snapshot] of identifiers) {
-    const context = (snapshot as { context: IdentifierContext }).context;
-    yield { address, members: context.members, deadline: context.deadline };
+    const { members, deadline } = clusterState(snapshot);
+    yield { address, members, deadline };
   }
 }

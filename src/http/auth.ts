@@ -1,18 +1,28 @@
+/**
+ * Who may call a set of routes: write keys (HTTP Basic user name, Segment's convention) send
+ * events, read tokens (`Authorization: Bearer <token>`) read. A set of routes is one encapsulated
+ * plugin that calls `requireCredential` with the credential it accepts; a write key never reads
+ * and a read token never writes, since each hook checks its own scheme against its own secrets.
+ */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { ServiceSettings } from '../domain/config.ts';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Settings } from '../settings.ts';
 import { XrefError } from '../domain/errors.ts';
 import { HttpError } from './errors.ts';
 
 export const INSECURE_NO_AUTH = 'insecure-no-auth';
 export type WriteKeysSetting = ReadonlySet<string> | typeof INSECURE_NO_AUTH;
+/** The accepted read tokens, or 'insecure-no-auth'; none at all (undefined): the read routes answer 401. */
+export type ReadTokensSetting = ReadonlySet<string> | typeof INSECURE_NO_AUTH;
 
 export const AUTH_REALM = 'Basic realm="xref"';
+export const READ_REALM = 'Bearer realm="xref"';
 
 /**
  * The write keys of a collector start: the configured keys, or 'insecure-no-auth' when asked
  * for explicitly. Neither: an XrefError telling how to configure it.
  */
-export function checkAuthConfig(settings: Pick<ServiceSettings, 'writeKeys' | 'insecureNoAuth'>, flags: { insecureNoAuth?: boolean } = {}): WriteKeysSetting {
+export function checkAuthConfig(settings: Pick<Settings, 'writeKeys' | 'insecureNoAuth'>, flags: { insecureNoAuth?: boolean } = {}): WriteKeysSetting {
   if (settings.writeKeys.length > 0) return new Set(settings.writeKeys);
   if (flags.insecureNoAuth === true || settings.insecureNoAuth) return INSECURE_NO_AUTH;
   throw new XrefError(
@@ -35,41 +45,159 @@ export function basicUserName(header: string): string | undefined {
   return user.length === 0 ? undefined : user;
 }
 
-function digest(key: string): Buffer {
-  return createHash('sha256').update(key, 'utf8').digest();
+/** The token of an `Authorization: Bearer <token>` header; undefined when the header is not Bearer. */
+export function bearerToken(header: string): string | undefined {
+  return /^\s*bearer\s+(\S+)\s*$/i.exec(header)?.[1];
 }
 
-/** Checks keys in time independent of how much of a key matched. Holds digests, not keys. */
-export class WriteKeyVerifier {
+function digest(secret: string): Buffer {
+  return createHash('sha256').update(secret, 'utf8').digest();
+}
+
+/** Checks secrets in time independent of how much of one matched. Holds digests, not secrets. */
+export class SecretVerifier {
   private readonly digests: readonly Buffer[];
 
-  constructor(keys: Iterable<string>) {
-    this.digests = [...keys].map(digest);
-    if (this.digests.length === 0) throw new XrefError('XREF_INVALID_CONFIG', 'a write key verifier needs at least one key', { field: 'XREF_WRITE_KEYS' });
+  /** `field`: the variable the secrets come from, named when there are none. */
+  constructor(secrets: Iterable<string>, field: string) {
+    this.digests = [...secrets].map(digest);
+    if (this.digests.length === 0) throw new XrefError('XREF_INVALID_CONFIG', `a verifier of ${field} needs at least one entry`, { field });
   }
 
-  verify(key: string): boolean {
-    const candidate = digest(key);
+  verify(secret: string): boolean {
+    const candidate = digest(secret);
     let found = false;
     for (const known of this.digests) found = timingSafeEqual(candidate, known) || found;
     return found;
   }
 }
 
+/** What a set of routes accepts. */
+export type Credential =
+  | {
+      readonly kind: 'write-key';
+      readonly keys: WriteKeysSetting;
+      /** Segment's other convention: without an Authorization header, "writeKey" in the JSON body (checked once the body is read). */
+      readonly inBody?: boolean;
+    }
+  | { readonly kind: 'read-token'; readonly tokens: ReadTokensSetting | undefined };
+
+/**
+ * The hooks that enforce a credential: onRequest reads the header; preHandler, for `inBody` only,
+ * the body. None for 'insecure-no-auth', which accepts every request.
+ */
+export interface AuthHooks {
+  readonly onRequest?: (request: FastifyRequest) => Promise<void>;
+  readonly preHandler?: (request: FastifyRequest) => Promise<void>;
+}
+
+/**
+ * The hooks for one credential; `refused` is called before each 401 (to count it). Built once per
+ * set of routes: per request they allocate nothing but the error they throw.
+ */
+export function authHooks(credential: Credential, refused: () => void = () => undefined): AuthHooks {
+  /** Counts the refusal and hands back the error to throw. */
+  const refuse = (error: HttpError): HttpError => {
+    refused();
+    return error;
+  };
+  if (credential.kind === 'read-token') {
+    const { tokens } = credential;
+    if (tokens === INSECURE_NO_AUTH) return {};
+    if (tokens === undefined) {
+      const closed = async () => {
+        throw refuse(noReadTokens());
+      };
+      return { onRequest: closed };
+    }
+    const verifier = new SecretVerifier(tokens, 'XREF_READ_TOKENS');
+    const onRequest = async (request: FastifyRequest) => {
+      const header = request.headers.authorization;
+      if (header === undefined || header === '') throw refuse(missingToken());
+      const token = bearerToken(header);
+      if (token === undefined) throw refuse(basicUserName(header) === undefined ? notBearer() : writeKeyCannotRead());
+      if (!verifier.verify(token)) throw refuse(wrongToken());
+    };
+    return { onRequest };
+  }
+
+  const { keys, inBody = false } = credential;
+  if (keys === INSECURE_NO_AUTH) return {};
+  const verifier = new SecretVerifier(keys, 'XREF_WRITE_KEYS');
+  /** Requests whose write key is to be read from the body (no Authorization header). */
+  const keyInBody = new WeakSet<FastifyRequest>();
+  const onRequest = async (request: FastifyRequest) => {
+    const header = request.headers.authorization;
+    if (header === undefined || header === '') {
+      if (inBody) {
+        keyInBody.add(request);
+        return;
+      }
+      throw refuse(missingKey(false));
+    }
+    const key = basicUserName(header);
+    if (key === undefined) throw refuse(notBasic());
+    if (!verifier.verify(key)) throw refuse(wrongKey('header'));
+  };
+  const preHandler = async (request: FastifyRequest) => {
+    if (!keyInBody.has(request)) return;
+    const key = (request.body as { writeKey?: unknown } | null)?.writeKey;
+    if (typeof key !== 'string' || key === '') throw refuse(missingKey(true));
+    if (!verifier.verify(key)) throw refuse(wrongKey('body'));
+  };
+  return inBody ? { onRequest, preHandler } : { onRequest };
+}
+
+/**
+ * Every route of `scope` (an encapsulated plugin's instance) takes `credential`. Call it before
+ * declaring the routes; the routes of other plugins are not affected.
+ */
+export function requireCredential(scope: FastifyInstance, credential: Credential, refused?: () => void): void {
+  const hooks = authHooks(credential, refused);
+  if (hooks.onRequest !== undefined) scope.addHook('onRequest', hooks.onRequest);
+  if (hooks.preHandler !== undefined) scope.addHook('preHandler', hooks.preHandler);
+}
+
 const HOW = 'send the write key as the user name of HTTP Basic auth (Authorization: Basic base64("<write key>:"))';
 
-export function missingKey(bodyAllowed: boolean): HttpError {
+function missingKey(bodyAllowed: boolean): HttpError {
   return unauthorized(`a write key is required: ${HOW}${bodyAllowed ? ', or as "writeKey" in the JSON body' : ''}`);
 }
 
-export function notBasic(): HttpError {
+function notBasic(): HttpError {
   return unauthorized(`the Authorization header is not HTTP Basic with a user name: ${HOW}`);
 }
 
-export function wrongKey(where: 'header' | 'body'): HttpError {
+function wrongKey(where: 'header' | 'body'): HttpError {
   return unauthorized(`the write key in the ${where === 'header' ? 'Authorization header' : 'body (writeKey)'} is not one of this collector's keys (XREF_WRITE_KEYS)`);
 }
 
 function unauthorized(message: string): HttpError {
-  return new HttpError(401, 'XREF_UNAUTHORIZED', message, { headers: { 'www-authenticate': AUTH_REALM } });
+  return new HttpError('XREF_UNAUTHORIZED', message, { headers: { 'www-authenticate': AUTH_REALM } });
+}
+
+const HOW_READ = 'send a read token as Authorization: Bearer <read token> (one of XREF_READ_TOKENS)';
+
+function missingToken(): HttpError {
+  return readUnauthorized(`a read token is required: ${HOW_READ}`);
+}
+
+function writeKeyCannotRead(): HttpError {
+  return readUnauthorized(`the Authorization header is HTTP Basic (a write key), and write keys cannot read: ${HOW_READ}`);
+}
+
+function notBearer(): HttpError {
+  return readUnauthorized(`the Authorization header is not a Bearer token: ${HOW_READ}`);
+}
+
+function wrongToken(): HttpError {
+  return readUnauthorized("the read token in the Authorization header is not one of this collector's read tokens (XREF_READ_TOKENS)");
+}
+
+function noReadTokens(): HttpError {
+  return readUnauthorized('this route takes a read token (Authorization: Bearer <read token>), and this collector has none: set XREF_READ_TOKENS=token1,token2');
+}
+
+function readUnauthorized(message: string): HttpError {
+  return new HttpError('XREF_UNAUTHORIZED', message, { headers: { 'www-authenticate': READ_REALM } });
 }

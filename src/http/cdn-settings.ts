@@ -51,9 +51,7 @@ function first(header: string | string[] | undefined): string | undefined {
 export function requestOrigin(headers: Record<string, string | string[] | undefined>, connectionProtocol: string): PublicOrigin {
   const host = first(headers.host);
   if (host === undefined || !HOST_HEADER.test(host)) {
-    throw new HttpError(
-      400,
-      'XREF_INVALID_REQUEST',
+    throw new HttpError('XREF_INVALID_REQUEST',
       `the Host header ${host === undefined ? '(none)' : quote(host)} is not a host name: send one, or set XREF_PUBLIC_URL to the URL browsers reach this server at`,
       { field: 'host' },
     );

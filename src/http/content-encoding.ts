@@ -21,7 +21,7 @@ export function decodedBody(encoding: string | undefined, payload: Readable): Re
   if (name === undefined || name === '' || name === 'identity') return payload;
   const decoder = DECODERS[name];
   if (decoder === undefined) {
-    throw new HttpError(415, 'XREF_INVALID_REQUEST', `Content-Encoding ${quote(encoding)} is not supported: send the body as is, or as gzip, deflate or br`, {
+    throw new HttpError('XREF_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${quote(encoding)} is not supported: send the body as is, or as gzip, deflate or br`, {
       field: 'content-encoding',
     });
   }

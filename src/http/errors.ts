@@ -1,22 +1,22 @@
-import { type ErrorCode, XrefError } from '../domain/errors.ts';
+import { type ErrorCode, XrefError, statusOf } from '../domain/errors.ts';
 
 /**
- * An XrefError with the HTTP status it answers with, headers to send (Retry-After,
- * WWW-Authenticate) and fields to add to the JSON body (a batch's rejections).
+ * An XrefError answered over HTTP, with headers to send (Retry-After, WWW-Authenticate) and
+ * fields to add to the JSON body (a batch's rejections). Its status is its code's, from the
+ * error catalogue.
  */
 export class HttpError extends XrefError {
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Readonly<Record<string, unknown>>;
 
-  constructor(
-    readonly statusCode: number,
-    code: ErrorCode,
-    message: string,
-    options: { field?: string; cause?: unknown; headers?: Record<string, string>; body?: Record<string, unknown> } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: { field?: string; cause?: unknown; headers?: Record<string, string>; body?: Record<string, unknown> } = {}) {
     super(code, message, options);
     this.headers = options.headers ?? {};
     this.body = options.body ?? {};
+  }
+
+  get statusCode(): number {
+    return statusOf(this.code);
   }
 }
 
@@ -26,27 +26,6 @@ export interface ErrorBody {
   code: ErrorCode;
   field?: string;
   [extra: string]: unknown;
-}
-
-/** Status for an XrefError that carries none. */
-export function statusOf(error: XrefError): number {
-  if (error instanceof HttpError) return error.statusCode;
-  switch (error.code) {
-    case 'XREF_LIMIT_EXCEEDED':
-      return 413;
-    case 'XREF_UNAUTHORIZED':
-      return 401;
-    case 'XREF_NOT_FOUND':
-      return 404;
-    case 'XREF_NATS_UNAVAILABLE':
-    case 'XREF_NOT_READY':
-      return 503;
-    case 'XREF_INTERNAL':
-    case 'XREF_TOPOLOGY':
-      return 500;
-    default:
-      return 400;
-  }
 }
 
 export function errorBody(error: XrefError): ErrorBody {

@@ -80,7 +80,9 @@ export function allRejected(rejected: readonly Rejection[]): HttpError {
   const first = rejected[0]!;
   const tooLarge = rejected.every((r) => r.code === 'XREF_LIMIT_EXCEEDED' && r.field === 'event');
   const message = rejected.length === 1 ? first.error : `all ${rejected.length} events were rejected; the first, event ${first.index}: ${first.error}`;
-  return new HttpError(tooLarge ? 413 : 400, first.code, message, {
+  // 413 only when every event was too large; else the code of the first that was not
+  const code = tooLarge ? 'XREF_LIMIT_EXCEEDED' : (rejected.find((r) => r.code !== 'XREF_LIMIT_EXCEEDED') ?? first).code;
+  return new HttpError(code, message, {
     ...(first.field === undefined ? {} : { field: first.field }),
     body: { success: false, accepted: 0, duplicates: 0, rejected },
   });
@@ -91,7 +93,7 @@ export function retryAfterSeconds(deadlineMs: number): number {
 }
 
 function unavailable(message: string, deadlineMs: number, cause?: unknown): HttpError {
-  return new HttpError(503, 'XREF_NATS_UNAVAILABLE', message, { headers: { 'retry-after': String(retryAfterSeconds(deadlineMs)) }, cause });
+  return new HttpError('XREF_NATS_UNAVAILABLE', message, { headers: { 'retry-after': String(retryAfterSeconds(deadlineMs)) }, cause });
 }
 
 /**

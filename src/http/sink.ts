@@ -1,4 +1,5 @@
 import type { XrefEvent } from '../domain/envelope.ts';
+import { XrefError } from '../domain/errors.ts';
 
 /**
  * Where the collector stores accepted events: the port. `publish` resolves once the event is
@@ -11,54 +12,29 @@ export interface EventSink {
 }
 
 /** The sink holds too many events awaiting storage: the caller should answer 503 at once. */
-export class SinkOverloadedError extends Error {
+export class SinkOverloadedError extends XrefError {
   constructor(readonly pending: number) {
-    super(`${pending} events already await storage`);
-    this.name = 'SinkOverloadedError';
+    super('XREF_OVERLOADED', `${pending} events already await storage`);
   }
 }
 
-type Mode = 'store' | 'hang' | 'fail';
-
 /**
  * The in-memory adapter: keeps the events (parsed from their JSON, as they would be stored),
- * drops a repeated id as a duplicate. For tests it can be told to hang (never settle until
- * `release()`) or to fail.
+ * drops a repeated id as a duplicate.
  */
 export class MemorySink implements EventSink {
   readonly events: XrefEvent[] = [];
   private readonly ids = new Set<string>();
-  private readonly hung: Array<() => void> = [];
-  private mode: Mode = 'store';
-  private failure: Error = new Error('the sink is failing');
+  /** publish() calls so far. */
   publishes = 0;
-
-  /** 'store' (default), 'hang' (publishes never settle until release()) or 'fail' (they reject). */
-  set(mode: Mode, failure?: Error): this {
-    this.mode = mode;
-    if (failure !== undefined) this.failure = failure;
-    return this;
-  }
-
-  /** Back to 'store', and stores what hung so far. */
-  release(): void {
-    this.mode = 'store';
-    for (const go of this.hung.splice(0)) go();
-  }
-
-  get hanging(): number {
-    return this.hung.length;
-  }
 
   publish(event: XrefEvent, json?: string): Promise<{ duplicate: boolean }> {
     this.publishes++;
-    const text = json ?? JSON.stringify(event);
-    if (this.mode === 'fail') return Promise.reject(this.failure);
-    if (this.mode === 'hang') return new Promise((resolve) => this.hung.push(() => resolve(this.store(event.id, text))));
-    return Promise.resolve(this.store(event.id, text));
+    return Promise.resolve(this.store(event.id, json ?? JSON.stringify(event)));
   }
 
-  private store(id: string, json: string): { duplicate: boolean } {
+  /** Stores the event of `json` unless `id` is stored already. */
+  protected store(id: string, json: string): { duplicate: boolean } {
     if (this.ids.has(id)) return { duplicate: true };
     this.ids.add(id);
     this.events.push(JSON.parse(json) as XrefEvent);

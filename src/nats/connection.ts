@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { natsHostPort } from '../domain/config.ts';
+import { natsHostPort } from '../settings.ts';
 import { XrefError, quote } from '../domain/errors.ts';
 
 /** The oldest server xref is built for; newer features are avoided or gated by version. */

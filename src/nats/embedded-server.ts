@@ -14,6 +14,7 @@ import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import { killOnExit } from '../child-processes.ts';
+import { XrefError } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
 
 export interface EmbeddedNatsServerOptions {
@@ -156,7 +157,7 @@ export async function startEmbeddedNatsServer(opts: EmbeddedNatsServerOptions): 
       const why = spawnError
         ? `could not be started (${spawnError.message})`
         : `exited with code ${child.exitCode}, signal ${child.signalCode}`;
-      throw new Error(`embedded nats-server on ${url} ${why}; stderr:\n${stderrTail()}`);
+      throw new XrefError('XREF_NATS_UNAVAILABLE', `embedded nats-server on ${url} ${why}; stderr:\n${stderrTail()}`, spawnError ? { cause: spawnError } : {});
     }
     if (await isListening(host, opts.port)) {
       // The port might belong to another process while our child is about to die of EADDRINUSE:
@@ -169,7 +170,8 @@ export async function startEmbeddedNatsServer(opts: EmbeddedNatsServerOptions): 
     }
     if (Date.now() >= deadline) {
       await stop();
-      throw new Error(
+      throw new XrefError(
+        'XREF_NATS_UNAVAILABLE',
         `embedded nats-server on ${url} did not accept connections within ${READY_DEADLINE_MS} ms; stderr:\n${stderrTail()}`,
       );
     }

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { XrefError } from '../domain/errors.ts';
 import { STREAMS, subjects } from './subjects.ts';
 
 /** Consecutive messages of XREF_IN: their bytes end to end in `bytes`, message i ending at `ends[i]`. */
@@ -32,7 +33,7 @@ export async function readLogAhead(servers: string, fromSeq: number, toSeq: numb
     await new Promise<void>((resolve, reject) => {
       let applied = Promise.resolve();
       worker.on('message', (message: FromThread) => {
-        if ('error' in message) reject(new Error(`reading XREF_IN failed: ${message.error}`));
+        if ('error' in message) reject(new XrefError('XREF_NATS_UNAVAILABLE', `reading XREF_IN failed: ${message.error}`));
         else if ('done' in message) applied.then(resolve, reject);
         else {
           applied = applied.then(() => onBatch(message.batch)).then(() => worker.postMessage('more'));
@@ -40,7 +41,7 @@ export async function readLogAhead(servers: string, fromSeq: number, toSeq: numb
         }
       });
       worker.on('error', reject);
-      worker.on('exit', (code) => reject(new Error(`the XREF_IN reader thread stopped early (exit code ${code})`)));
+      worker.on('exit', (code) => reject(new XrefError('XREF_INTERNAL', `the XREF_IN reader thread stopped early (exit code ${code})`)));
     });
   } finally {
     await worker.terminate();

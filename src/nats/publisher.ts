@@ -1,6 +1,8 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { XrefError } from '../domain/errors.ts';
 import { RingQueue } from '../ring-queue.ts';
+import { HEADERS } from './subjects.ts';
 
 export interface PublishAck {
   readonly stream: string;
@@ -27,13 +29,14 @@ interface Waiting {
 }
 
 /** JetStream refused the message for good (not a timeout or an outage, which are retried). */
-export class PublishRejectedError extends Error {
+export class PublishRejectedError extends XrefError {
   constructor(
     readonly subject: string,
-    readonly code: number,
+    /** JetStream's own error code (e.g. 10071: another last sequence than expected). */
+    readonly apiCode: number,
     message: string,
   ) {
-    super(`JetStream refused a message on ${subject}: ${message} (code ${code})`);
+    super('XREF_PUBLISH_REFUSED', `JetStream refused a message on ${subject}: ${message} (code ${apiCode})`);
   }
 }
 
@@ -185,7 +188,7 @@ export class JetStreamPublisher {
 
   private enqueue(waiting: Waiting): void {
     if (this.closed) {
-      waiting.done(new Error('publisher is closed'), undefined, waiting.token);
+      waiting.done(new XrefError('XREF_CLOSED', 'the publisher closed before this message was sent'), undefined, waiting.token);
       return;
     }
     this.outstanding++;
@@ -216,7 +219,7 @@ export class JetStreamPublisher {
     const left = [...this.waiting];
     this.firstWaitingId += this.waiting.length;
     this.waiting.clear();
-    for (const waiting of left) if (waiting !== undefined) this.finish(waiting, new Error('publisher closed before the message was acked'));
+    for (const waiting of left) if (waiting !== undefined) this.finish(waiting, new XrefError('XREF_CLOSED', 'the publisher closed before the message was acked'));
   }
 
   private send(waiting: Waiting): void {
@@ -224,8 +227,8 @@ export class JetStreamPublisher {
     waiting.sentAt = Date.now();
     waiting.attempts++;
     this.waiting.push(waiting);
-    const expect = waiting.expect === undefined ? '' : `Nats-Expected-Last-Subject-Sequence: ${waiting.expect}\r\n`;
-    this.header.bytes = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdHeaderValue(waiting.msgId)}\r\n${expect}\r\n`);
+    const expect = waiting.expect === undefined ? '' : `${HEADERS.expectedLastSubjectSequence}: ${waiting.expect}\r\n`;
+    this.header.bytes = Buffer.from(`NATS/1.0\r\n${HEADERS.msgId}: ${msgIdHeaderValue(waiting.msgId)}\r\n${expect}\r\n`);
     try {
       this.nc.publish(waiting.subject, waiting.data, { reply: `${this.inbox}.${id}`, headers: this.header as unknown as MsgHdrs });
     } catch (error) {
@@ -254,7 +257,7 @@ export class JetStreamPublisher {
 
   private retryLater(waiting: Waiting, why: string): void {
     if (waiting.attempts % 20 === 1) this.logger.warn({ subject: waiting.subject, attempts: waiting.attempts, why }, 'publish not stored yet, retrying');
-    setTimeout(() => (this.closed ? this.finish(waiting, new Error('publisher closed')) : this.send(waiting)), Math.min(2000, 50 * waiting.attempts)).unref();
+    setTimeout(() => (this.closed ? this.finish(waiting, new XrefError('XREF_CLOSED', 'the publisher closed before the message was sent again')) : this.send(waiting)), Math.min(2000, 50 * waiting.attempts)).unref();
   }
 
   /** Takes the message sent with `id`, if it still awaits its ack. */

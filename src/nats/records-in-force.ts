@@ -1,6 +1,10 @@
+import { persistedSnapshot } from '../engine/actor-system.ts';
+import type { CheckpointWrite } from '../engine/state-store.ts';
+import { BUCKETS, addressKey, snapshotKeys } from './subjects.ts';
+
 /**
- * Which KV records of the engine's state are in force: pure rules, no I/O (the state store reads
- * and writes; this decides).
+ * Which KV records of the engine's state are in force: pure rules, no I/O (the state stores read
+ * and write, in JetStream KV or in memory; this decides). And the records a checkpoint writes.
  *
  * Every record carries `at`, the input sequence of the checkpoint that wrote it, and `e`, the
  * epoch of the lease its writer held (0 without one). The meta record names the checkpoint in
@@ -75,4 +79,21 @@ export class InForce {
   meta(seq: number, watermark: number): MetaRecord {
     return { at: seq, seq, watermark: Number.isFinite(watermark) ? watermark : null, epoch: this.epoch, fences: this.fences };
   }
+}
+
+/** A record of `xref_links` (a third-party identifier's user), or its tombstone. */
+export type LinkRecord = Stamp & ({ user: string; seq: number } | { deleted: true });
+/** A record of `xref_snapshots` (an actor's persisted snapshot), or its tombstone. */
+export type SnapshotRecord = Stamp & ({ snapshot: unknown } | { deleted: true });
+/** A record as read, with the stream sequence it was stored at. */
+export type Revisioned<T> = { record: T; revision: number };
+
+/** Every KV record a checkpoint writes: bucket, key, record (stamped with its seq and the writer's epoch `e`). */
+export function* checkpointRecords(checkpoint: CheckpointWrite, e: number): Generator<[bucket: string, key: string, record: LinkRecord | SnapshotRecord]> {
+  const at = checkpoint.seq;
+  for (const [key, link] of checkpoint.links) yield [BUCKETS.links, addressKey(key), { at, e, user: link.user.key, seq: link.seq }];
+  for (const key of checkpoint.removedLinks ?? []) yield [BUCKETS.links, addressKey(key), { at, e, deleted: true }];
+  const record = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, e, deleted: true } : { at, e, snapshot: persistedSnapshot(snapshot) });
+  for (const [address, snapshot] of checkpoint.identifiers) yield [BUCKETS.snapshots, snapshotKeys.identifier(address), record(snapshot)];
+  for (const [address, snapshot] of checkpoint.users) yield [BUCKETS.snapshots, snapshotKeys.user(address), record(snapshot)];
 }

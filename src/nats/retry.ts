@@ -1,6 +1,7 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { ConnectionError, type NatsConnection, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { XrefError } from '../domain/errors.ts';
 
 /**
  * Whether a failed call to NATS may answer if asked again: no answer in time, nobody listening
@@ -16,7 +17,11 @@ export function isTransientNatsError(error: unknown): boolean {
 }
 
 /** A call given up because the connection was re-established meanwhile: its answer will not come. */
-class ReconnectedError extends Error {}
+class ReconnectedError extends XrefError {
+  constructor() {
+    super('XREF_NATS_UNAVAILABLE', 'the connection came back while the call was in flight: its answer will not come');
+  }
+}
 
 /** Who waits for NATS, and since when (read by readiness and metrics); and the connection's reconnects. */
 export class NatsWaits {
@@ -43,7 +48,7 @@ export class NatsWaits {
     return new Promise<T>((resolve, reject) => {
       const listener = () => {
         this.onReconnect.delete(listener);
-        reject(new ReconnectedError('the connection came back while the call was in flight'));
+        reject(new ReconnectedError());
       };
       this.onReconnect.add(listener);
       pending.then(

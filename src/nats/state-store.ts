@@ -3,39 +3,30 @@ import { DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstr
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { IdentifierContext } from '../../actors/identifier.machine.ts';
-import { persistedSnapshot } from '../engine/actor-system.ts';
-import { type Checkpoint, checkpointSize } from '../engine/engine.ts';
+import { quote, XrefError } from '../domain/errors.ts';
+import { clusterState } from '../engine/clusters.ts';
+import { checkpointSize } from '../engine/engine.ts';
 import type { SnapshotStore } from '../engine/snapshot-store.ts';
 import { StateImage } from '../engine/state-image.ts';
+import { type CheckpointWrite, FencedError, type LoadedState, type StateStore, WRITE_SLICE, type WriteOptions } from '../engine/state-store.ts';
 import { type JetStreamPublisher, PublishRejectedError } from './publisher.ts';
-import { InForce, type MetaRecord, type Stamp } from './records-in-force.ts';
+import { InForce, type LinkRecord, type MetaRecord, type Revisioned, type SnapshotRecord, type Stamp, checkpointRecords } from './records-in-force.ts';
 import { type RetryOptions, untilAnswered } from './retry.ts';
-import { BUCKETS, addressKey, keyAddress, kvSubject, snapshotKeys } from './subjects.ts';
+import { BUCKETS, HEADERS, keyAddress, kvStream, kvSubject, kvSubjectPrefix, snapshotKeys, snapshotOwner } from './subjects.ts';
 
-/**
- * Every KV record carries `at` (the checkpoint that wrote it) and `e` (its writer's lease epoch);
- * the meta record, written last, says which are in force (see records-in-force.ts): a record of an
- * interrupted checkpoint, or a late write of a fenced holder, is not, and the key's previous
- * record in force is read instead.
- */
-type LinkRecord = Stamp & ({ user: string; seq: number } | { deleted: true });
-type SnapshotRecord = Stamp & ({ snapshot: unknown } | { deleted: true });
-type Revisioned<T> = { record: T; revision: number };
-
-export interface LoadedState {
-  seq: number;
-  watermark: number;
-  links: Map<string, { user: string; seq: number }>;
-  clusters: Array<{ address: string; members: readonly string[]; deadline: number | null }>;
-  identifierAddresses: string[];
-  userAddresses: string[];
-}
+// the port's names, where the service has always imported them from
+export { FencedError, type LoadedState, type WriteOptions };
 
 const decoder = new TextDecoder();
 
-/** The engine's durable state in the `xref_links` and `xref_snapshots` buckets. */
-export class NatsStateStore {
+/**
+ * The engine's durable state in the `xref_links` and `xref_snapshots` buckets. Every KV record
+ * carries `at` (the checkpoint that wrote it) and `e` (its writer's lease epoch); the meta record,
+ * written last, says which are in force (see records-in-force.ts): a record of an interrupted
+ * checkpoint, or a late write of a fenced holder, is not, and the key's previous record in force
+ * is read instead.
+ */
+export class NatsStateStore implements StateStore {
   private readonly kvm: Kvm;
   /**
    * This store's own part of every record's dedup id, with a count of its writes: two writes,
@@ -80,11 +71,11 @@ export class NatsStateStore {
       userAddresses: [],
     };
     for (const [key, snapshot] of snapshots) {
-      const address = keyAddress(key.slice(2));
-      if (key.startsWith('i.')) {
-        const context = (snapshot as { context: IdentifierContext }).context;
+      const { machine, address } = snapshotOwner(key);
+      if (machine === 'identifier') {
+        const { members, deadline } = clusterState(snapshot);
         state.identifierAddresses.push(address);
-        state.clusters.push({ address, members: context.members, deadline: context.deadline });
+        state.clusters.push({ address, members, deadline });
       } else {
         state.userAddresses.push(address);
       }
@@ -99,7 +90,10 @@ export class NatsStateStore {
     image.seq = meta.seq;
     image.watermark = meta.watermark ?? -Infinity;
     for (const [key, link] of links) image.links.set(key, link);
-    for (const [key, snapshot] of snapshots) (key.startsWith('i.') ? image.identifiers : image.users).set(keyAddress(key.slice(2)), snapshot);
+    for (const [key, snapshot] of snapshots) {
+      const { machine, address } = snapshotOwner(key);
+      (machine === 'identifier' ? image.identifiers : image.users).set(address, snapshot);
+    }
     return image;
   }
 
@@ -108,17 +102,7 @@ export class NatsStateStore {
    * for whatever the live state held that the image does not (e.g. after `xref replay`).
    */
   async replaceWith(image: StateImage): Promise<void> {
-    const live = await this.loadImage();
-    const removed = <T>(now: Map<string, T>, before: Map<string, unknown>) => [...before.keys()].filter((key) => !now.has(key));
-    const checkpoint = {
-      seq: image.seq,
-      watermark: image.watermark,
-      links: new Map([...image.links].map(([key, link]) => [key, { user: { key: link.user }, seq: link.seq }])),
-      removedLinks: removed(image.links, live.links),
-      identifiers: [...image.identifiers, ...removed(image.identifiers, live.identifiers).map((a) => [a, null] as [string, unknown])],
-      users: [...image.users, ...removed(image.users, live.users).map((a) => [a, null] as [string, unknown])],
-    };
-    await this.write(checkpoint, { writer: 'replay' });
+    await this.write(image.replacing(await this.loadImage()), { writer: 'replay' });
   }
 
   /** Every record in force: the latest, or where that one is not in force, the key's last one that is. */
@@ -166,7 +150,7 @@ export class NatsStateStore {
   /** Where each bucket's stream ends now: what a new epoch's fence counts up to. */
   private async bucketEnds(): Promise<Record<string, number>> {
     const ends: Record<string, number> = {};
-    for (const bucket of [BUCKETS.links, BUCKETS.snapshots]) ends[bucket] = (await (await this.js.streams.get(`KV_${bucket}`)).info()).state.last_seq;
+    for (const bucket of [BUCKETS.links, BUCKETS.snapshots]) ends[bucket] = (await (await this.js.streams.get(kvStream(bucket))).info()).state.last_seq;
     return ends;
   }
 
@@ -176,7 +160,7 @@ export class NatsStateStore {
    * serialised and sent a slice at a time, yielding in between, so that processing goes on
    * while a large checkpoint is written instead of stalling for its whole length.
    */
-  async write(checkpoint: Checkpoint & { removedLinks?: string[] }, options: WriteOptions = {}): Promise<void> {
+  async write(checkpoint: CheckpointWrite, options: WriteOptions = {}): Promise<void> {
     const { writer = 'engine', alsoStored = Promise.resolve(), spreadOverMs = () => 0, mayWrite = () => true } = options;
     const at = checkpoint.seq;
     const id = this.writeId(writer);
@@ -196,7 +180,7 @@ export class NatsStateStore {
     try {
       this.metaRevision = (await this.publisher.publish(kvSubject(BUCKETS.snapshots, snapshotKeys.meta), JSON.stringify(meta), `meta:${at}:${id}`, this.metaRevision)).seq;
     } catch (error) {
-      if (error instanceof PublishRejectedError && error.code === WRONG_LAST_SEQUENCE) throw new FencedError();
+      if (error instanceof PublishRejectedError && error.apiCode === WRONG_LAST_SEQUENCE) throw new FencedError();
       throw error;
     }
     this.inForce.seq = checkpoint.seq;
@@ -246,13 +230,13 @@ export class NatsStateStore {
    */
   private async readBucket<T extends Stamp>(bucket: string, policy: DeliverPolicy, keep: (record: T, revision: number) => boolean = () => true): Promise<Map<string, Revisioned<T>>> {
     const out = new Map<string, Revisioned<T>>();
-    const prefix = `$KV.${bucket}.`;
-    const consumer = await this.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: policy });
+    const prefix = kvSubjectPrefix(bucket);
+    const consumer = await this.js.consumers.get(kvStream(bucket), { filter_subjects: `${prefix}>`, deliver_policy: policy });
     const info = await consumer.info(true);
     if (info.num_pending === 0) return out;
     const messages = await consumer.consume({ max_messages: 1000 });
     for await (const msg of messages as AsyncIterable<JsMsg>) {
-      const op = msg.headers?.get('KV-Operation');
+      const op = msg.headers?.get(HEADERS.kvOperation);
       const key = msg.subject.slice(prefix.length);
       if (op === 'DEL' || op === 'PURGE') out.delete(key);
       else {
@@ -302,51 +286,18 @@ class StoredCount {
 
 const recordStored = (error: Error | undefined, _ack: unknown, records: StoredCount) => records.stored(error);
 
-/** Records sent between two yields of a checkpoint write, and the unacked messages it lets pile up. */
-const WRITE_SLICE = 100;
+/** The unacked messages a checkpoint write lets pile up (it sends WRITE_SLICE records between two yields). */
 const WRITE_MAX_PENDING = 400;
 /** The longest pause between two slices of a checkpoint spread over time (10k records a second at most). */
 const MAX_SLICE_PAUSE_MS = 10;
 
-export interface WriteOptions {
-  /** Who writes (named in the records' dedup ids, which are unique to each write). */
-  readonly writer?: string;
-  /** Written too before the meta record: the outputs of the inputs the checkpoint covers. */
-  readonly alsoStored?: Promise<unknown>;
-  /**
-   * How long to spread the writing over, asked before each slice (0: as fast as the server takes
-   * it). Written in a burst, a large checkpoint doubles the server's load for a moment, and every
-   * input arriving then waits longer.
-   */
-  readonly spreadOverMs?: () => number;
-  /** Asked before each slice and the meta record: false once the writer lost its lease (the write stops, FencedError). */
-  readonly mayWrite?: () => boolean;
-}
-
 /** JetStream's error code for a compare-and-set that found another last message. */
 const WRONG_LAST_SEQUENCE = 10071;
 
-/** A checkpoint not written because its writer no longer holds the lease. */
-export class FencedError extends Error {
-  constructor() {
-    super('the engine lease is held by another process: this checkpoint is not written');
-  }
-}
-
-/** Every KV record a checkpoint writes: bucket, key, record. */
-function* checkpointRecords(checkpoint: Checkpoint & { removedLinks?: string[] }, e: number): Generator<[bucket: string, key: string, record: LinkRecord | SnapshotRecord]> {
-  const at = checkpoint.seq;
-  for (const [key, link] of checkpoint.links) yield [BUCKETS.links, addressKey(key), { at, e, user: link.user.key, seq: link.seq }];
-  for (const key of checkpoint.removedLinks ?? []) yield [BUCKETS.links, addressKey(key), { at, e, deleted: true }];
-  const record = (snapshot: unknown): SnapshotRecord => (snapshot === null ? { at, e, deleted: true } : { at, e, snapshot: persistedSnapshot(snapshot) });
-  for (const [address, snapshot] of checkpoint.identifiers) yield [BUCKETS.snapshots, snapshotKeys.identifier(address), record(snapshot)];
-  for (const [address, snapshot] of checkpoint.users) yield [BUCKETS.snapshots, snapshotKeys.user(address), record(snapshot)];
-}
-
 /**
- * Where passivated actors wait in the service: in JetStream KV, written with the next checkpoint.
- * `has` answers for every passivated actor; `get` only for those in memory, so the service loads
- * (`prefetch`) what inputs will touch before the engine applies them.
+ * Where passivated actors wait in the service: in the state store (JetStream KV), written with the
+ * next checkpoint. `has` answers for every passivated actor; `get` only for those in memory, so
+ * the service loads (`prefetch`) what inputs will touch before the engine applies them.
  */
 export class KvSnapshotStore implements SnapshotStore {
   /** Passivated since the last checkpoint: in memory until a checkpoint has written them. */
@@ -357,7 +308,7 @@ export class KvSnapshotStore implements SnapshotStore {
 
   constructor(
     private readonly kind: 'i' | 'u',
-    private readonly state: NatsStateStore,
+    private readonly state: StateStore,
     passivated: Iterable<string>,
   ) {
     this.inKv = new Set(passivated);
@@ -397,7 +348,7 @@ export class KvSnapshotStore implements SnapshotStore {
     }
     const snapshots = await Promise.all(missing.map((address) => this.state.snapshot(this.kind, address)));
     missing.forEach((address, i) => {
-      if (snapshots[i] === undefined) throw new Error(`passivated actor ${JSON.stringify(address)} has no snapshot in KV`);
+      if (snapshots[i] === undefined) throw new XrefError('XREF_INTERNAL', `loading passivated actor ${quote(address)}: it has no snapshot in the state store`);
       if (this.inKv.has(address)) this.loaded.set(address, snapshots[i]);
     });
   }

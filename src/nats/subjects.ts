@@ -1,7 +1,8 @@
 /**
- * Every NATS name xref uses: streams, subjects, KV buckets and keys, in one module
- * (docs/architecture.md, NATS layout). Identifier values become subject tokens and KV keys through `encodeToken`.
+ * Every NATS name xref uses: streams, subjects, consumers, KV buckets and keys, headers, in one
+ * module (docs/architecture.md, NATS layout). Identifier values become subject tokens and KV keys through `encodeToken`.
  */
+import { XrefError } from '../domain/errors.ts';
 
 export const STREAMS = {
   in: 'XREF_IN',
@@ -16,6 +17,32 @@ export const BUCKETS = {
   /** Which process holds a consumer of the log (key: the consumer's name). */
   leases: 'xref_leases',
 } as const;
+
+/**
+ * The consumers of the log, by name: each reads XREF_IN with durable consumers of its own (see
+ * `durableName`), and is the key of its lease in `xref_leases`.
+ */
+export const CONSUMERS = {
+  /** The streaming engine. */
+  engine: 'xref-engine',
+} as const;
+
+/**
+ * A consumer's durable consumer on the log: its name, and under a lease `<name>-<epoch>`, one per
+ * holding (a fenced holder whose client pulls again finds its own consumer gone instead of taking
+ * inputs meant for the next).
+ */
+export function durableName(consumer: string, epoch = 0): string {
+  return epoch === 0 ? consumer : `${consumer}-${epoch}`;
+}
+
+/**
+ * Whether `durable` is one of `consumer`'s durable consumers (`<name>` or `<name>-<epoch>`): never
+ * another consumer's, even one whose name starts with this one's (`xref-engine-audit`).
+ */
+export function isDurableOf(consumer: string, durable: string): boolean {
+  return durable === consumer || (durable.startsWith(`${consumer}-`) && /^[0-9]+$/.test(durable.slice(consumer.length + 1)));
+}
 
 const SAFE = /^[A-Za-z0-9_-]$/;
 const ALL_SAFE = /^[A-Za-z0-9_-]+$/;
@@ -47,7 +74,7 @@ export function decodeToken(token: string): string {
     const c = token[i]!;
     if (c === '=') {
       const hex = token.slice(i + 1, i + 3);
-      if (!/^[0-9A-F]{2}$/.test(hex)) throw new Error(`not an encoded token: ${JSON.stringify(token)}`);
+      if (!/^[0-9A-F]{2}$/.test(hex)) throw new XrefError('XREF_INVALID_ARGUMENT', `not an encoded token: ${JSON.stringify(token)}`);
       bytes.push(parseInt(hex, 16));
       i += 2;
     } else {
@@ -63,10 +90,14 @@ export const SOURCES = {
   http: 'http',
 } as const;
 
+const IN_PREFIX = 'xref.in.';
+
 export const subjects = {
   /** Where events come in, per source. */
-  in: (source: string) => `xref.in.${encodeToken(source)}`,
-  inAll: 'xref.in.>',
+  in: (source: string) => `${IN_PREFIX}${encodeToken(source)}`,
+  /** What every input subject starts with. */
+  inPrefix: IN_PREFIX,
+  inAll: `${IN_PREFIX}>`,
   /** Every event resolved to one user. */
   group: (kind: string, id: string) => `xref.groups.${kind}.${encodeToken(id)}`,
   groupsAll: 'xref.groups.>',
@@ -81,12 +112,25 @@ export function linkKey(kind: string, value: string): string {
   return `${kind}.${encodeToken(value)}`;
 }
 
+const IDENTIFIER_PREFIX = 'i.';
+const USER_PREFIX = 'u.';
+
 /** `xref_snapshots` keys: buffering identifier actors, user actors, and the engine checkpoint. */
 export const snapshotKeys = {
-  identifier: (key: string) => `i.${addressKey(key)}`,
-  user: (key: string) => `u.${addressKey(key)}`,
+  identifier: (key: string) => `${IDENTIFIER_PREFIX}${addressKey(key)}`,
+  user: (key: string) => `${USER_PREFIX}${addressKey(key)}`,
+  /** What the key of every identifier actor's snapshot starts with. */
+  identifierPrefix: IDENTIFIER_PREFIX,
+  /** What the key of every user actor's snapshot starts with. */
+  userPrefix: USER_PREFIX,
   meta: 'meta.engine',
 } as const;
+
+/** An actor's snapshot key → which machine's actor it is and its address (`kind:value`). */
+export function snapshotOwner(key: string): { machine: 'identifier' | 'user'; address: string } {
+  const machine = key.startsWith(IDENTIFIER_PREFIX) ? 'identifier' : 'user';
+  return { machine, address: keyAddress(key.slice((machine === 'identifier' ? IDENTIFIER_PREFIX : USER_PREFIX).length)) };
+}
 
 /** `kind:value` (an identifier or user key) → `kind.<encoded value>`. */
 export function addressKey(key: string): string {
@@ -100,7 +144,33 @@ export function keyAddress(kvKey: string): string {
   return `${kvKey.slice(0, at)}:${decodeToken(kvKey.slice(at + 1))}`;
 }
 
+/** The stream a KV bucket is kept in. */
+export function kvStream(bucket: string): string {
+  return `KV_${bucket}`;
+}
+
+/** What the subject of every key of a KV bucket starts with. */
+export function kvSubjectPrefix(bucket: string): string {
+  return `$KV.${bucket}.`;
+}
+
 /** The subject a KV bucket stores a key under (for pipelined writes). */
 export function kvSubject(bucket: string, key: string): string {
-  return `$KV.${bucket}.${key}`;
+  return `${kvSubjectPrefix(bucket)}${key}`;
 }
+
+/** Message headers JetStream reads or sets. */
+export const HEADERS = {
+  /** The dedup id: the same id within the stream's duplicate window is stored once. */
+  msgId: 'Nats-Msg-Id',
+  /** Stored only if the subject's last message is at this sequence (compare-and-set). */
+  expectedLastSubjectSequence: 'Nats-Expected-Last-Subject-Sequence',
+  /** On a KV bucket's messages: `DEL` or `PURGE` for a deleted key. */
+  kvOperation: 'KV-Operation',
+} as const;
+
+/**
+ * What the reply subject of a message a JetStream consumer delivers starts with: the ack subject
+ * (`$JS.ACK.<stream>.<consumer>.…`), which also holds the message's stream sequence.
+ */
+export const JS_ACK_PREFIX = '$JS.ACK.';

@@ -4,6 +4,7 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { BUCKET_DEFINITIONS, type StreamDefinition, STREAM_DEFINITIONS } from '../../nats/definitions.ts';
 import { XrefError } from '../domain/errors.ts';
+import { kvStream } from './subjects.ts';
 
 const STREAM_NOT_FOUND = 10059;
 
@@ -57,7 +58,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   for (const def of BUCKET_DEFINITIONS) {
     await kvm.create(def.bucket, { history: def.history, description: def.description, storage: StorageType.File });
     // create() opens an existing bucket as it is: bring its history up to the definition
-    const stream = `KV_${def.bucket}`;
+    const stream = kvStream(def.bucket);
     const info = await jsm.streams.info(stream);
     if (info.config.max_msgs_per_subject !== def.history) {
       logger.warn({ bucket: def.bucket, history: [info.config.max_msgs_per_subject, def.history] }, 'bucket history changed: updating');

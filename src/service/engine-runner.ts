@@ -1,6 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { Config, ServiceSettings } from '../domain/config.ts';
+import type { Config } from '../domain/config.ts';
+import type { Settings } from '../settings.ts';
 import { Lease, describeHolder, thisProcess } from '../nats/lease.ts';
 import { FencedError } from '../nats/state-store.ts';
 import { ENGINE_CONSUMER, EngineService } from './engine-service.ts';
@@ -10,7 +11,7 @@ export type EngineRole = 'standby' | 'active' | 'stopped';
 export interface EngineRunnerOptions {
   readonly nc: NatsConnection;
   readonly config: Config;
-  readonly settings: ServiceSettings;
+  readonly settings: Settings;
   readonly logger: Logger;
   /** The engine stopped for good (not an outage, not a lost lease). */
   readonly onFailure: (error: Error) => void;

@@ -1,4 +1,5 @@
 import type { AuditRecord, Resolved, Sink, Unmatched } from '../engine/outputs.ts';
+import { rejectedId } from '../engine/records.ts';
 import { subjects } from '../nats/subjects.ts';
 
 /** One message to publish: where, what, and its deterministic id (the JetStream dedup key). */
@@ -31,7 +32,7 @@ export function auditMessage(a: AuditRecord): OutboundMessage {
 export function rejectedMessage(seq: number, subject: string, error: Error & { field?: string }, data: string): OutboundMessage {
   return {
     subject: subjects.audit('rejected'),
-    msgId: `in-${seq}:rejected`,
+    msgId: rejectedId(seq),
     payload: JSON.stringify({ seq, subject, error: error.message, field: error.field, data: data.length > 2048 ? `${data.slice(0, 2048)}…` : data }),
   };
 }

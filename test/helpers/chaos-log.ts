@@ -1,4 +1,4 @@
-import { random } from '../../bench/data.ts';
+import { random } from './web-log.ts';
 import type { ConfigInput } from '../../src/domain/config.ts';
 
 export interface ChaosLogOptions {
@@ -52,7 +52,7 @@ const WEB = ['pageview', 'pageview', 'click', 'add_to_cart'];
 const APP = ['app_open', 'screen_view', 'screen_view', 'tap'];
 const SERVER = ['purchase', 'email_open', 'order_shipped'];
 
-/** mulberry32 (bench/data.ts's `random`), and the few draws the generator needs. */
+/** mulberry32 (web-log.ts's `random`), and the few draws the generator needs. */
 function rng(seed: number) {
   const next = random(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));

@@ -14,11 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
-import { random } from '../../bench/data.ts';
+import { random } from './web-log.ts';
 import { groupEvents } from '../../src/group.ts';
 import { logger } from '../../src/log.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
-import { BUCKETS, STREAMS } from '../../src/nats/subjects.ts';
+import { BUCKETS, STREAMS, kvStream, subjects } from '../../src/nats/subjects.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { chaosLog } from './chaos-log.ts';
 import { ackFloor, exited, startEngineProcess } from './engine-process.ts';
@@ -138,7 +138,7 @@ class Trial {
   async killDuringCheckpoint(): Promise<void> {
     const lastKvSeq = () =>
       this.answered(async () => {
-        const [links, snapshots] = await Promise.all([this.jsm.streams.info(`KV_${BUCKETS.links}`), this.jsm.streams.info(`KV_${BUCKETS.snapshots}`)]);
+        const [links, snapshots] = await Promise.all([this.jsm.streams.info(kvStream(BUCKETS.links)), this.jsm.streams.info(kvStream(BUCKETS.snapshots))]);
         return links.state.last_seq + snapshots.state.last_seq;
       });
     const before = await lastKvSeq();
@@ -224,7 +224,7 @@ export async function chaosTrial(options: ChaosOptions): Promise<ChaosResult> {
     trial.start();
     for (let chunk = 0; chunk < chunks; chunk++) {
       const part = events.slice(Math.floor((chunk * events.length) / chunks), Math.floor(((chunk + 1) * events.length) / chunks));
-      const stored = Promise.all(part.map((event) => publisher.publish(`xref.in.chaos`, JSON.stringify(event), String(event.id)))).then(() => undefined);
+      const stored = Promise.all(part.map((event) => publisher.publish(subjects.in('chaos'), JSON.stringify(event), String(event.id)))).then(() => undefined);
       const action = chunk >= 1 ? plan[chunk - 1] : undefined;
       if (action !== undefined) trial.actions.push(action);
       if (trial.engine === undefined) trial.start();

@@ -12,14 +12,15 @@ import type { AddressInfo } from 'node:net';
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { resolveConfig, serviceSettings } from '../../src/domain/config.ts';
+import { resolveConfig } from '../../src/domain/config.ts';
+import { loadSettings } from '../../src/settings.ts';
 import { defaultLimits } from '../../src/domain/limits.ts';
 import { type AppDeps, type XrefApp, buildApp } from '../../src/http/app.ts';
-import { JetStreamSink } from '../../src/http/jetstream-sink.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
-import { natsReadiness } from '../../src/http/readiness.ts';
 import { logger } from '../../src/log.ts';
+import { JetStreamSink } from '../../src/nats/jetstream-sink.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
+import { natsReadiness } from '../../src/nats/readiness.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { EngineService } from '../../src/service/engine-service.ts';
 import { type NatsServerHandle, startNatsServer } from './nats-server.ts';
@@ -90,7 +91,7 @@ export async function startCollector(options: CollectorOptions = {}): Promise<Co
       const service = await EngineService.start({
         nc: connection,
         config: resolveConfig({ internal: ['user_id'] }),
-        settings: serviceSettings({ NATS_URL: server.url }),
+        settings: loadSettings({ NATS_URL: server.url }),
         logger: logger.child({ component: 'test-engine' }),
       });
       try {

@@ -4,7 +4,7 @@ import { afterEach, expect } from 'vitest';
 import { defaultLimits } from '../../src/domain/limits.ts';
 import { type AppDeps, type Readiness, type XrefApp, buildApp } from '../../src/http/app.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
-import { MemorySink } from '../../src/http/sink.ts';
+import { ScriptedSink } from './scripted-sink.ts';
 
 export const WRITE_KEY = 'wk_test_7f3a9c';
 export const OTHER_KEY = 'wk_other_12b4';
@@ -15,9 +15,9 @@ export function basic(user: string, password = ''): string {
 
 export const AUTH = { authorization: basic(WRITE_KEY) } as const;
 
-/** An app on a MemorySink, with its log lines captured (level trace: everything). */
+/** An app on a ScriptedSink (storing until told otherwise), with its log lines captured (level trace: everything). */
 export function testApp(overrides: Partial<AppDeps> = {}) {
-  const sink = new MemorySink();
+  const sink = new ScriptedSink();
   const metrics = createMetrics({ processMetrics: false });
   const lines: string[] = [];
   const logger = pino(

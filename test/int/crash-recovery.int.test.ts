@@ -1,8 +1,9 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { webLog } from '../../bench/data.ts';
-import { defaultConfig, serviceSettings } from '../../src/domain/config.ts';
+import { webLog } from '../helpers/web-log.ts';
+import { defaultConfig } from '../../src/domain/config.ts';
+import { loadSettings } from '../../src/settings.ts';
 import { groupEvents } from '../../src/group.ts';
 import { logger } from '../../src/log.ts';
 import { EngineService } from '../../src/service/engine-service.ts';
@@ -56,7 +57,7 @@ describe('recovery', () => {
   it('nats-server killed and restarted mid-run: the engine reconnects and finishes with the same result', async () => {
     const log = webLog({ events: 20_000, identifiers: 3_000, seed: 12 });
     await publishEvents(nats.nc, log);
-    const settings = serviceSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '2000' });
+    const settings = loadSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '2000' });
     const engineNc = await connect({ servers: nats.server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
     const service = await EngineService.start({ nc: engineNc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
     await waitFor('a third of the log', () => service.seq >= log.length / 3);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { webLog } from '../../bench/data.ts';
-import { defaultConfig, serviceSettings } from '../../src/domain/config.ts';
+import { webLog } from '../helpers/web-log.ts';
+import { defaultConfig } from '../../src/domain/config.ts';
+import { loadSettings } from '../../src/settings.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { groupEvents } from '../../src/group.ts';
 import { logger } from '../../src/log.ts';
@@ -17,7 +18,7 @@ describe('streaming engine on JetStream', () => {
     // event ids a message header cannot hold as they are: each still arrives once, none taken for another
     const awkward = ['line\nbreak', 'carriage\rreturn', ' padded ', 'padded', '100%', '100%0025'];
     awkward.forEach((id, i) => log.push({ id, timestamp: log.at(-1)!.timestamp!, ids: { db_id: `awkward${i}` } }));
-    const settings = serviceSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '3000' });
+    const settings = loadSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '3000' });
     const service = await EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
     await publishEvents(nats.nc, log);
     await waitFor('the engine to apply the whole log', () => service.seq >= log.length);
@@ -47,7 +48,7 @@ describe('streaming engine on JetStream', () => {
       ];
       return order.map((i) => events[i]!);
     });
-    const settings = serviceSettings({ NATS_URL: nats.server.url });
+    const settings = loadSettings({ NATS_URL: nats.server.url });
     const service = await EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
     const before = service.seq;
     await publishEvents(nats.nc, logs.flat());
@@ -68,7 +69,7 @@ describe('passivation and restart on JetStream', () => {
   const config = { ...defaultConfig(), buffer: { maxEvents: 100, ttlMs: 60 * 60_000 } };
   const at = (minute: number) => new Date(Date.parse('2024-01-01T00:00:00Z') + minute * 60_000).toISOString();
   const start = (env: Record<string, string> = {}) =>
-    EngineService.start({ nc: nats.nc, config, settings: serviceSettings({ NATS_URL: nats.server.url, ...env }), logger: logger.child({ component: 'test-engine' }) });
+    EngineService.start({ nc: nats.nc, config, settings: loadSettings({ NATS_URL: nats.server.url, ...env }), logger: logger.child({ component: 'test-engine' }) });
 
 
   it('an idle buffering actor leaves memory at a checkpoint and comes back on its next message', async () => {

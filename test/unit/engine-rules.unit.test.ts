@@ -210,6 +210,14 @@ describe('identity rules', () => {
     const log = [ev('l1', { db_id: 1, device_id: 'd1' }), ev('l2', { db_id: 2, device_id: 'd1' }), ev('l3', { db_id: 1, device_id: 'd2' })];
     const { audit } = groupEvents(log, { maxIdsPerUser: { device_id: 1 } });
     expect(audit.filter((r) => r.reason === 'refused')).toEqual([]);
+    const decisions = (records: typeof audit) => records.map((r) => `${r.eventId} ${r.reason} ${r.identifier.value} ${r.user?.id}`);
+    expect(decisions(audit)).toEqual(['l1 link d1 1', 'l2 relink d1 2', 'l3 link d2 1']);
+
+    // the cap holds until then: user 1 is full before d1 moves away, and has a place after
+    const full = ev('full', { db_id: 1, device_id: 'd0' });
+    const capped = groupEvents([log[0]!, full, log[1]!, log[2]!], { maxIdsPerUser: { device_id: 1 } });
+    expect(decisions(capped.audit)).toEqual(['l1 link d1 1', 'full refused d0 1', 'l2 relink d1 2', 'l3 link d2 1']);
+    expect(capped.audit.find((r) => r.reason === 'refused')).toMatchObject({ cause: 'cap', identifier: { kind: 'device_id', value: 'd0' } });
   });
 
   it('dedup: the same event id twice changes nothing', () => {

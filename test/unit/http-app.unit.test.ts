@@ -2,7 +2,7 @@ import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { serviceSettings } from '../../src/domain/config.ts';
+import { loadSettings } from '../../src/settings.ts';
 import { XrefError } from '../../src/domain/errors.ts';
 import { defaultLimits } from '../../src/domain/limits.ts';
 import { type XrefApp, isShuttingDown, markShuttingDown } from '../../src/http/app.ts';
@@ -75,18 +75,18 @@ describe('auth: HTTP Basic with the write key as user name', () => {
 
   it('no keys and not insecure: the collector refuses to start and says what to set', () => {
     expect(() => make({ writeKeys: new Set() })).toThrow(/XREF_WRITE_KEYS.*--insecure-no-auth/);
-    const settings = serviceSettings({});
+    const settings = loadSettings({});
     expect(() => checkAuthConfig(settings)).toThrow(XrefError);
     expect(() => checkAuthConfig(settings)).toThrow(/set XREF_WRITE_KEYS=.*or pass --insecure-no-auth/);
     expect(checkAuthConfig(settings, { insecureNoAuth: true })).toBe(INSECURE_NO_AUTH);
-    expect(checkAuthConfig(serviceSettings({ XREF_INSECURE_NO_AUTH: '1' }))).toBe(INSECURE_NO_AUTH);
-    expect(checkAuthConfig(serviceSettings({ XREF_WRITE_KEYS: ' k1, k2 ,,k1' }))).toEqual(new Set(['k1', 'k2']));
+    expect(checkAuthConfig(loadSettings({ XREF_INSECURE_NO_AUTH: '1' }))).toBe(INSECURE_NO_AUTH);
+    expect(checkAuthConfig(loadSettings({ XREF_WRITE_KEYS: ' k1, k2 ,,k1' }))).toEqual(new Set(['k1', 'k2']));
   });
 
   it('a malformed XREF_WRITE_KEYS is refused without quoting the key', () => {
-    expect(() => serviceSettings({ XREF_WRITE_KEYS: 'good,bad:key' })).toThrow(/entry 2 holds a space or a ':'/);
+    expect(() => loadSettings({ XREF_WRITE_KEYS: 'good,bad:key' })).toThrow(/entry 2 holds a space or a ':'/);
     try {
-      serviceSettings({ XREF_WRITE_KEYS: 'good,bad:key' });
+      loadSettings({ XREF_WRITE_KEYS: 'good,bad:key' });
     } catch (error) {
       expect((error as Error).message).not.toContain('bad:key');
     }
@@ -286,7 +286,7 @@ describe('limits', () => {
   });
 
   it('limits come from the deps (XREF_HTTP_MAX_EVENT_BYTES / XREF_HTTP_MAX_REQUEST_BYTES)', async () => {
-    const settings = serviceSettings({ XREF_WRITE_KEYS: WRITE_KEY, XREF_HTTP_MAX_EVENT_BYTES: '200', XREF_HTTP_MAX_REQUEST_BYTES: '1000' });
+    const settings = loadSettings({ XREF_WRITE_KEYS: WRITE_KEY, XREF_HTTP_MAX_EVENT_BYTES: '200', XREF_HTTP_MAX_REQUEST_BYTES: '1000' });
     const { limits } = collectorSettings(settings);
     const { app } = make({ limits });
     expect(expectError(await post(app, '/v1/events', event('e', { data: { s: 'x'.repeat(200) } })), 413).error).toMatch(/over the limit of 200 bytes/);
@@ -329,7 +329,7 @@ describe('limits', () => {
     expect(corrupt.error).toMatch(/could not be decompressed as Content-Encoding "gzip" says/);
     const truncated = gzipSync(JSON.stringify(event('e2')));
     expectError(await send('gzip', truncated.subarray(0, truncated.length - 8)), 400, 'XREF_INVALID_REQUEST');
-    const unknown = expectError(await send('compress', 'x'), 415, 'XREF_INVALID_REQUEST');
+    const unknown = expectError(await send('compress', 'x'), 415, 'XREF_UNSUPPORTED_MEDIA_TYPE');
     expect(unknown).toMatchObject({ field: 'content-encoding' });
     expect(unknown.error).toMatch(/Content-Encoding "compress" is not supported/);
     expect((await send('identity', JSON.stringify(event('e3')))).statusCode).toBe(200);
@@ -488,13 +488,13 @@ describe('health and metrics', () => {
 
 describe('collector settings', () => {
   it('defaults, and the Segment user kind must be an internal kind of the identity config', async () => {
-    const settings = serviceSettings({ XREF_WRITE_KEYS: 'k' });
+    const settings = loadSettings({ XREF_WRITE_KEYS: 'k' });
     expect(settings).toMatchObject({ httpPublishDeadlineMs: 5000, httpMaxEventBytes: 32768, httpMaxRequestBytes: 512000, segmentUserKind: 'user_id', httpHost: '0.0.0.0' });
     expect(collectorSettings(settings)).toEqual({ writeKeys: new Set(['k']), limits: defaultLimits(), publishDeadlineMs: 5000, segmentUserKind: 'user_id' });
     const { resolveConfig } = await import('../../src/domain/config.ts');
     expect(() => collectorSettings(settings, { config: resolveConfig({ internal: ['db_id'] }) })).toThrow(/XREF_SEGMENT_USER_KIND must be one of the internal kinds/);
-    expect(() => serviceSettings({ XREF_SEGMENT_USER_KIND: 'no spaces' })).toThrow(/XREF_SEGMENT_USER_KIND/);
-    expect(() => serviceSettings({ XREF_HTTP_PUBLISH_DEADLINE_MS: '0' })).toThrow(/XREF_HTTP_PUBLISH_DEADLINE_MS/);
-    expect(() => serviceSettings({ XREF_INSECURE_NO_AUTH: 'maybe' })).toThrow(/XREF_INSECURE_NO_AUTH/);
+    expect(() => loadSettings({ XREF_SEGMENT_USER_KIND: 'no spaces' })).toThrow(/XREF_SEGMENT_USER_KIND/);
+    expect(() => loadSettings({ XREF_HTTP_PUBLISH_DEADLINE_MS: '0' })).toThrow(/XREF_HTTP_PUBLISH_DEADLINE_MS/);
+    expect(() => loadSettings({ XREF_INSECURE_NO_AUTH: 'maybe' })).toThrow(/XREF_INSECURE_NO_AUTH/);
   });
 });

@@ -7,7 +7,7 @@
  */
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { serviceSettings } from '../../src/domain/config.ts';
+import { loadSettings } from '../../src/settings.ts';
 import { type XrefApp } from '../../src/http/app.ts';
 import { INSECURE_NO_AUTH } from '../../src/http/auth.ts';
 import { parsePublicUrl } from '../../src/http/cdn-settings.ts';
@@ -72,14 +72,14 @@ describe('request bodies: JSON however it is labelled', () => {
         payload,
       });
 
-    const form = expectError(await send('application/x-www-form-urlencoded', 'batch=1&writeKey=x'), 415, 'XREF_INVALID_REQUEST');
+    const form = expectError(await send('application/x-www-form-urlencoded', 'batch=1&writeKey=x'), 415, 'XREF_UNSUPPORTED_MEDIA_TYPE');
     expect(form.field).toBe('content-type');
     expect(form.error).toMatch(/^Content-Type "application\/x-www-form-urlencoded" is read as JSON only, and this body is not JSON/);
     const gzippedForm = expectError(await send('application/x-www-form-urlencoded', gzipSync('a=1'), 'gzip'), 415);
     expect(gzippedForm.field).toBe('content-type');
 
     for (const type of ['application/xml', 'multipart/form-data; boundary=x', 'application/octet-stream']) {
-      const body = expectError(await send(type, batch('x')), 415, 'XREF_INVALID_REQUEST');
+      const body = expectError(await send(type, batch('x')), 415, 'XREF_UNSUPPORTED_MEDIA_TYPE');
       expect(body.field).toBe('content-type');
       expect(body.error).toContain(`Content-Type ${JSON.stringify(type)} is not supported`);
       expect(body.error).toMatch(/application\/json, text\/plain .* or application\/x-www-form-urlencoded/);
@@ -167,12 +167,12 @@ describe('GET /v1/projects/:writeKey/settings (analytics.js)', () => {
 
 describe('XREF_PUBLIC_URL', () => {
   it('read with the collector settings; a bad value is refused naming the variable and the value', () => {
-    const settings = serviceSettings({ XREF_WRITE_KEYS: 'k' });
-    expect(collectorSettings(settings, { env: {} }).publicUrl).toBeUndefined();
-    expect(collectorSettings(settings, { env: { XREF_PUBLIC_URL: ' https://xref.example.com ' } }).publicUrl).toBe('https://xref.example.com');
+    const settings = (env: Record<string, string>) => loadSettings({ XREF_WRITE_KEYS: 'k', ...env });
+    expect(collectorSettings(settings({})).publicUrl).toBeUndefined();
+    expect(collectorSettings(settings({ XREF_PUBLIC_URL: ' https://xref.example.com ' })).publicUrl).toBe('https://xref.example.com');
     for (const bad of ['xref.example.com', 'ftp://xref.example.com', 'https://user:pw@xref.example.com', 'https://xref.example.com/?a=1', 'https://xref.example.com/#x', 'https://xref.example.com/v1']) {
-      expect(() => collectorSettings(settings, { env: { XREF_PUBLIC_URL: bad } }), bad).toThrow(`config XREF_PUBLIC_URL must be the URL browsers reach this server at`);
-      expect(() => collectorSettings(settings, { env: { XREF_PUBLIC_URL: bad } }), bad).toThrow(`got ${JSON.stringify(bad)}`);
+      expect(() => collectorSettings(settings({ XREF_PUBLIC_URL: bad })), bad).toThrow(`config XREF_PUBLIC_URL must be the URL browsers reach this server at`);
+      expect(() => collectorSettings(settings({ XREF_PUBLIC_URL: bad })), bad).toThrow(`got ${JSON.stringify(bad)}`);
     }
     expect(() => testApp({ publicUrl: 'nope' })).toThrow(/XREF_PUBLIC_URL .* got "nope"/);
   });
@@ -212,7 +212,7 @@ describe('refused requests are logged at info, without the key or the body', () 
       [401, 'XREF_UNAUTHORIZED'],
       [401, 'XREF_UNAUTHORIZED'],
       [401, 'XREF_UNAUTHORIZED'],
-      [415, 'XREF_INVALID_REQUEST'],
+      [415, 'XREF_UNSUPPORTED_MEDIA_TYPE'],
       [400, 'XREF_INVALID_JSON'],
       [400, 'XREF_INVALID_EVENT'],
       [413, 'XREF_LIMIT_EXCEEDED'],

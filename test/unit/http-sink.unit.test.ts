@@ -1,11 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import type { PublishAck } from '../../src/nats/publisher.ts';
-import { JetStreamSink } from '../../src/http/jetstream-sink.ts';
 import { MemorySink, SinkOverloadedError } from '../../src/http/sink.ts';
+import { JetStreamSink } from '../../src/nats/jetstream-sink.ts';
+import type { PublishAck } from '../../src/nats/publisher.ts';
+import { ScriptedSink } from '../helpers/scripted-sink.ts';
 import { sinkContract } from '../helpers/sink-contract.ts';
 
 sinkContract('MemorySink', async () => {
   const sink = new MemorySink();
+  return { sink, stored: async () => sink.events, close: async () => undefined };
+});
+
+// the app tests' sink: until told to hang or fail, it must behave as the others
+sinkContract('ScriptedSink, storing', async () => {
+  const sink = new ScriptedSink();
   return { sink, stored: async () => sink.events, close: async () => undefined };
 });
 

@@ -1,7 +1,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { streamSeqOf } from '../../src/service/input.ts';
+import { streamSeqOf } from '../../src/nats/jetstream-input-log.ts';
 
 /** A delivered message as the client builds it: its reply subject, and its own `seq` (not to be read). */
 const delivered = (reply: string | undefined) =>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
-import { createIdentifierMachine } from '../../actors/identifier.machine.ts';
+import { type IdentifierInput, createIdentifierMachine, linkedSnapshot, startingSnapshot } from '../../actors/identifier.machine.ts';
 import type { AuditFact, Buffered } from '../../actors/types.ts';
 import { createUserMachine } from '../../actors/user.machine.ts';
 import { ev } from '../helpers/events.ts';
@@ -92,6 +92,35 @@ describe('identifier machine', () => {
     actor.send({ type: 'GIVE_UP', watermark: 0 });
     expect(effects).toEqual(['release e1 (unlinked)']);
     expect(actor.getSnapshot().status).toBe('done');
+  });
+});
+
+describe('identifier snapshots built from data', () => {
+  const bounds = { maxEvents: 3, ttlMs: 1000 };
+  const machine = createIdentifierMachine(bounds);
+
+  it.each([
+    ['a timed first event', { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1, 100) }],
+    ['a first event with no time', { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1) }],
+    ['several members, policy first', { key: 'cookie:c', members: ['cookie:c', 'device_id:d', 'anonymous_id:a'], policy: 'first', first: item(7, 0) }],
+  ] as [string, IdentifierInput][])('startingSnapshot is the initial snapshot of the machine: %s', (_, input) => {
+    const actor = createActor(machine, { input });
+    const built = startingSnapshot(machine, input, bounds);
+    expect(machine.getPersistedSnapshot(built)).toEqual(actor.getPersistedSnapshot());
+    expect(built.hasTag('buffering')).toBe(actor.getSnapshot().hasTag('buffering'));
+    expect(built.status).toBe(actor.getSnapshot().status);
+  });
+
+  it('the deadline of a first event with no time is null, and its cluster still waits', () => {
+    const built = startingSnapshot(machine, { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1) }, bounds);
+    expect(built.context.deadline).toBeNull();
+    expect(built.value).toBe('buffering');
+  });
+
+  it.each(['latest', 'first'] as const)('linkedSnapshot is where a one-member cluster goes on LINK (policy %s)', (policy) => {
+    const actor = createActor(machine, { input: { key: 'cookie:c', members: ['cookie:c'], policy, first: item(1) } }).start();
+    actor.send({ type: 'LINK', user: 'db_id:1', seq: 2, eventId: 'l', watermark: 0 });
+    expect(machine.getPersistedSnapshot(linkedSnapshot(machine, 'cookie:c', 'db_id:1', policy))).toEqual(actor.getPersistedSnapshot());
   });
 });
 

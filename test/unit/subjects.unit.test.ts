@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeToken, encodeToken, linkKey, subjects } from '../../src/nats/subjects.ts';
+import { CONSUMERS, decodeToken, durableName, encodeToken, isDurableOf, kvStream, kvSubject, linkKey, snapshotKeys, subjects } from '../../src/nats/subjects.ts';
 
 describe('subject and key encoding', () => {
   it('round-trips any string', () => {
@@ -32,5 +32,24 @@ describe('subject and key encoding', () => {
     expect(new Set(encoded).size).toBe(tricky.length);
     expect(subjects.group('db_id', 'a.b')).toBe('xref.groups.db_id.a=2Eb');
     expect(linkKey('cookie', 'x y')).toBe('cookie.x=20y');
+  });
+
+  it("names a consumer's durable consumers after it, and tells them from another consumer's", () => {
+    expect(durableName(CONSUMERS.engine)).toBe('xref-engine');
+    expect(durableName(CONSUMERS.engine, 42)).toBe('xref-engine-42');
+    expect(isDurableOf('xref-engine', 'xref-engine')).toBe(true);
+    expect(isDurableOf('xref-engine', 'xref-engine-42')).toBe(true);
+    // another consumer, even one named after the engine, is never taken for one of the engine's
+    for (const other of ['xref-engine-projection', 'xref-engine-', 'xref-engine-4a', 'xref-projection', 'xref-projection-3', 'xref-engin']) {
+      expect(isDurableOf('xref-engine', other), other).toBe(false);
+    }
+    expect(isDurableOf('xref-projection', 'xref-engine-3')).toBe(false);
+  });
+
+  it('spells the KV names in one place', () => {
+    expect(kvStream('xref_links')).toBe('KV_xref_links');
+    expect(kvSubject('xref_snapshots', snapshotKeys.identifier('cookie:a b'))).toBe('$KV.xref_snapshots.i.cookie.a=20b');
+    expect(snapshotKeys.user('db_id:7').startsWith(snapshotKeys.userPrefix)).toBe(true);
+    expect(subjects.in('web').startsWith(subjects.inPrefix)).toBe(true);
   });
 });

@@ -1,7 +1,7 @@
 import type { XrefEvent } from '../domain/envelope.ts';
-import type { JetStreamPublisher } from '../nats/publisher.ts';
-import { SOURCES, subjects } from '../nats/subjects.ts';
-import { type EventSink, SinkOverloadedError } from './sink.ts';
+import { type EventSink, SinkOverloadedError } from '../http/sink.ts';
+import type { JetStreamPublisher } from './publisher.ts';
+import { SOURCES, subjects } from './subjects.ts';
 
 const STORED = Object.freeze({ duplicate: false });
 const DUPLICATE = Object.freeze({ duplicate: true });

@@ -1,4 +1,4 @@
-import type { XrefEvent } from '../src/domain/envelope.ts';
+import type { XrefEvent } from '../../src/domain/envelope.ts';
 
 /** A small deterministic PRNG (mulberry32), so every run benches the same log. */
 export function random(seed: number): () => number {

@@ -1,7 +1,8 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { STREAMS } from '../nats/subjects.ts';
-import type { Readiness } from './app.ts';
+import { XrefError } from '../domain/errors.ts';
+import type { Readiness } from '../http/health-routes.ts';
+import { STREAMS } from './subjects.ts';
 
 export interface NatsReadinessOptions {
   readonly nc: NatsConnection;
@@ -22,7 +23,7 @@ export interface NatsReadinessOptions {
 async function within<T>(ms: number, what: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([what, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]);
+    return await Promise.race([what, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new XrefError('XREF_NATS_UNAVAILABLE', `no answer within ${ms} ms`)), ms)))]);
   } finally {
     clearTimeout(timer);
   }

@@ -1,0 +1,199 @@
+import { AckPolicy, type ConsumerMessages, DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager, type JsMsg, type StoredMsg } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { type DeliveryOptions, type InputDelivery, type InputLog, type InputMessage, StoredInput } from '../runtime/input-log.ts';
+import { OrderedDelivery } from '../runtime/ordered-delivery.ts';
+import { type NatsWaits, untilAnswered } from './retry.ts';
+import { FencedError } from './state-store.ts';
+import { JS_ACK_PREFIX, STREAMS, durableName, isDurableOf, subjects } from './subjects.ts';
+
+const CONSUMER_NOT_FOUND = 10014;
+
+/**
+ * The stream sequence of a delivered message, read in place from its reply subject
+ * (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…`, or with a domain and an account
+ * hash after `ACK` in the newer form): the client's `seq` splits the subject into a dozen strings
+ * and builds an object of them, for every message.
+ */
+export function streamSeqOf(msg: JsMsg): number {
+  // the client's message has the reply subject, though its JsMsg type does not declare it
+  const reply = (msg as JsMsg & { readonly reply?: unknown }).reply;
+  if (typeof reply !== 'string') return msg.seq;
+  let dots = 0;
+  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++;
+  if (!reply.startsWith(JS_ACK_PREFIX) || dots < 8) return msg.seq; // not a form read here: the client says why
+  let at = 0;
+  for (let token = dots === 8 ? 5 : 7; token > 0; token--) at = reply.indexOf('.', at) + 1;
+  let seq = 0;
+  for (let c = reply.charCodeAt(at); c >= 48 && c <= 57; c = reply.charCodeAt(++at)) seq = seq * 10 + (c - 48);
+  return seq;
+}
+
+/** A message delivered by a consumer (a class, not closures: this runs for every input). */
+class DeliveredInput implements InputMessage {
+  readonly ackable = true;
+  readonly seq: number;
+  /** Read once: the client slices it off the headers again on every read. */
+  readonly data: Uint8Array;
+  constructor(private readonly msg: JsMsg) {
+    this.seq = streamSeqOf(msg);
+    this.data = msg.data;
+  }
+  get subject() {
+    return this.msg.subject;
+  }
+  get redelivered() {
+    return this.msg.redelivered;
+  }
+  publishedMs() {
+    return Number(this.msg.timestampNanos / 1_000_000n);
+  }
+  /** With AckPolicy.All, acks every input before it too. */
+  ack() {
+    this.msg.ack();
+  }
+}
+
+export function deliveredInput(msg: JsMsg): InputMessage {
+  return new DeliveredInput(msg);
+}
+
+export function fetchedInput(msg: StoredMsg): InputMessage {
+  return new StoredInput(msg.seq, msg.subject, msg.data, msg.time.getTime());
+}
+
+export interface JetStreamInputLogOptions {
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly logger: Logger;
+  /** Where waits for NATS show (readiness, metrics). */
+  readonly waits?: NatsWaits;
+  /** The log (default XREF_IN) and the subjects read from it (default `xref.in.>`). */
+  readonly stream?: string;
+  readonly filter?: string;
+  /** Inputs delivered to a consumer and not acked past which the server delivers no more (default 20,000). */
+  readonly maxAckPending?: number;
+}
+
+/**
+ * The log on JetStream: each consumer reads it with a durable pull consumer of its own
+ * (AckPolicy.All), `<name>`, or under a lease `<name>-<epoch>`. A delivery deletes the consumer's
+ * own earlier durable consumers (never another consumer's), waits out an outage, and makes its
+ * consumer again when the server lost it.
+ */
+export class JetStreamInputLog implements InputLog {
+  readonly stream: string;
+  readonly filter: string;
+  readonly maxAckPending: number;
+
+  constructor(readonly options: JetStreamInputLogOptions) {
+    this.stream = options.stream ?? STREAMS.in;
+    this.filter = options.filter ?? subjects.inAll;
+    this.maxAckPending = options.maxAckPending ?? 20_000;
+  }
+
+  async lastSeq(): Promise<number> {
+    return (await this.options.jsm.streams.info(this.stream)).state.last_seq;
+  }
+
+  async read(seq: number): Promise<InputMessage | undefined> {
+    const { jsm, logger, waits } = this.options;
+    const stored = await untilAnswered('reading missing inputs', () => jsm.streams.getMessage(this.stream, { seq }), { logger, waits, idempotent: true });
+    return stored === null ? undefined : fetchedInput(stored);
+  }
+
+  async deliver(options: DeliveryOptions): Promise<InputDelivery> {
+    const delivery = new JetStreamDelivery(this, options);
+    await delivery.open(options.fromSeq);
+    return delivery.ordered;
+  }
+}
+
+/** One consumer's delivery: its durable consumer, made again whenever the server loses it. */
+class JetStreamDelivery {
+  readonly ordered: OrderedDelivery;
+  private messages: ConsumerMessages | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly log: JetStreamInputLog,
+    private readonly options: DeliveryOptions,
+  ) {
+    this.ordered = new OrderedDelivery(options.fromSeq, { read: (seq) => log.read(seq), close: () => this.close() }, options.delivered, log.options.logger);
+  }
+
+  /** This holding's durable consumer (one per lease epoch, so a fenced holder pulling again cannot take the next one's inputs). */
+  private get durable(): string {
+    return durableName(this.options.consumer, this.options.lease?.epoch ?? 0);
+  }
+
+  /**
+   * Makes the durable consumer at `startSeq` and pulls from it. The consumer's earlier durable
+   * consumers go first (a fenced holder pulling again finds its own gone); never by a holder that
+   * lost its lease.
+   */
+  async open(startSeq: number): Promise<void> {
+    const { jsm } = this.log.options;
+    const stream = this.log.stream;
+    if (this.options.lease !== undefined && !this.options.lease.valid()) throw new FencedError();
+    for (const info of await jsm.consumers.list(stream).next()) {
+      if (!isDurableOf(this.options.consumer, info.name)) continue;
+      try {
+        await jsm.consumers.delete(stream, info.name);
+      } catch (error) {
+        if (!(error instanceof JetStreamApiError && error.code === CONSUMER_NOT_FOUND)) throw error;
+      }
+    }
+    await jsm.consumers.add(stream, {
+      durable_name: this.durable,
+      filter_subject: this.log.filter,
+      ack_policy: AckPolicy.All,
+      ack_wait: nanos(60_000),
+      max_ack_pending: this.log.maxAckPending,
+      ...(startSeq <= 1 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq }),
+    });
+    await this.subscribe();
+  }
+
+  /**
+   * Pulls from the durable consumer. The client pulls again by itself after a reconnect; should
+   * the consumer be gone (a server that lost it) or the pull end, it is made again, right after
+   * the last input queued or handed out, and pulled from anew.
+   */
+  private async subscribe(): Promise<void> {
+    const { js, logger, waits } = this.log.options;
+    const consumer = await js.consumers.get(this.log.stream, this.durable);
+    const messages = await consumer.consume({
+      max_messages: 2000,
+      callback: (msg) => this.ordered.push(new DeliveredInput(msg)),
+    });
+    this.messages = messages;
+    if (this.closing !== undefined) {
+      // closed while this consumer was being made again
+      await messages.close();
+      return;
+    }
+    void (async () => {
+      for await (const status of messages.status()) {
+        if (status.type === 'consumer_not_found' && status.count >= 2) {
+          logger.warn({ consumer: this.durable }, `the ${this.options.consumer} consumer is gone from the server: making it again`);
+          await messages.close();
+        }
+      }
+    })().catch(() => undefined);
+    void messages.closed().then(() => {
+      if (this.closing !== undefined) return;
+      untilAnswered('resubscribing', () => this.open(this.ordered.resumeSeq), { logger, waits }).catch((error: Error) =>
+        error instanceof FencedError ? this.options.fenced(error.message) : this.options.failed(error),
+      );
+    });
+  }
+
+  /** Stops pulling (what was delivered stays queued). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.messages?.close();
+    })();
+    return this.closing;
+  }
+}

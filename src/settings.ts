@@ -1,0 +1,186 @@
+import { InvalidConfigError, XrefError } from './domain/errors.ts';
+import { KIND_PATTERN } from './domain/identifiers.ts';
+import { defaultLimits } from './domain/limits.ts';
+
+/**
+ * The process settings of every xref command, read from the environment once (`loadSettings`)
+ * and passed down as one frozen object. Every setting has its default in `settingDefaults()`,
+ * the only place defaults are written; the offline library reads the same defaults. (The log
+ * level, XREF_LOG_LEVEL, is read by src/log.ts alone: the root logger exists before any command
+ * runs.)
+ */
+export interface Settings {
+  /** NATS_URL: where the NATS server is (default nats://127.0.0.1:4222). */
+  readonly natsUrl: string;
+  /** XREF_DATA_DIR: where an embedded nats-server keeps its store (default .data). */
+  readonly dataDir: string;
+  /** XREF_CONFIG: path of the identity config file (JSON); none = defaults. */
+  readonly configFile: string | undefined;
+  /** XREF_CHECKPOINT_EVERY: inputs between two checkpoints (default 50000). */
+  readonly checkpointEvery: number;
+  /** XREF_CHECKPOINT_MS: the most time between two checkpoints (default 10000). */
+  readonly checkpointMs: number;
+  /** XREF_PASSIVATE_AFTER_MS: a buffering actor idle this long leaves memory (default 60000). */
+  readonly passivateAfterMs: number;
+  /** XREF_MAX_LIVE_ACTORS: live actors per kind of machine before the least recently used is passivated (default 20000). */
+  readonly maxLiveActors: number;
+  /** XREF_MAX_IN_FLIGHT: inputs whose outputs may await their acks at once (default 5000). */
+  readonly maxInFlight: number;
+  /** XREF_DEDUP_LOOKBACK: the event-id dedup window, in inputs; read back at start to refill it (default 1000000). */
+  readonly dedupLookback: number;
+  /** XREF_SHUTDOWN_MS: the longest a clean stop may take before the process exits anyway (default 15000). */
+  readonly shutdownMs: number;
+  /** XREF_LEASE_TTL_MS: a standby takes the engine over once the holder has not renewed its lease for this long (default 10000). */
+  readonly leaseTtlMs: number;
+  /** PORT: the HTTP port (default 8080). */
+  readonly port: number;
+  /** XREF_HTTP_HOST: the address the HTTP collector listens on (default 0.0.0.0). */
+  readonly httpHost: string;
+  /**
+   * XREF_WRITE_KEYS: comma-separated write keys the HTTP collector accepts (HTTP Basic user name,
+   * Segment's convention). None and no XREF_INSECURE_NO_AUTH: the collector refuses to start.
+   */
+  readonly writeKeys: readonly string[];
+  /** XREF_READ_TOKENS: comma-separated bearer tokens the query routes accept (none: they answer 401). */
+  readonly readTokens: readonly string[];
+  /** XREF_INSECURE_NO_AUTH=1 (or `--insecure-no-auth`): accept requests without a write key (default off). */
+  readonly insecureNoAuth: boolean;
+  /** XREF_PUBLIC_URL: the URL browsers reach this server at, for the analytics.js settings document (default: none). */
+  readonly publicUrl: string | undefined;
+  /** XREF_HTTP_PUBLISH_DEADLINE_MS: how long a request waits for JetStream's acks before a 503 (default 5000). */
+  readonly httpPublishDeadlineMs: number;
+  /** XREF_HTTP_MAX_EVENT_BYTES: the largest event the collector takes, as JSON bytes (default 32768). */
+  readonly httpMaxEventBytes: number;
+  /** XREF_HTTP_MAX_REQUEST_BYTES: the largest request body (default 512000). */
+  readonly httpMaxRequestBytes: number;
+  /** XREF_HTTP_MAX_PENDING_EVENTS: events awaiting JetStream's ack at once before requests get a 503 (default 100000). */
+  readonly httpMaxPendingEvents: number;
+  /** XREF_SEGMENT_USER_KIND: the internal kind a Segment `userId` maps to (default user_id). */
+  readonly segmentUserKind: string;
+}
+
+/** Every setting's default: the one place they are written. */
+export function settingDefaults(): Settings {
+  const limits = defaultLimits();
+  return Object.freeze({
+    natsUrl: 'nats://127.0.0.1:4222',
+    dataDir: '.data',
+    configFile: undefined,
+    checkpointEvery: 50_000,
+    checkpointMs: 10_000,
+    passivateAfterMs: 60_000,
+    maxLiveActors: 20_000,
+    maxInFlight: 5_000,
+    dedupLookback: 1_000_000,
+    shutdownMs: 15_000,
+    leaseTtlMs: 10_000,
+    port: 8080,
+    httpHost: '0.0.0.0',
+    writeKeys: Object.freeze([]),
+    readTokens: Object.freeze([]),
+    insecureNoAuth: false,
+    publicUrl: undefined,
+    httpPublishDeadlineMs: 5_000,
+    httpMaxEventBytes: limits.eventBytes,
+    httpMaxRequestBytes: limits.batchBytes,
+    httpMaxPendingEvents: 100_000,
+    segmentUserKind: 'user_id',
+  });
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads every setting from `env` (default the process environment); a bad value is an error naming the variable and the value. */
+export function loadSettings(env: Env = process.env): Settings {
+  const d = settingDefaults();
+  const int = (name: string, fallback: number, min = 1) => envInt(env, name, fallback, min);
+  const natsUrl = env.NATS_URL || d.natsUrl;
+  if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(natsUrl)) throw new InvalidConfigError('NATS_URL', natsUrl, 'must be a URL such as nats://127.0.0.1:4222');
+  return Object.freeze({
+    natsUrl,
+    dataDir: env.XREF_DATA_DIR || d.dataDir,
+    configFile: env.XREF_CONFIG || d.configFile,
+    checkpointEvery: int('XREF_CHECKPOINT_EVERY', d.checkpointEvery),
+    checkpointMs: int('XREF_CHECKPOINT_MS', d.checkpointMs),
+    passivateAfterMs: int('XREF_PASSIVATE_AFTER_MS', d.passivateAfterMs, 0),
+    maxLiveActors: int('XREF_MAX_LIVE_ACTORS', d.maxLiveActors),
+    maxInFlight: int('XREF_MAX_IN_FLIGHT', d.maxInFlight),
+    dedupLookback: int('XREF_DEDUP_LOOKBACK', d.dedupLookback, 0),
+    shutdownMs: int('XREF_SHUTDOWN_MS', d.shutdownMs),
+    leaseTtlMs: int('XREF_LEASE_TTL_MS', d.leaseTtlMs, 400),
+    port: int('PORT', d.port, 0),
+    httpHost: env.XREF_HTTP_HOST || d.httpHost,
+    writeKeys: credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot'),
+    readTokens: readTokens(env),
+    insecureNoAuth: envFlag(env, 'XREF_INSECURE_NO_AUTH'),
+    publicUrl: env.XREF_PUBLIC_URL?.trim() || d.publicUrl,
+    httpPublishDeadlineMs: int('XREF_HTTP_PUBLISH_DEADLINE_MS', d.httpPublishDeadlineMs),
+    httpMaxEventBytes: int('XREF_HTTP_MAX_EVENT_BYTES', d.httpMaxEventBytes),
+    httpMaxRequestBytes: int('XREF_HTTP_MAX_REQUEST_BYTES', d.httpMaxRequestBytes),
+    httpMaxPendingEvents: int('XREF_HTTP_MAX_PENDING_EVENTS', d.httpMaxPendingEvents),
+    segmentUserKind: envKind(env, 'XREF_SEGMENT_USER_KIND', d.segmentUserKind),
+  });
+}
+
+function envInt(env: Env, name: string, fallback: number, min: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) throw new InvalidConfigError(name, raw, `must be an integer >= ${min}`);
+  return value;
+}
+
+function envFlag(env: Env, name: string): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === '0' || raw === 'false' || raw === 'no') return false;
+  if (raw === '1' || raw === 'true' || raw === 'yes') return true;
+  throw new InvalidConfigError(name, env[name], 'must be 1/true/yes or 0/false/no');
+}
+
+function envKind(env: Env, name: string, fallback: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!KIND_PATTERN.test(raw)) throw new InvalidConfigError(name, raw, 'must match [A-Za-z0-9_-]+');
+  return raw;
+}
+
+/** A comma-separated list of secrets, trimmed, deduplicated; error messages never quote one. */
+function credentials(env: Env, name: string, why: string): readonly string[] {
+  const raw = env[name];
+  if (raw === undefined) return Object.freeze([]);
+  const keys: string[] = [];
+  raw.split(',').forEach((part, i) => {
+    const key = part.trim();
+    if (key === '') return;
+    if (/[\s:]/.test(key)) throw new XrefError('XREF_INVALID_CONFIG', `${name} entry ${i + 1} holds a space or a ':' (${why})`, { field: name });
+    keys.push(key);
+  });
+  return Object.freeze([...new Set(keys)]);
+}
+
+/**
+ * XREF_READ_TOKENS, comma-separated: the tokens the read routes accept as `Authorization: Bearer
+ * <token>`. A token must differ from every write key (write keys sit in web pages for anyone to
+ * read). Error messages name the entry, never a token.
+ */
+function readTokens(env: Env): readonly string[] {
+  const raw = env.XREF_READ_TOKENS;
+  if (raw === undefined || raw.trim() === '') return Object.freeze([]);
+  const writeKeys = new Set(credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot'));
+  const tokens = new Set<string>();
+  raw.split(',').forEach((part, i) => {
+    const token = part.trim();
+    const refuse = (why: string) => new XrefError('XREF_INVALID_CONFIG', `XREF_READ_TOKENS entry ${i + 1} ${why}`, { field: 'XREF_READ_TOKENS' });
+    if (token === '') throw refuse('is empty: list the tokens separated by single commas, e.g. XREF_READ_TOKENS=token1,token2');
+    if (/\s/.test(token)) throw refuse('holds a space (a read token is sent as Authorization: Bearer <token>, which cannot)');
+    if (writeKeys.has(token)) throw refuse('is also a write key (XREF_WRITE_KEYS): write keys are public in web pages, so a read token must be another secret');
+    tokens.add(token);
+  });
+  return Object.freeze([...tokens]);
+}
+
+/** Address of nats://host:port, with the default port. */
+export function natsHostPort(url: string): { host: string; port: number } {
+  const parsed = new URL(url.replace(/^(tls|ws|wss):/, 'nats:'));
+  return { host: parsed.hostname || '127.0.0.1', port: Number(parsed.port || 4222) };
+}
