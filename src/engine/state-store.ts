@@ -1,4 +1,5 @@
 import { XrefError } from '../domain/errors.ts';
+import type { CheckpointWriteOptions } from '../runtime/checkpointer.ts';
 import type { Checkpoint } from './engine.ts';
 import type { StateImage } from './state-image.ts';
 
@@ -46,19 +47,13 @@ export interface LoadedState {
   userAddresses: string[];
 }
 
-export interface WriteOptions {
+/**
+ * How a checkpoint is written: the runtime's options (src/runtime/checkpointer.ts), each with a
+ * default (`xref replay` writes at once, with nothing else to wait for), and who writes.
+ */
+export interface WriteOptions extends Partial<CheckpointWriteOptions> {
   /** Who writes (named in the records' dedup ids, which are unique to each write). */
   readonly writer?: string;
-  /** Written too before the meta record: the outputs of the inputs the checkpoint covers. */
-  readonly alsoStored?: Promise<unknown>;
-  /**
-   * How long to spread the writing over, asked before each slice (0: as fast as the server takes
-   * it). Written in a burst, a large checkpoint doubles the server's load for a moment, and every
-   * input arriving then waits longer.
-   */
-  readonly spreadOverMs?: () => number;
-  /** Asked before each slice and the meta record: false once the writer lost its lease (the write stops, FencedError). */
-  readonly mayWrite?: () => boolean;
 }
 
 /** Records a checkpoint write sends between two yields (and between two `mayWrite` questions). */

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { type DeliveryOptions, type InputDelivery, type InputLog, type InputMessage, StoredInput } from '../runtime/input-log.ts';
 import { OrderedDelivery } from '../runtime/ordered-delivery.ts';
 import { type NatsWaits, untilAnswered } from './retry.ts';
-import { FencedError } from './state-store.ts';
+import { FencedError } from '../engine/state-store.ts';
 import { JS_ACK_PREFIX, STREAMS, durableName, isDurableOf, subjects } from './subjects.ts';
 
 const CONSUMER_NOT_FOUND = 10014;

@@ -14,9 +14,6 @@ import { InForce, type LinkRecord, type MetaRecord, type Revisioned, type Snapsh
 import { type RetryOptions, untilAnswered } from './retry.ts';
 import { BUCKETS, HEADERS, keyAddress, kvStream, kvSubject, kvSubjectPrefix, snapshotKeys, snapshotOwner } from './subjects.ts';
 
-// the port's names, where the service has always imported them from
-export { FencedError, type LoadedState, type WriteOptions };
-
 const decoder = new TextDecoder();
 
 /**

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
 import type { Settings } from '../settings.ts';
 import { Lease, describeHolder, thisProcess } from '../nats/lease.ts';
-import { FencedError } from '../nats/state-store.ts';
+import { FencedError } from '../engine/state-store.ts';
 import { ENGINE_CONSUMER, EngineService } from './engine-service.ts';
 
 export type EngineRole = 'standby' | 'active' | 'stopped';

@@ -11,12 +11,13 @@ import type { Lease } from '../nats/lease.ts';
 import { readLog } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
 import { NatsWaits, untilAnswered } from '../nats/retry.ts';
-import { FencedError, KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
+import { FencedError } from '../engine/state-store.ts';
+import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { CONSUMERS, isDurableOf } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { DurableConsumer, type InputHandler } from '../runtime/durable-consumer.ts';
-import type { QueuedInputs } from '../runtime/input-log.ts';
-import { type InputMessage, decodeInput } from './input.ts';
+import type { InputMessage, QueuedInputs } from '../runtime/input-log.ts';
+import { decodeInput } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
 export const ENGINE_CONSUMER = CONSUMERS.engine;

@@ -5,8 +5,6 @@ import type { LogBatch } from '../nats/log-read-worker.ts';
 import { type InputMessage, StoredInput } from '../runtime/input-log.ts';
 import { type OutboundMessage, rejectedMessage } from './outputs.ts';
 
-export type { InputMessage };
-
 const decoder = new TextDecoder();
 
 /** Message `i` of a batch read ahead (a replay): nothing to ack. */

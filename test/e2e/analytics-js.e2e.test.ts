@@ -21,18 +21,12 @@ import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { type Collector, startCollector } from '../helpers/collector.ts';
-import { readStream, waitFor } from '../helpers/streams.ts';
+import { type GroupMessage, eventsVia, ofUser, readStream, waitFor } from '../helpers/streams.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const WRITE_KEY = 'wk_e2e_browser';
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
-interface GroupMessage {
-  seq: number;
-  user: { kind: string; id: string };
-  via: { kind: string; value: string };
-  event: XrefEvent;
-}
 
 /** analytics.js from node_modules, as a site's bundler would ship it (here: one IIFE). */
 async function bundleAnalytics(): Promise<string> {
@@ -149,13 +143,9 @@ describe('analytics.js in headless Chromium → HTTP collector → JetStream →
     await collector.runEngine(input.length);
 
     const groups = await readStream<GroupMessage>(nc, 'XREF_GROUPS');
-    const mine = groups.filter((m) => m.data.user.kind === 'user_id' && m.data.user.id === 'u1');
+    const mine = ofUser(groups, 'user_id', 'u1');
     expect(mine.map((m) => m.subject)).toEqual(Array(3).fill('xref.groups.user_id.u1'));
-    const via = (kind: string, value: string) =>
-      mine
-        .filter((m) => m.data.via.kind === kind && m.data.via.value === value)
-        .map((m) => m.data.event.name)
-        .sort();
+    const via = (kind: string, value: string) => eventsVia(mine, kind, value, (event) => event.name);
     expect(via('anonymous_id', anonymousId)).toEqual(['Clicked', 'page']);
     expect(via('user_id', 'u1')).toEqual(['identify']);
     await page.close();

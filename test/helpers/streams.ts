@@ -39,6 +39,29 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
+/** A resolved event on XREF_GROUPS, as the engine publishes it. */
+export interface GroupMessage {
+  seq: number;
+  user: { kind: string; id: string };
+  via: { kind: string; value: string };
+  event: XrefEvent;
+}
+
+type Stored<T> = { subject: string; msgId: string | undefined; data: T };
+
+/** The messages of XREF_GROUPS that reached one user. */
+export function ofUser(groups: Array<Stored<GroupMessage>>, kind: string, id: string): Array<Stored<GroupMessage>> {
+  return groups.filter((m) => m.data.user.kind === kind && m.data.user.id === id);
+}
+
+/** What `pick` gives of each event that reached its user through the identifier `kind`/`value`, sorted. */
+export function eventsVia(messages: Array<Stored<GroupMessage>>, kind: string, value: string, pick: (event: XrefEvent) => string | undefined): Array<string | undefined> {
+  return messages
+    .filter((m) => m.data.via.kind === kind && m.data.via.value === value)
+    .map((m) => pick(m.data.event))
+    .sort();
+}
+
 /** user → via → sorted event ids, from XREF_GROUPS payloads or from a groups document. */
 export function groupsFromMessages(messages: Array<{ data: { user: { kind: string; id: string }; via: { kind: string; value: string }; event: { id: string } } }>) {
   const out: Record<string, Record<string, string[]>> = {};

@@ -10,16 +10,10 @@ import RudderAnalytics from '@rudderstack/rudder-sdk-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { type Collector, startCollector } from '../helpers/collector.ts';
-import { readStream, waitFor } from '../helpers/streams.ts';
+import { type GroupMessage, eventsVia, ofUser, readStream, waitFor } from '../helpers/streams.ts';
 
 const WRITE_KEY = 'wk_e2e_rudderstack';
 
-interface GroupMessage {
-  seq: number;
-  user: { kind: string; id: string };
-  via: { kind: string; value: string };
-  event: XrefEvent;
-}
 
 /** What the collector saw of each request: how it was labelled, and what it answered. */
 interface Seen {
@@ -78,13 +72,9 @@ describe('RudderStack Node SDK (default settings) → HTTP collector → JetStre
     await collector.runEngine(input.length);
 
     const groups = await readStream<GroupMessage>(nc, 'XREF_GROUPS');
-    const mine = groups.filter((m) => m.data.user.kind === 'user_id' && m.data.user.id === userId);
+    const mine = ofUser(groups, 'user_id', userId);
     expect(mine.map((m) => m.subject)).toEqual(Array(3).fill(`xref.groups.user_id.${userId}`));
-    const via = (kind: string, value: string) =>
-      mine
-        .filter((m) => m.data.via.kind === kind && m.data.via.value === value)
-        .map((m) => m.data.event.name)
-        .sort();
+    const via = (kind: string, value: string) => eventsVia(mine, kind, value, (event) => event.name);
     expect(via('anonymous_id', anonymousId)).toEqual(['Clicked Signup', 'page']);
     expect(via('user_id', userId)).toEqual(['identify']);
   });

@@ -9,16 +9,10 @@ import { Analytics } from '@segment/analytics-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { type Collector, startCollector } from '../helpers/collector.ts';
-import { readStream } from '../helpers/streams.ts';
+import { type GroupMessage, eventsVia, ofUser, readStream } from '../helpers/streams.ts';
 
 const WRITE_KEY = 'wk_e2e_segment';
 
-interface GroupMessage {
-  seq: number;
-  user: { kind: string; id: string };
-  via: { kind: string; value: string };
-  event: XrefEvent;
-}
 
 describe('Segment client → HTTP collector → JetStream → engine', () => {
   let nc: NatsConnection;
@@ -83,13 +77,9 @@ describe('Segment client → HTTP collector → JetStream → engine', () => {
     await collector.runEngine(input.length);
 
     const groups = await readStream<GroupMessage>(nc, 'XREF_GROUPS');
-    const mine = groups.filter((m) => m.data.user.kind === 'user_id' && m.data.user.id === userId);
+    const mine = ofUser(groups, 'user_id', userId);
     expect(mine.map((m) => m.subject)).toEqual(Array(mine.length).fill('xref.groups.user_id.user-42'));
-    const via = (kind: string, value: string) =>
-      mine
-        .filter((m) => m.data.via.kind === kind && m.data.via.value === value)
-        .map((m) => m.data.event.id)
-        .sort();
+    const via = (kind: string, value: string) => eventsVia(mine, kind, value, (event) => event.id);
     expect(via('anonymous_id', anonymousId)).toEqual(['page-0', 'page-1', 'page-2', 'track-0']);
     expect(via('user_id', userId)).toEqual(['identify-0']);
     expect(new Set(groups.map((m) => m.msgId)).size).toBe(groups.length);

@@ -5,7 +5,7 @@ import { logger } from '../../src/log.ts';
 import { JetStreamInputLog } from '../../src/nats/jetstream-input-log.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
 import { NatsWaits } from '../../src/nats/retry.ts';
-import { FencedError } from '../../src/nats/state-store.ts';
+import { FencedError } from '../../src/engine/state-store.ts';
 import { STREAMS } from '../../src/nats/subjects.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { type InputLogFixture, inputLogContract, readFrom } from '../helpers/input-log-contract.ts';
