@@ -17,7 +17,7 @@ export { validateEvent } from './domain/envelope.ts';
 export type { XrefEvent } from './domain/envelope.ts';
 export { defaultLimits } from './domain/limits.ts';
 export type { Limits } from './domain/limits.ts';
-export { XrefError, InvalidEventError, InvalidConfigError, LimitExceededError } from './domain/errors.ts';
+export { XrefError, InvalidEventError, InvalidConfigError, LimitExceededError, ERROR_CATALOGUE, isXrefError, statusOf } from './domain/errors.ts';
 export type { ErrorCode } from './domain/errors.ts';
 export { BUILTIN_JUNK } from './domain/identifiers.ts';
 export type { Identifier } from './domain/identifiers.ts';
