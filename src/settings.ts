@@ -12,7 +12,7 @@ import { defaultLimits } from './domain/limits.ts';
 export interface Settings {
   /** NATS_URL: where the NATS server is (default nats://127.0.0.1:4222). */
   readonly natsUrl: string;
-  /** XREF_DATA_DIR: where an embedded nats-server keeps its store (default .data). */
+  /** XREF_DATA_DIR: where an embedded nats-server keeps its store, and the SQLite read model its file (default .data). */
   readonly dataDir: string;
   /** XREF_CONFIG: path of the identity config file (JSON); none = defaults. */
   readonly configFile: string | undefined;
@@ -32,6 +32,20 @@ export interface Settings {
   readonly shutdownMs: number;
   /** XREF_LEASE_TTL_MS: a standby takes the engine over once the holder has not renewed its lease for this long (default 10000). */
   readonly leaseTtlMs: number;
+  /**
+   * XREF_DATABASE_URL: the read model's database. Unset: SQLite, the file `<XREF_DATA_DIR>/xref.sqlite`
+   * (`sqlite:<path>` names another file, `sqlite::memory:` keeps it in memory); `postgres://…` or
+   * `postgresql://…`: PostgreSQL.
+   */
+  readonly databaseUrl: string | undefined;
+  /** XREF_PROJECTION_BATCH: inputs the projection writes in one transaction, at most (default 5000). */
+  readonly projectionBatch: number;
+  /** XREF_PROJECTION_MS: the longest the projection holds what it read before writing it (default 50). */
+  readonly projectionMs: number;
+  /** XREF_USER_EVENTS_CAP: the most events `GET /v1/users/:kind/:id` returns: the newest, with `truncated` (default 10000). */
+  readonly userEventsCap: number;
+  /** XREF_ERRORS_PER_SECOND: error records kept in full per reason per second; the rest are only counted (default 100). */
+  readonly errorsPerSecond: number;
   /** PORT: the HTTP port (default 8080). */
   readonly port: number;
   /** XREF_HTTP_HOST: the address the HTTP collector listens on (default 0.0.0.0). */
@@ -74,6 +88,11 @@ export function settingDefaults(): Settings {
     dedupLookback: 1_000_000,
     shutdownMs: 15_000,
     leaseTtlMs: 10_000,
+    databaseUrl: undefined,
+    projectionBatch: 5_000,
+    projectionMs: 50,
+    userEventsCap: 10_000,
+    errorsPerSecond: 100,
     port: 8080,
     httpHost: '0.0.0.0',
     writeKeys: Object.freeze([]),
@@ -108,6 +127,11 @@ export function loadSettings(env: Env = process.env): Settings {
     dedupLookback: int('XREF_DEDUP_LOOKBACK', d.dedupLookback, 0),
     shutdownMs: int('XREF_SHUTDOWN_MS', d.shutdownMs),
     leaseTtlMs: int('XREF_LEASE_TTL_MS', d.leaseTtlMs, 400),
+    databaseUrl: databaseUrl(env),
+    projectionBatch: int('XREF_PROJECTION_BATCH', d.projectionBatch),
+    projectionMs: int('XREF_PROJECTION_MS', d.projectionMs),
+    userEventsCap: int('XREF_USER_EVENTS_CAP', d.userEventsCap),
+    errorsPerSecond: int('XREF_ERRORS_PER_SECOND', d.errorsPerSecond),
     port: int('PORT', d.port, 0),
     httpHost: env.XREF_HTTP_HOST || d.httpHost,
     writeKeys: credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot'),
@@ -177,6 +201,17 @@ function readTokens(env: Env): readonly string[] {
     tokens.add(token);
   });
   return Object.freeze([...tokens]);
+}
+
+/** XREF_DATABASE_URL, checked for a scheme xref reads (`postgres://`, `postgresql://`, `sqlite:`). */
+function databaseUrl(env: Env): string | undefined {
+  const raw = env.XREF_DATABASE_URL?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^(postgres|postgresql):\/\/\S+$/.test(raw) && !/^sqlite:\S+$/.test(raw)) {
+    // the URL may hold a password: name the scheme only
+    throw new InvalidConfigError('XREF_DATABASE_URL', raw.split(':')[0], 'must start with postgres://, postgresql:// or sqlite: (unset: SQLite under XREF_DATA_DIR)');
+  }
+  return raw;
 }
 
 /** Address of nats://host:port, with the default port. */

@@ -3,6 +3,8 @@ import { type Settings, loadSettings } from '../settings.ts';
 import { XrefError } from '../domain/errors.ts';
 import { subjects } from '../nats/subjects.ts';
 import { groupCommand } from './group-command.ts';
+import { projectCommand } from './project-command.ts';
+import { type RemoteOptions, eventsCommand, userCommand, whoCommand } from './query-commands.ts';
 import { publishCommand } from './publish-command.ts';
 import { replayCommand } from './replay-command.ts';
 import { serveCommand } from './serve-command.ts';
@@ -42,8 +44,56 @@ export function buildProgram(): Command {
     .description('run the streaming engine on NATS JetStream (NATS_URL) and the HTTP collector on PORT (default 8080)')
     .option('--no-engine', 'run the HTTP collector only')
     .option('--no-http', 'run the streaming engine only')
+    .option('--no-projection', 'leave the read-model projection out (the query routes then answer from what it holds)')
     .option('--insecure-no-auth', 'accept HTTP requests without a write key when XREF_WRITE_KEYS is empty')
-    .action((options: { engine: boolean; http: boolean; insecureNoAuth?: boolean }) => serveCommand(options, settings()));
+    .action((options: { engine: boolean; http: boolean; projection: boolean; insecureNoAuth?: boolean }) => serveCommand(options, settings()));
+
+  program
+    .command('project')
+    .description('fill the read model (XREF_DATABASE_URL, default SQLite under XREF_DATA_DIR) from the streams, until stopped')
+    .option('--rebuild', 'empty the read model, rebuild it from the streams up to their current end, print a summary and exit')
+    .option('-c, --config <file>', 'JSON config file (default: XREF_CONFIG)')
+    .action(async (options: { rebuild?: boolean; config?: string }) => {
+      process.exitCode = await withStopSignal((signal) => projectCommand(options, { stdout: process.stdout, stderr: process.stderr }, settings(), signal));
+    });
+
+  const remote = (command: Command) =>
+    command
+      .option('--url <url>', 'ask a running xref server (e.g. http://localhost:8080) instead of reading the database')
+      .option('--token <token>', 'the read token for --url (default: XREF_READ_TOKEN)')
+      .option('--json', 'print JSON for scripts instead of a table');
+  const io = { stdout: process.stdout, stderr: process.stderr };
+
+  remote(
+    program
+      .command('events')
+      .description('list events from the read model, newest first (with --session-id: in the order they happened)')
+      .option('--session-id <id>', 'events of this session')
+      .option('--category <category>', 'events of this category')
+      .option('--name <name>', 'events of this name')
+      .option('--source <source>', 'events that came in on xref.in.<source>')
+      .option('--user <kind:id>', 'events resolved to this user')
+      .option('--identifier <kind:value>', 'events carrying this identifier')
+      .option('--after <time>', 'from this time on, inclusive (ISO 8601, or a date: from its start, UTC)')
+      .option('--before <time>', 'up to this time, inclusive (ISO 8601, or a date: through its end, UTC)')
+      .option('--order <asc|desc>', 'time order (default desc; asc with --session-id)')
+      .option('--limit <n>', 'events per page (default 100, at most 1000)')
+      .option('--cursor <cursor>', 'the page after the one that printed this cursor'),
+  ).action(async (options: Record<string, string | boolean | undefined> & RemoteOptions) => {
+    process.exitCode = await eventsCommand(options, io, settings());
+  });
+
+  remote(program.command('who').description('who is this identifier? linked, buffering, unmatched or unknown').argument('<kind>', 'identifier kind, e.g. cookie').argument('<value>', 'identifier value')).action(
+    async (kind: string, value: string, options: RemoteOptions) => {
+      process.exitCode = await whoCommand(kind, value, options, io, settings());
+    },
+  );
+
+  remote(program.command('user').description("a user's events grouped by identifier, and their linked identifiers").argument('<kind>', "the user's internal kind, e.g. db_id").argument('<id>', "the user's id")).action(
+    async (kind: string, id: string, options: RemoteOptions) => {
+      process.exitCode = await userCommand(kind, id, options, io, settings());
+    },
+  );
 
   program
     .command('publish')
@@ -74,19 +124,24 @@ export function buildProgram(): Command {
     .option('--new', 'only events resolved from now on (default: from the start)')
     .option('--limit <n>', 'stop after n messages', positiveInt)
     .action(async (kind: string, id: string, options: { new?: boolean; limit?: number }) => {
-      const stop = new AbortController();
-      const abort = () => stop.abort();
-      process.once('SIGINT', abort);
-      process.once('SIGTERM', abort);
-      try {
-        process.exitCode = await tailCommand(kind, id, options, { stdout: process.stdout, stderr: process.stderr }, settings(), stop.signal);
-      } finally {
-        process.off('SIGINT', abort);
-        process.off('SIGTERM', abort);
-      }
+      process.exitCode = await withStopSignal((signal) => tailCommand(kind, id, options, { stdout: process.stdout, stderr: process.stderr }, settings(), signal));
     });
 
   return program;
+}
+
+/** Runs `run` with a signal aborted at the first SIGINT or SIGTERM. */
+async function withStopSignal(run: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
+  try {
+    return await run(stop.signal);
+  } finally {
+    process.off('SIGINT', abort);
+    process.off('SIGTERM', abort);
+  }
 }
 
 function positiveInt(value: string): number {

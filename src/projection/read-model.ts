@@ -1,0 +1,262 @@
+/**
+ * The read model's port: what the projection writes (rows, in batches, with each stream's
+ * position in the same transaction) and what the queries read. Adapters: SQLite
+ * (sqlite-store.ts, the embedded default) and PostgreSQL (postgres-store.ts); one contract suite
+ * (test/helpers/read-model-contract.ts) runs against both. Nothing here knows SQL or NATS.
+ */
+import type { XrefEvent } from '../domain/envelope.ts';
+import type { Identifier } from '../domain/identifiers.ts';
+import type { UserRef } from '../engine/outputs.ts';
+
+/** The streams the projection reads, by their role (the names are in src/nats/subjects.ts STREAMS). */
+export type ProjectedStream = 'in' | 'groups' | 'unmatched' | 'audit' | 'errors';
+export const PROJECTED_STREAMS: readonly ProjectedStream[] = ['in', 'groups', 'unmatched', 'audit', 'errors'];
+
+/**
+ * How far the read model holds a stream, and which incarnation of the stream that was: a stream
+ * deleted and made again (`xref replay --republish`) has another creation time and restarts its
+ * sequences, so positions of the old one mean nothing for it.
+ */
+export interface StreamPosition {
+  readonly stream: ProjectedStream;
+  /** The last stream sequence applied (0: none). */
+  readonly seq: number;
+  /** The stream's creation time as the server reports it (ISO 8601). */
+  readonly created: string;
+}
+
+/** An accepted event of XREF_IN, with its identifiers (for the `identifier=` filter and `who`). */
+export interface EventRow {
+  /** Its XREF_IN sequence: the log order, and the tie-breaker of every time order. */
+  readonly seq: number;
+  /** The envelope as the engine reads it (validated, identifier values strings). */
+  readonly event: XrefEvent;
+  /** The `<source>` of `xref.in.<source>`, decoded. */
+  readonly source: string;
+  /** Event time (epoch ms): its timestamp, or when it was published when it has none. */
+  readonly timeMs: number;
+}
+
+/** An event resolved to a user (XREF_GROUPS). */
+export interface ResolutionRow {
+  /** `<event id>:<kind>.<id>`: the key that makes applying it twice change nothing. */
+  readonly outputId: string;
+  /** The XREF_IN sequence of the event. */
+  readonly eventSeq: number;
+  readonly event: XrefEvent;
+  readonly user: UserRef;
+  readonly via: Identifier;
+}
+
+/** An event that left a buffer unplaced (XREF_UNMATCHED). */
+export interface UnmatchedRow {
+  readonly outputId: string;
+  /** Its XREF_UNMATCHED sequence (the tie-breaker of its list). */
+  readonly streamSeq: number;
+  readonly eventSeq: number;
+  readonly reason: string;
+  readonly identifier: Identifier;
+  /** Event time of the event (its timestamp; when it has none, the time the unmatched record was published). */
+  readonly timeMs: number;
+  /** The message as published: `{ seq, reason, identifier, event }`. */
+  readonly record: Readonly<Record<string, unknown>>;
+}
+
+/** A decision of the engine (XREF_AUDIT): links, relinks, conflicts, refusals. */
+export interface AuditRow {
+  readonly outputId: string;
+  readonly streamSeq: number;
+  readonly reason: string;
+  readonly identifier: Identifier;
+  /** The user the identifier belongs to after the decision (or would have, for a refusal). */
+  readonly user?: UserRef;
+  /** The XREF_IN sequence and id of the event that caused it. */
+  readonly eventSeq: number;
+  readonly eventId: string;
+  /** When the record was published (epoch ms): audit records carry no event time of their own. */
+  readonly timeMs: number;
+  /** The record as published. */
+  readonly record: Readonly<Record<string, unknown>>;
+}
+
+/** A rejected input, wherever it was rejected (XREF_ERRORS). */
+export interface ErrorRow {
+  /** The record's id (its Nats-Msg-Id). */
+  readonly id: string;
+  readonly streamSeq: number;
+  /** `xref.errors.<reason>`. */
+  readonly reason: string;
+  /** Where it was rejected: `http`, `publish` or `engine`. */
+  readonly origin: string;
+  /** When it was rejected (epoch ms). */
+  readonly timeMs: number;
+  /** The record as published (reason, code, field, value, source, raw, …; src/domain/error-record.ts). */
+  readonly record: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * What the projection writes in one transaction: the rows read from each stream since the last
+ * batch, and each stream's new position. Every row is keyed (event seq, output id, error id), so a
+ * batch applied again, wholly or in part, changes nothing.
+ */
+export interface ProjectionBatch {
+  readonly events: readonly EventRow[];
+  readonly resolutions: readonly ResolutionRow[];
+  readonly unmatched: readonly UnmatchedRow[];
+  readonly audit: readonly AuditRow[];
+  readonly errors: readonly ErrorRow[];
+  readonly positions: readonly StreamPosition[];
+}
+
+/** A place in a time order: rows are ordered by (time, sequence). */
+export interface Keyset {
+  readonly timeMs: number;
+  readonly seq: number;
+}
+
+export type Order = 'asc' | 'desc';
+
+export interface EventFilter {
+  readonly sessionId?: string;
+  readonly category?: string;
+  readonly name?: string;
+  readonly source?: string;
+  /** Events resolved to this user. */
+  readonly user?: UserRef;
+  /** Events carrying this identifier. */
+  readonly identifier?: Identifier;
+  /** Inclusive bounds on event time (epoch ms). */
+  readonly afterMs?: number;
+  readonly beforeMs?: number;
+}
+
+/** A page of a time-ordered list: `limit` rows at most, strictly past `from` in `order`. */
+export interface PageQuery<F> {
+  readonly filter: F;
+  readonly order: Order;
+  readonly limit: number;
+  /** The last row of the previous page (exclusive). */
+  readonly from?: Keyset;
+}
+
+/** An event as the queries answer it: the envelope and where it went. */
+export interface StoredEvent {
+  readonly seq: number;
+  readonly event: XrefEvent;
+  readonly source: string;
+  readonly timeMs: number;
+  /** The user it is resolved to (the first, should there be several), or null. */
+  readonly user: UserRef | null;
+  readonly via: Identifier | null;
+}
+
+/** The list filters of unmatched records, audit records and errors. */
+export interface RecordFilter {
+  readonly reason?: string;
+  /** unmatched, audit: the identifier's kind; errors: the origin (`http`, `publish`, `engine`). */
+  readonly kind?: string;
+  readonly afterMs?: number;
+  readonly beforeMs?: number;
+}
+
+export type RecordList = 'unmatched' | 'audit' | 'errors';
+
+export interface StoredRecord {
+  /** Its stream sequence. */
+  readonly seq: number;
+  readonly timeMs: number;
+  readonly record: Readonly<Record<string, unknown>>;
+}
+
+/** An identifier's current link: the last link or relink of it, by log order. */
+export interface LinkFacts {
+  readonly identifier: Identifier;
+  readonly user: UserRef;
+  /** Event time of the event that linked it (null while that event is not projected yet). */
+  readonly sinceMs: number | null;
+  /** Id of the event that linked it. */
+  readonly linkedBy: string;
+  /** Its XREF_IN sequence. */
+  readonly seq: number;
+}
+
+/** What the read model knows of one identifier. */
+export interface IdentifierFacts {
+  readonly link?: LinkFacts;
+  /** Its events neither resolved nor unmatched: waiting in a buffer. */
+  readonly buffered: {
+    readonly count: number;
+    /** Event time of the oldest (null when none). */
+    readonly oldestMs: number | null;
+    /** The oldest of them, in log order, `limit` at most. */
+    readonly events: readonly StoredEvent[];
+  };
+  /** Its unmatched records, per reason. */
+  readonly unmatched: ReadonlyArray<{ readonly reason: string; readonly count: number }>;
+}
+
+/** A user's resolved events: the newest `limit`, in log order, and how many there are. */
+export interface UserEvents {
+  readonly total: number;
+  readonly events: ReadonlyArray<{ readonly seq: number; readonly event: XrefEvent; readonly via: Identifier }>;
+}
+
+export interface ReadModelStore {
+  /** `sqlite` or `postgres`: for logs and reports. */
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Applies the migrations not applied yet, in version order, each in its own transaction. */
+  migrate(): Promise<void>;
+  /** The schema version now in force (the highest migration applied). */
+  schemaVersion(): Promise<number>;
+
+  // --- the projection ---------------------------------------------------------------------------
+
+  /**
+   * Takes (or renews) the right to write, for `ttlMs` from now: true when `owner` holds it, false
+   * while another owner's claim is in force. One projection writes into a database at a time.
+   */
+  claim(owner: string, ttlMs: number): Promise<boolean>;
+  /** Gives the claim up (only if `owner` holds it). */
+  release(owner: string): Promise<void>;
+  /** Each stream's position (streams never applied are absent). */
+  positions(): Promise<ReadonlyMap<ProjectedStream, StreamPosition>>;
+  /**
+   * Writes the batch in one transaction: rows inserted unless their key is there already, the
+   * identifiers' current links brought up to date from the audit rows (a link or relink with a
+   * higher event seq wins), positions moved forward only (never back). Rejects with XREF_FENCED,
+   * writing nothing, unless `owner` holds the claim.
+   */
+  apply(batch: ProjectionBatch, owner: string): Promise<void>;
+  /**
+   * Deletes, in one transaction, every row read from `streams` and their positions (a stream
+   * that was made again is read anew). Rejects with XREF_FENCED unless `owner` holds the claim.
+   */
+  resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void>;
+
+  // --- the queries ------------------------------------------------------------------------------
+
+  /** The XREF_IN position: the last input projected (0: none). */
+  watermark(): Promise<number>;
+  /** A page of events matching every field of the filter, ordered by (event time, seq). */
+  events(query: PageQuery<EventFilter>): Promise<StoredEvent[]>;
+  /** One event by id. */
+  event(id: string): Promise<StoredEvent | undefined>;
+  /** A user's resolved events: the newest `limit` by log order, returned in log order. */
+  userEvents(user: UserRef, limit: number): Promise<UserEvents>;
+  /** The identifiers linked to a user now, in the order they were linked. */
+  userLinks(user: UserRef): Promise<LinkFacts[]>;
+  /** What is known of an identifier; `limit`: the most buffered events listed. */
+  identifier(identifier: Identifier, limit: number): Promise<IdentifierFacts>;
+  /** A page of unmatched records, audit records or errors, ordered by (time, stream seq). */
+  records(list: RecordList, query: PageQuery<RecordFilter>): Promise<StoredRecord[]>;
+  /** Rows per table, for `xref project --rebuild`'s summary and tests. */
+  counts(): Promise<Readonly<Record<'events' | 'resolutions' | 'unmatched' | 'audit' | 'errors' | 'links', number>>>;
+
+  /**
+   * Every row of every table in a canonical form (sorted by key, JSON values parsed): what tests
+   * compare to show a rebuild gives the same database.
+   */
+  dump(): Promise<Readonly<Record<string, readonly unknown[]>>>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,100 @@
+/**
+ * What each stream's message becomes in the read model: pure, so the projection, the tests and
+ * the query benchmark build rows the same way. A message that is not what its stream holds (a
+ * bug, or a hand-made message) gives no row and is counted by the caller as skipped.
+ */
+import { eventTime } from '../domain/envelope.ts';
+import type { XrefEvent } from '../domain/envelope.ts';
+import type { Identifier } from '../domain/identifiers.ts';
+import type { UserRef } from '../engine/outputs.ts';
+import { resolvedId, unmatchedId } from '../engine/records.ts';
+import { decodeToken, subjects } from '../nats/subjects.ts';
+import type { InputMessage } from '../runtime/input-log.ts';
+import type { DecodedInput } from '../service/input.ts';
+import type { AuditRow, ErrorRow, EventRow, ProjectedStream, ResolutionRow, UnmatchedRow } from './read-model.ts';
+
+const decoder = new TextDecoder();
+
+/** The rows one message gives, by table (at most one of them). */
+export type MessageRows =
+  | { readonly table: 'events'; readonly row: EventRow }
+  | { readonly table: 'resolutions'; readonly row: ResolutionRow }
+  | { readonly table: 'unmatched'; readonly row: UnmatchedRow }
+  | { readonly table: 'audit'; readonly row: AuditRow }
+  | { readonly table: 'errors'; readonly row: ErrorRow }
+  | { readonly table: 'none'; readonly why: string };
+
+/** A message of any of the projected streams, as the projection reads it. */
+export interface StreamMessage {
+  readonly seq: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+  publishedMs(): number;
+}
+
+/**
+ * The source of `xref.in.<source>` (decoded), or the rest of the subject when it has more tokens.
+ */
+export function sourceOf(subject: string): string {
+  const rest = subject.startsWith(subjects.inPrefix) ? subject.slice(subjects.inPrefix.length) : subject;
+  return rest.includes('.') ? rest : decodeToken(rest);
+}
+
+function parse(msg: StreamMessage): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(decoder.decode(msg.data));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isRef = (value: unknown): value is UserRef => isRecord(value) && typeof value.kind === 'string' && typeof value.id === 'string';
+const isIdentifier = (value: unknown): value is Identifier => isRecord(value) && typeof value.kind === 'string' && typeof value.value === 'string';
+const isEvent = (value: unknown): value is XrefEvent => isRecord(value) && typeof value.id === 'string' && isRecord(value.ids);
+
+/**
+ * The rows of one message of `stream`. `decode` reads an XREF_IN message as the engine does
+ * (service/input.ts decodeInput with the same config): an input the engine rejects is no event
+ * here either (its error record comes through XREF_ERRORS).
+ */
+export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode: (msg: InputMessage) => DecodedInput): MessageRows {
+  if (stream === 'in') {
+    const input: InputMessage = { ...msg, ackable: false, redelivered: false, ack: () => undefined, publishedMs: () => msg.publishedMs() };
+    const decoded = decode(input);
+    if ('rejected' in decoded) return { table: 'none', why: 'rejected' };
+    return { table: 'events', row: { seq: msg.seq, event: decoded.event, source: sourceOf(msg.subject), timeMs: decoded.time ?? msg.publishedMs() } };
+  }
+  const body = parse(msg);
+  if (body === undefined) return { table: 'none', why: 'not a JSON object' };
+  switch (stream) {
+    case 'groups': {
+      const { seq, user, via, event } = body;
+      if (typeof seq !== 'number' || !isRef(user) || !isIdentifier(via) || !isEvent(event)) return { table: 'none', why: 'not a resolved event' };
+      return { table: 'resolutions', row: { outputId: resolvedId(event.id, user), eventSeq: seq, event, user, via } };
+    }
+    case 'unmatched': {
+      const { seq, reason, identifier, event } = body;
+      if (typeof seq !== 'number' || typeof reason !== 'string' || !isIdentifier(identifier) || !isEvent(event)) return { table: 'none', why: 'not an unmatched record' };
+      const timeMs = eventTime(event) ?? msg.publishedMs();
+      return { table: 'unmatched', row: { outputId: unmatchedId(event.id), streamSeq: msg.seq, eventSeq: seq, reason, identifier, timeMs, record: body } };
+    }
+    case 'audit': {
+      const { outputId, seq, reason, identifier, user, eventId } = body;
+      if (typeof outputId !== 'string' || typeof seq !== 'number' || typeof reason !== 'string' || !isIdentifier(identifier) || typeof eventId !== 'string') {
+        return { table: 'none', why: 'not an audit record' };
+      }
+      return {
+        table: 'audit',
+        row: { outputId, streamSeq: msg.seq, reason, identifier, ...(isRef(user) ? { user } : {}), eventSeq: seq, eventId, timeMs: msg.publishedMs(), record: body },
+      };
+    }
+    case 'errors': {
+      const { id, reason, origin, at } = body;
+      if (typeof id !== 'string' || typeof reason !== 'string' || typeof origin !== 'string') return { table: 'none', why: 'not an error record' };
+      const timeMs = typeof at === 'string' && !Number.isNaN(Date.parse(at)) ? Date.parse(at) : msg.publishedMs();
+      return { table: 'errors', row: { id, streamSeq: msg.seq, reason, origin, timeMs, record: body } };
+    }
+  }
+}
