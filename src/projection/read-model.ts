@@ -208,6 +208,11 @@ export interface ReadModelStore {
   migrate(): Promise<void>;
   /** The schema version now in force (the highest migration applied). */
   schemaVersion(): Promise<number>;
+  /**
+   * This database's id: random, made by the first migration and kept. The projection names its
+   * durable consumers after it, so two databases fed from one NATS never share (or delete) one.
+   */
+  instanceId(): Promise<string>;
 
   // --- the projection ---------------------------------------------------------------------------
 
