@@ -5,6 +5,8 @@
 import { benchEngine } from './engine.bench.ts';
 import { benchHttp } from './http.bench.ts';
 import { benchImport } from './import.bench.ts';
+import { benchProjection } from './projection.bench.ts';
+import { benchQueries } from './query.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -72,8 +74,39 @@ function importSection(): void {
   );
 }
 
+async function projectionSection(): Promise<void> {
+  const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000));
+  process.stdout.write(
+    [
+      `projection vs engine, one nats-server on this machine: ${fmt(r.events)} events, in one run`,
+      `  engine end to end      ${fmt(r.engine)} events/s   (start to every input acked)`,
+      `  projection, SQLite     ${fmt(r.projection.sqlite)} events/s   ratio ${(r.projection.sqlite / r.engine).toFixed(2)} (target >= 1.0; all five streams)`,
+      `  projection, PostgreSQL ${fmt(r.projection.postgres)} events/s   ratio ${(r.projection.postgres / r.engine).toFixed(2)}`,
+      '',
+    ].join('\n'),
+  );
+}
+
+async function querySection(): Promise<void> {
+  const r = await benchQueries(Number(process.env.XREF_BENCH_QUERY_EVENTS ?? 1_000_000));
+  const ms = (n: number) => `${n.toFixed(1).padStart(6)} ms`;
+  process.stdout.write(
+    [
+      `query API over ${fmt(r.events)} web-shaped events (read model loaded through store.apply, the same rows into both), ${'p50 / p95'} of 200 queries each`,
+      `  load                   SQLite ${fmt(r.load.sqlite)} rows/s, PostgreSQL ${fmt(r.load.postgres)} rows/s`,
+      `  ${'query'.padEnd(22)} ${'SQLite p50'.padStart(10)} ${'p95'.padStart(9)}   ${'PostgreSQL p50'.padStart(14)} ${'p95'.padStart(9)}   (target p95 < 50 ms)`,
+      ...Object.entries(r.queries).map(
+        ([name, q]) => `  ${(name === 'user document' ? `user document (${fmt(r.documentEvents)} ev)` : name).padEnd(22)} ${ms(q.sqlite.p50).padStart(10)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`,
+      ),
+      '',
+    ].join('\n'),
+  );
+}
+
 const only = process.argv[2];
 if (only === undefined || only === 'import') importSection();
 if (only === undefined || only === 'engine') engineSection();
 if (only === undefined || only === 'streaming') await streamingSection();
 if (only === undefined || only === 'http') await httpSection();
+if (only === undefined || only === 'query' || only === 'projection') await projectionSection();
+if (only === undefined || only === 'query') await querySection();

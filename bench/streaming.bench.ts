@@ -28,7 +28,7 @@ async function until(check: () => boolean | Promise<boolean>, ms = 300_000): Pro
 }
 
 /** Publishes events pipelined (bounded in flight); returns events/s. */
-async function publishAll(nc: NatsConnection, events: readonly XrefEvent[], subject = subjects.in('bench')): Promise<number> {
+export async function publishAll(nc: NatsConnection, events: readonly XrefEvent[], subject = subjects.in('bench')): Promise<number> {
   const publisher = new JetStreamPublisher(nc, log);
   const start = now();
   for (const event of events) {

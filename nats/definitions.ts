@@ -27,7 +27,14 @@ export const STREAM_DEFINITIONS: readonly StreamDefinition[] = [
   { name: STREAMS.in, subjects: [subjects.inAll], description: 'every accepted event: the log', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
   { name: STREAMS.groups, subjects: [subjects.groupsAll], description: 'resolved events, one subject per user', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
   { name: STREAMS.unmatched, subjects: [subjects.unmatchedAll], description: 'events that left a buffer unlinked', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
-  { name: STREAMS.audit, subjects: [subjects.auditAll], description: 'links, relinks, refusals, conflicts, rejected inputs', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
+  { name: STREAMS.audit, subjects: [subjects.auditAll], description: 'links, relinks, refusals, conflicts', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
+  {
+    name: STREAMS.errors,
+    subjects: [subjects.errorsAll],
+    description: 'every rejection: HTTP items, publish lines and inputs the engine refused, one subject per reason',
+    maxAgeMs: 0,
+    duplicateWindowMs: TWO_MINUTES,
+  },
 ];
 
 export const BUCKET_DEFINITIONS: readonly BucketDefinition[] = [

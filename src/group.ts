@@ -2,6 +2,7 @@ import { type ConfigInput, resolveConfig } from './domain/config.ts';
 import { type XrefEvent, validateEvent } from './domain/envelope.ts';
 import { XrefError } from './domain/errors.ts';
 import { type Limits, defaultLimits } from './domain/limits.ts';
+import { type PayloadRules, payloadRules } from './domain/payload-rules.ts';
 import { IdentityEngine } from './engine/engine.ts';
 import type { AuditRecord, Resolved, Sink, Unmatched } from './engine/outputs.ts';
 
@@ -12,7 +13,7 @@ export interface GroupReport {
   groups: GroupsDocument;
   unmatched: Unmatched[];
   audit: AuditRecord[];
-  /** Inputs that were not events, by their index in the input. */
+  /** Inputs that were not events, or refused by the payload rules, by their index in the input. */
   rejected: { index: number; error: XrefError }[];
 }
 
@@ -63,25 +64,32 @@ function inLogOrder<T extends { seq: number }>(list: T[]): T[] {
 
 /**
  * Groups a log one event at a time, with no server: what `groupEvents` and `xref group` run.
- * A bad event is reported with its index and never stops the rest.
+ * A bad event is reported with its index and never stops the rest. The config's payload rules
+ * apply as in the streaming engine (`schemas`, `unknownTypes`), so it stays the engine's oracle,
+ * except `maxFutureMs`: an offline log has no arrival time to measure a timestamp against.
  */
 export class Grouper {
   readonly rejected: GroupReport['rejected'] = [];
   private readonly collector = new GroupsCollector();
   private readonly engine: IdentityEngine;
   private readonly limits: Limits;
+  private readonly rules: PayloadRules;
   private index = 0;
 
   constructor(config: ConfigInput = {}, options: GroupOptions = {}) {
     this.limits = options.limits ?? defaultLimits();
-    this.engine = new IdentityEngine({ config: resolveConfig(config), sink: this.collector });
+    const resolved = resolveConfig(config);
+    this.rules = payloadRules(resolved);
+    this.engine = new IdentityEngine({ config: resolved, sink: this.collector });
   }
 
   /** Adds one raw event (`bytes`: its size, when known). Returns the error when it was rejected. */
   add(raw: unknown, bytes?: number): XrefError | undefined {
     const index = this.index++;
     try {
-      this.engine.ingest(validateEvent(raw, this.limits, bytes));
+      const event = validateEvent(raw, this.limits, bytes);
+      this.rules.check(event);
+      this.engine.ingest(event);
       return undefined;
     } catch (error) {
       if (!(error instanceof XrefError)) throw error;
@@ -104,8 +112,10 @@ export class Grouper {
 
 /**
  * Groups a whole log offline, with no server: the embedded engine and the oracle the streaming
- * service must agree with. Events that are not valid envelopes are reported in `rejected` by
- * index; the rest is still grouped. Anything still buffered at the end is `unlinked`.
+ * service must agree with. Events that are not valid envelopes, or that the config's schemas or
+ * `unknownTypes` refuse, are reported in `rejected` by index; the rest is still grouped. (No
+ * future-timestamp check: offline, there is no arrival time.) Anything still buffered at the end
+ * is `unlinked`.
  */
 export function groupEvents(events: Iterable<unknown>, config: ConfigInput = {}, options: GroupOptions = {}): GroupReport {
   const grouper = new Grouper(config, options);

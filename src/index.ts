@@ -12,7 +12,7 @@ export type { AuditRecord, Resolved, Sink, Unmatched, UserRef } from './engine/o
 export { MemorySnapshotStore } from './engine/snapshot-store.ts';
 export type { SnapshotStore } from './engine/snapshot-store.ts';
 export { defaultConfig, resolveConfig } from './domain/config.ts';
-export type { Config, ConfigInput, RelinkPolicy } from './domain/config.ts';
+export type { Config, ConfigInput, JsonSchema, RelinkPolicy, UnknownTypes } from './domain/config.ts';
 export { validateEvent } from './domain/envelope.ts';
 export type { XrefEvent } from './domain/envelope.ts';
 export { defaultLimits } from './domain/limits.ts';

@@ -38,7 +38,7 @@ export interface Settings {
    * `postgresql://…`: PostgreSQL.
    */
   readonly databaseUrl: string | undefined;
-  /** XREF_PROJECTION_BATCH: inputs the projection writes in one transaction, at most (default 5000). */
+  /** XREF_PROJECTION_BATCH: inputs the projection writes in one transaction, at most (default 20000). */
   readonly projectionBatch: number;
   /** XREF_PROJECTION_MS: the longest the projection holds what it read before writing it (default 50). */
   readonly projectionMs: number;
@@ -57,6 +57,8 @@ export interface Settings {
   readonly writeKeys: readonly string[];
   /** XREF_READ_TOKENS: comma-separated bearer tokens the query routes accept (none: they answer 401). */
   readonly readTokens: readonly string[];
+  /** XREF_READ_TOKEN: the read token the query commands send with `--url` when `--token` is not given. */
+  readonly readToken: string | undefined;
   /** XREF_INSECURE_NO_AUTH=1 (or `--insecure-no-auth`): accept requests without a write key (default off). */
   readonly insecureNoAuth: boolean;
   /** XREF_PUBLIC_URL: the URL browsers reach this server at, for the analytics.js settings document (default: none). */
@@ -89,7 +91,7 @@ export function settingDefaults(): Settings {
     shutdownMs: 15_000,
     leaseTtlMs: 10_000,
     databaseUrl: undefined,
-    projectionBatch: 5_000,
+    projectionBatch: 20_000,
     projectionMs: 50,
     userEventsCap: 10_000,
     errorsPerSecond: 100,
@@ -97,6 +99,7 @@ export function settingDefaults(): Settings {
     httpHost: '0.0.0.0',
     writeKeys: Object.freeze([]),
     readTokens: Object.freeze([]),
+    readToken: undefined,
     insecureNoAuth: false,
     publicUrl: undefined,
     httpPublishDeadlineMs: 5_000,
@@ -136,6 +139,7 @@ export function loadSettings(env: Env = process.env): Settings {
     httpHost: env.XREF_HTTP_HOST || d.httpHost,
     writeKeys: credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot'),
     readTokens: readTokens(env),
+    readToken: env.XREF_READ_TOKEN?.trim() || d.readToken,
     insecureNoAuth: envFlag(env, 'XREF_INSECURE_NO_AUTH'),
     publicUrl: env.XREF_PUBLIC_URL?.trim() || d.publicUrl,
     httpPublishDeadlineMs: int('XREF_HTTP_PUBLISH_DEADLINE_MS', d.httpPublishDeadlineMs),

@@ -28,7 +28,7 @@ export function buildProgram(): Command {
     .command('group')
     .description('group an NDJSON file of events offline, with no server, and print the groups document')
     .argument('<file>', 'NDJSON file of events, or - for standard input')
-    .option('-c, --config <file>', 'JSON config file (keys: internal, relink, maxIdsPerUser, buffer, junkValues, junkPattern)')
+    .option('-c, --config <file>', 'JSON config file (keys: internal, relink, maxIdsPerUser, buffer, junkValues, junkPattern, schemas, unknownTypes, maxFutureMs)')
     .addOption(
       new Option('-i, --internal <kinds>', 'internal kinds, comma-separated or repeated, overriding the config (default: db_id,user_id)').argParser(
         (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').filter((kind) => kind.length > 0)],

@@ -5,7 +5,7 @@ import { XrefError } from '../domain/errors.ts';
 
 export type NdjsonLine =
   | { line: number; value: unknown; bytes: number }
-  | { line: number; error: XrefError };
+  | { line: number; error: XrefError; text: string };
 
 /** Opens a file, or standard input for `-`. */
 export function openInput(file: string): Readable {
@@ -22,7 +22,7 @@ export async function* readNdjson(input: Readable): AsyncGenerator<NdjsonLine> {
     try {
       yield { line, value: JSON.parse(text), bytes: Buffer.byteLength(text) };
     } catch (cause) {
-      yield { line, error: new XrefError('XREF_INVALID_JSON', `invalid JSON (${(cause as Error).message})`, { cause }) };
+      yield { line, error: new XrefError('XREF_INVALID_JSON', `invalid JSON (${(cause as Error).message})`, { cause }), text };
     }
   }
 }

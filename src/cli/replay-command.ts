@@ -29,7 +29,7 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
  * Otherwise the rebuilt state replaces the live one (the engine must be stopped), and with
  * `--republish` the outputs are published again into emptied output streams.
  */
-export async function replayCommand(options: ReplayCommandOptions, io: CommandIo, target: NatsTarget & Partial<Pick<Settings, 'configFile' | 'leaseTtlMs' | 'dedupLookback'>>): Promise<number> {
+export async function replayCommand(options: ReplayCommandOptions, io: CommandIo, target: NatsTarget & Partial<Pick<Settings, 'configFile' | 'leaseTtlMs' | 'dedupLookback' | 'errorsPerSecond'>>): Promise<number> {
   const logger = componentLogger('replay');
   const config = resolveConfig(loadConfigFile(options.config ?? target.configFile));
   const running = await connectOrEmbed(target.natsUrl, target.dataDir, 'xref-replay');
@@ -54,6 +54,7 @@ export async function replayCommand(options: ReplayCommandOptions, io: CommandIo
         config,
         logger,
         dedupWindow: target.dedupLookback ?? settingDefaults().dedupLookback,
+        errorsPerSecond: target.errorsPerSecond ?? settingDefaults().errorsPerSecond,
         ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq }),
         ...(live === undefined ? {} : { toSeq: live.seq }),
         republish: options.republish === true && !options.verify,

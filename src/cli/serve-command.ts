@@ -15,9 +15,13 @@ import { JetStreamPublisher } from '../nats/publisher.ts';
 import { natsReadiness } from '../nats/readiness.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { openReadModel } from '../projection/open-store.ts';
+import { Projection } from '../projection/projection.ts';
+import { ReadModelQueries } from '../projection/queries.ts';
+import type { ReadModelStore } from '../projection/read-model.ts';
+import { inputDecoder } from '../service/input.ts';
 import { loadConfigFile } from './group-command.ts';
 import { takeStopSignals } from './stop-signals.ts';
-
 
 /** How to get a NATS server, for the message when none is reachable. */
 export function noNatsMessage(url: string): string {
@@ -66,14 +70,18 @@ export interface ServeOptions {
   engine?: boolean;
   /** Run the HTTP collector (default true; `--no-http`). */
   http?: boolean;
+  /** Run the read-model projection (default true; `--no-projection`): the query routes answer from the read model either way. */
+  projection?: boolean;
   /** Accept requests without a write key when XREF_WRITE_KEYS is empty. */
   insecureNoAuth?: boolean;
 }
 
 /**
- * `xref serve`: the streaming engine and the HTTP collector on PORT, until SIGTERM/SIGINT. Then:
- * /readyz answers 503, the collector stops taking requests, the engine stops pulling, finishes
- * what is in flight and writes a checkpoint, the connection drains, and the process exits 0.
+ * `xref serve`: the streaming engine, the read-model projection and the HTTP collector with the
+ * query routes on PORT, until SIGTERM/SIGINT. Then: /readyz answers 503, the HTTP server stops
+ * taking requests, the engine stops pulling, finishes what is in flight and writes a checkpoint,
+ * the projection writes what it read, the read model closes, the connection drains, and the
+ * process exits 0.
  */
 export async function serveCommand(options: ServeOptions = {}, settings: Settings = loadSettings()): Promise<void> {
   const logger = componentLogger('serve');
@@ -98,6 +106,7 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
   const config = resolveConfig(loadConfigFile(settings.configFile));
   const withEngine = options.engine !== false;
   const withHttp = options.http !== false;
+  const withProjection = options.projection !== false;
   // checked before connecting: refuse to start without write keys unless told to
   const collector = withHttp ? collectorSettings(settings, { config, ...(options.insecureNoAuth ? { insecureNoAuth: true } : {}) }) : undefined;
   if (collector?.writeKeys === 'insecure-no-auth') logger.warn('the HTTP collector accepts requests without a write key (--insecure-no-auth)');
@@ -111,6 +120,20 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
   const runner = withEngine
     ? new EngineRunner({ nc: running.nc, config, settings, logger: componentLogger('engine'), onFailure: () => shutdown('the engine stopped processing') })
     : undefined;
+  // the read model: filled by the projection (one per database: the others stand by), read by the query routes
+  const store: ReadModelStore | undefined =
+    withProjection || withHttp ? await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger: componentLogger('serve') }) : undefined;
+  const projection =
+    store !== undefined && withProjection
+      ? await Projection.start({
+          nc: running.nc,
+          store,
+          settings,
+          logger: componentLogger('projection'),
+          decode: inputDecoder(config),
+          onFailure: () => shutdown('the projection stopped processing'),
+        })
+      : undefined;
   const metrics = createMetrics();
   let app: XrefApp | undefined;
   let publisher: JetStreamPublisher | undefined;
@@ -122,6 +145,7 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
       logger: componentLogger('http'),
       readiness: natsReadiness({ nc: running.nc, jsm, ...(runner ? { engine: runner } : {}) }),
       metrics,
+      ...(store === undefined ? {} : { queries: new ReadModelQueries(store, { config, userEventsCap: settings.userEventsCap, logger: componentLogger('queries') }) }),
     });
     await app.listen({ port: settings.port, host: settings.httpHost });
   }
@@ -143,7 +167,7 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
       );
     }, 1000).unref();
   logger.info(
-    { nats: settings.natsUrl, engine: withEngine, http: app === undefined ? false : `${settings.httpHost}:${settings.port}` },
+    { nats: settings.natsUrl, engine: withEngine, projection: withProjection, http: app === undefined ? false : `${settings.httpHost}:${settings.port}` },
     'xref is running: publish events to xref.in.<source> or POST them to /v1/events, /v1/batch',
   );
   await stopRequested;
@@ -154,6 +178,9 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
   }
   await publisher?.close();
   await runner?.stop();
+  await projection?.stop();
+  await store?.close();
   await running.stop();
-  process.exitCode = runner?.error === undefined && runner?.engine?.error === undefined ? 0 : 1;
+  const failed = runner?.error !== undefined || runner?.engine?.error !== undefined || projection?.error !== undefined;
+  process.exitCode = failed ? 1 : 0;
 }

@@ -1,7 +1,14 @@
 import { InvalidConfigError } from './errors.ts';
 import { KIND_PATTERN } from './identifiers.ts';
+import { payloadRules } from './payload-rules.ts';
 
 export type RelinkPolicy = 'latest' | 'first';
+
+/** A JSON Schema (draft-07, as ajv 8 reads it): an object, or `true` / `false`. */
+export type JsonSchema = boolean | Readonly<Record<string, unknown>>;
+
+/** What becomes of an event whose type (`category/name` or `name`) has no schema. */
+export type UnknownTypes = 'accept' | 'reject';
 
 /** The config file (JSON) and the `groupEvents` config: every key optional. */
 export interface ConfigInput {
@@ -17,6 +24,15 @@ export interface ConfigInput {
   junkValues?: string[];
   /** A regular expression; values it matches are junk too. */
   junkPattern?: string;
+  /**
+   * Per event type, a JSON Schema its `data` must match (an event without `data` is checked as
+   * `{}`): the key is the event's `name`, or `category/name`, which wins over `name` alone.
+   */
+  schemas?: Record<string, JsonSchema>;
+  /** An event whose type has no schema: `accept` (default) or `reject`. */
+  unknownTypes?: UnknownTypes;
+  /** The most an event's timestamp may be ahead of its arrival, in ms (default 300000: 5 minutes). */
+  maxFutureMs?: number;
 }
 
 /** The validated, frozen configuration the engine runs with. */
@@ -27,16 +43,20 @@ export interface Config {
   readonly buffer: { readonly maxEvents: number; readonly ttlMs: number };
   readonly junkValues: readonly string[];
   readonly junkPattern: string | undefined;
+  readonly schemas: Readonly<Record<string, JsonSchema>>;
+  readonly unknownTypes: UnknownTypes;
+  readonly maxFutureMs: number;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+const FIVE_MINUTES_MS = 5 * 60 * 1000;
 
 /** The one place defaults come from. */
 export function defaultConfig(): Config {
   return resolveConfig({});
 }
 
-const KEYS = ['internal', 'relink', 'maxIdsPerUser', 'buffer', 'junkValues', 'junkPattern'];
+const KEYS = ['internal', 'relink', 'maxIdsPerUser', 'buffer', 'junkValues', 'junkPattern', 'schemas', 'unknownTypes', 'maxFutureMs'];
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -62,7 +82,28 @@ function positiveInt(field: string, value: unknown, fallback: number): number {
   return value;
 }
 
-/** Validates a config (file or object) once, fills the defaults and freezes it. */
+/** The `schemas` object: keys `name` or `category/name`, values JSON Schemas (compiled by `payloadRules`). */
+function schemaMap(value: unknown): Record<string, JsonSchema> {
+  if (value === undefined) return {};
+  if (!isRecord(value)) throw new InvalidConfigError('schemas', value, 'must be an object of event type (name, or category/name) → JSON Schema of its data');
+  const out: Record<string, JsonSchema> = {};
+  for (const [key, schema] of Object.entries(value)) {
+    if (key.length === 0 || key.startsWith('/') || key.endsWith('/')) throw new InvalidConfigError('schemas key', key, 'must be an event name, or category/name');
+    if (typeof schema !== 'boolean' && !isRecord(schema)) throw new InvalidConfigError(`schemas.${key}`, schema, 'must be a JSON Schema (an object, or true / false)');
+    try {
+      // a copy: freezing the config must not freeze the caller's objects
+      out[key] = structuredClone(schema) as JsonSchema;
+    } catch {
+      throw new InvalidConfigError(`schemas.${key}`, schema, 'must be a JSON Schema: plain JSON values only');
+    }
+  }
+  return out;
+}
+
+/**
+ * Validates a config (file or object) once, fills the defaults and freezes it. Its schemas are
+ * compiled here, once (one that does not compile is an InvalidConfigError naming `schemas.<key>`).
+ */
 export function resolveConfig(input: unknown): Config {
   if (!isRecord(input)) throw new InvalidConfigError('(root)', input, 'must be a JSON object');
   for (const key of Object.keys(input)) {
@@ -95,7 +136,13 @@ export function resolveConfig(input: unknown): Config {
       throw new InvalidConfigError('junkPattern', junkPattern, `is not a valid regular expression (${(cause as Error).message})`);
     }
   }
-  return deepFreeze({
+  const unknownTypes = input.unknownTypes ?? 'accept';
+  if (unknownTypes !== 'accept' && unknownTypes !== 'reject') throw new InvalidConfigError('unknownTypes', unknownTypes, 'must be "accept" or "reject"');
+  const maxFutureMs = input.maxFutureMs ?? FIVE_MINUTES_MS;
+  if (typeof maxFutureMs !== 'number' || !Number.isSafeInteger(maxFutureMs) || maxFutureMs < 0) {
+    throw new InvalidConfigError('maxFutureMs', maxFutureMs, 'must be a non-negative integer (milliseconds)');
+  }
+  const config: Config = deepFreeze({
     internal: [...new Set(internal as string[])],
     relink,
     maxIdsPerUser,
@@ -105,7 +152,12 @@ export function resolveConfig(input: unknown): Config {
     },
     junkValues: [...(junkValues as string[])],
     junkPattern: junkPattern as string | undefined,
+    schemas: schemaMap(input.schemas),
+    unknownTypes,
+    maxFutureMs,
   });
+  payloadRules(config);
+  return config;
 }
 
 function deepFreeze<T>(value: T): T {

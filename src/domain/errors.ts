@@ -15,7 +15,7 @@ export const ERROR_CATALOGUE = {
   XREF_NOT_FOUND: { status: 404, meaning: 'no such route, event, user or identifier', message: 'no route <method> <path>: the routes are <list> | <what> <id> is not known' },
   XREF_METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route exists but not for this method (the Allow header lists those it takes)', message: '<method> is not allowed on <path>: use <allowed>' },
   XREF_NOT_CAUGHT_UP: { status: 409, meaning: 'the read model did not reach the input sequence asked for (`min_seq`) within `wait_ms`', message: 'the read model is at input <watermark>, not yet at min_seq <n>, after <ms> ms' },
-  XREF_FENCED: { status: 409, meaning: 'this engine no longer holds the engine lease: another one took over, and this one stops writing', message: '<what was not done>: the engine lease is held by another process' },
+  XREF_FENCED: { status: 409, meaning: 'this process no longer holds its lease (the engine lease, or the read model\'s claim): another one took over, and this one stops writing', message: '<what was not done>: the lease is held by another process' },
   XREF_LIMIT_EXCEEDED: { status: 413, meaning: 'an event, a batch or an identifier is larger than its limit', message: '<field> is <size> <unit>, over the limit of <limit> <unit>' },
   XREF_UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the body comes in a media type or Content-Encoding xref does not read', message: '<header> <value> is not supported: <what to send>' },
   XREF_INVALID_CONFIG: { status: 500, meaning: 'the identity config or a setting is wrong: the command does not start', message: '<setting or config field> <what it must be>, got <value>' },

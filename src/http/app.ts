@@ -3,20 +3,25 @@
  * `inject()`; `xref serve` calls `listen`). It is the server (server.ts) with its route plugins:
  *
  *   collector-routes.ts  POST /v1/events, /v1/batch, /v1/{track,…}, GET /v1/projects/:key/settings   write key
+ *   query-routes.ts      GET /v1/events, /v1/events/:id, /v1/users/…, /v1/identifiers/…, …        read token
  *   health-routes.ts     GET /livez, /readyz, /metrics                                             open
  *
- * A 2xx means every accepted event of the request is stored (JetStream acked it). A set of routes
- * taking another credential (the read routes) is one more plugin calling `requireCredential`.
+ * A 2xx means every accepted event of the request is stored (JetStream acked it). Each set of
+ * routes is one plugin calling `requireCredential` with the credential it takes; the query routes
+ * are there only when the app is given the read model's queries.
  */
 import type { FastifyInstance } from 'fastify';
+import type { Config } from '../domain/config.ts';
 import type { Logger } from 'pino';
 import { XrefError } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
+import type { ReadModelQueries } from '../projection/queries.ts';
 import { INSECURE_NO_AUTH, type ReadTokensSetting, type WriteKeysSetting } from './auth.ts';
 import { type PublicOrigin, parsePublicUrl } from './cdn-settings.ts';
 import { collectorRoutes } from './collector-routes.ts';
 import { type Readiness, healthRoutes } from './health-routes.ts';
 import type { XrefMetrics } from './metrics.ts';
+import { QUERY_ROUTES_TEXT, queryRoutes } from './query-routes.ts';
 import { DEFAULT_SEGMENT_USER_KIND, SEGMENT_KINDS } from './segment.ts';
 import { createServer, isShuttingDown, markShuttingDown } from './server.ts';
 import type { EventSink } from './sink.ts';
@@ -31,9 +36,11 @@ export interface AppDeps {
   readonly writeKeys: WriteKeysSetting;
   /**
    * The read tokens (`Authorization: Bearer`) the read routes will accept, or 'insecure-no-auth'
-   * (from `collectorSettings`); none: those routes answer 401. No route reads yet.
+   * (from `collectorSettings`); none: those routes answer 401.
    */
   readonly readTokens?: ReadTokensSetting;
+  /** The read model's answers: given, the query routes (GET /v1/events, /v1/users, …) are served. */
+  readonly queries?: ReadModelQueries;
   /** eventBytes (per event) and batchBytes (per request body) are enforced here. */
   readonly limits: Limits;
   readonly logger: Logger;
@@ -43,6 +50,10 @@ export interface AppDeps {
   readonly metrics: XrefMetrics;
   /** How long a request waits for the sink before a 503 with Retry-After. */
   readonly publishDeadlineMs: number;
+  /** The identity config: its payload rules (schemas, unknownTypes, maxFutureMs) apply to every event taken (default: none). */
+  readonly config?: Config;
+  /** Error records kept in full per reason per second (settings.errorsPerSecond; default its default). */
+  readonly errorsPerSecond?: number;
   /** The internal kind a Segment userId maps to (default user_id). */
   readonly segmentUserKind?: string;
   /** Clock of `receivedAt` (default Date.now). */
@@ -61,8 +72,13 @@ export interface AppDeps {
 
 export type XrefApp = FastifyInstance;
 
-const ROUTES_TEXT =
-  'POST /v1/events, POST /v1/batch, POST /v1/{track,identify,page,screen,group,alias}, GET /v1/projects/<write key>/settings, GET /livez, GET /readyz, GET /metrics';
+const COLLECTOR_ROUTES_TEXT = 'POST /v1/events, POST /v1/batch, POST /v1/{track,identify,page,screen,group,alias}, GET /v1/projects/<write key>/settings';
+const HEALTH_ROUTES_TEXT = 'GET /livez, GET /readyz, GET /metrics';
+
+/** The routes a 404 lists: those this app serves. */
+function routesText(withQueries: boolean): string {
+  return [COLLECTOR_ROUTES_TEXT, ...(withQueries ? [QUERY_ROUTES_TEXT] : []), HEALTH_ROUTES_TEXT].join(', ');
+}
 
 /** Builds the collector. Throws an XrefError when the deps are not usable (no write keys, …). */
 export function buildApp(deps: AppDeps): XrefApp {
@@ -81,7 +97,7 @@ export function buildApp(deps: AppDeps): XrefApp {
     throw new XrefError('XREF_INVALID_CONFIG', `the Segment user kind cannot be ${userKind}: that kind holds anonymous ids`, { field: 'XREF_SEGMENT_USER_KIND' });
   }
 
-  const app = createServer({ logger: deps.logger, limits, metrics, routes: ROUTES_TEXT });
+  const app = createServer({ logger: deps.logger, limits, metrics, routes: routesText(deps.queries !== undefined) });
   if (deps.writeKeys === INSECURE_NO_AUTH) app.log.warn('accepting events without a write key (--insecure-no-auth)');
   app.register(collectorRoutes, {
     publisher: deps.publisher,
@@ -92,7 +108,10 @@ export function buildApp(deps: AppDeps): XrefApp {
     segment: { userKind, limits, ...(deps.newId === undefined ? {} : { newId: deps.newId }) },
     now: deps.now ?? Date.now,
     publicOrigin,
+    config: deps.config,
+    errorsPerSecond: deps.errorsPerSecond,
   });
+  if (deps.queries !== undefined) app.register(queryRoutes, { queries: deps.queries, readTokens: deps.readTokens, metrics });
   app.register(healthRoutes, {
     readiness: deps.readiness,
     readinessTimeoutMs: deps.readinessTimeoutMs ?? 2000,

@@ -6,15 +6,24 @@
  *   POST /v1/track|identify|page|screen|group|alias (and /v1/t /i /p /s /g /a)    write key (header or body)
  *   GET  /v1/projects/:writeKey/settings  analytics.js's settings document        the key in the path
  *
- * A 2xx means every accepted event of the request is stored (the sink confirmed it).
+ * A 2xx means every accepted event of the request is stored (the sink confirmed it); its `seq` is
+ * the highest XREF_IN sequence among them. Every item refused (envelope, limits, the config's
+ * payload rules) is answered by index, and becomes an error record handed to the sink (at most
+ * `errorsPerSecond` per reason per second in full; the rest counted on /metrics).
  */
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
+import { type Config, defaultConfig } from '../domain/config.ts';
+import { ErrorBudget } from '../domain/error-budget.ts';
+import { type ErrorRecord, errorRecord, reasonOf } from '../domain/error-record.ts';
 import type { Limits } from '../domain/limits.ts';
+import { payloadRules } from '../domain/payload-rules.ts';
+import { settingDefaults } from '../settings.ts';
 import { INSECURE_NO_AUTH, SecretVerifier, type WriteKeysSetting, requireCredential } from './auth.ts';
 import { type PublicOrigin, requestOrigin, settingsDocument } from './cdn-settings.ts';
 import { HttpError } from './errors.ts';
-import { type IngestResult, allRejected, prepareEvents, rejectReason, storeAll } from './ingest.ts';
+import { type IngestResult, type RefusedItem, allRejected, prepareEvents, rejectReason, storeAll } from './ingest.ts';
 import type { XrefMetrics } from './metrics.ts';
 import { SEGMENT_TYPES, SegmentBatchSchema, type SegmentOptions, type SegmentType, segmentToEvent } from './segment.ts';
 import type { EventSink } from './sink.ts';
@@ -30,8 +39,12 @@ export interface CollectorRoutesOptions {
   /** How long a request waits for the sink before a 503 with Retry-After. */
   readonly publishDeadlineMs: number;
   readonly segment: SegmentOptions;
-  /** Clock of `receivedAt`. */
+  /** Clock of `receivedAt`, of the future-timestamp check, and of the error records. */
   readonly now: () => number;
+  /** The identity config, whose payload rules (schemas, unknownTypes, maxFutureMs) every event must pass (default: the defaults). */
+  readonly config?: Config;
+  /** Error records kept in full per reason per second (XREF_ERRORS_PER_SECOND; default: the setting's default). */
+  readonly errorsPerSecond?: number;
   /** Where the settings document sends browsers; undefined: where the request says this server is. */
   readonly publicOrigin: PublicOrigin | undefined;
 }
@@ -47,29 +60,49 @@ const IngestResponse = Type.Object({
   accepted: Type.Integer(),
   duplicates: Type.Integer(),
   rejected: Type.Array(Rejection),
+  seq: Type.Integer({ description: 'the highest XREF_IN sequence among the events this request stored or found stored' }),
 });
 const response = { 200: IngestResponse };
 
 export const collectorRoutes: FastifyPluginAsyncTypebox<CollectorRoutesOptions> = async (app, options) => {
   const { limits, metrics, publisher, writeKeys, now, segment } = options;
   const refused = () => metrics.rejected.inc({ reason: 'unauthorized' });
+  const rules = payloadRules(options.config ?? defaultConfig());
+  const budget = new ErrorBudget(options.errorsPerSecond ?? settingDefaults().errorsPerSecond);
 
-  async function ingest(route: string, items: readonly unknown[], toEvent: (item: unknown) => unknown): Promise<IngestResult> {
+  /** The error records of the refused items, as many as the budget keeps, to the sink; every one counted. */
+  function record(route: string, items: readonly unknown[], refusedItems: readonly RefusedItem[], atMs: number): void {
+    const kept: ErrorRecord[] = [];
+    for (const { index, error, candidate } of refusedItems) {
+      const labels = { reason: reasonOf(error.code), origin: 'http' };
+      metrics.errors.inc(labels);
+      if (!budget.keep(labels.reason, atMs)) {
+        metrics.errorsDropped.inc(labels);
+        continue;
+      }
+      kept.push(errorRecord(error, { id: randomUUID(), origin: 'http', source: route, atMs, raw: withoutWriteKey(items[index]), candidate, index }));
+    }
+    if (kept.length > 0) publisher.recordErrors(kept);
+  }
+
+  async function ingest(route: string, items: readonly unknown[], toEvent: (item: unknown) => unknown, arrivalMs: number): Promise<IngestResult> {
     metrics.received.inc({ route }, items.length);
     if (items.length === 0) throw new HttpError('XREF_INVALID_EVENT', 'the request holds no events: send at least one', { field: route === '/v1/events' ? 'body' : 'batch' });
-    const { prepared, rejected } = prepareEvents(items, toEvent, limits);
+    const { prepared, rejected, refused: refusedItems } = prepareEvents(items, toEvent, { limits, rules, arrivalMs });
     for (const r of rejected) metrics.rejected.inc({ reason: rejectReason(r) });
+    if (refusedItems.length > 0) record(route, items, refusedItems, arrivalMs);
     if (prepared.length === 0) throw allRejected(rejected);
-    let duplicates: number;
+    let stored: { duplicates: number; seq: number };
     try {
-      duplicates = await storeAll(publisher, prepared, options.publishDeadlineMs);
+      stored = await storeAll(publisher, prepared, options.publishDeadlineMs);
     } catch (error) {
       metrics.rejected.inc({ reason: 'unavailable' }, prepared.length);
       throw error;
     }
+    const { duplicates, seq } = stored;
     metrics.accepted.inc({ route }, prepared.length - duplicates);
     if (duplicates > 0) metrics.duplicates.inc({ route }, duplicates);
-    return { success: true, accepted: prepared.length - duplicates, duplicates, rejected };
+    return { success: true, accepted: prepared.length - duplicates, duplicates, rejected, seq };
   }
 
   // xref's own API takes the key in the Authorization header only
@@ -77,7 +110,7 @@ export const collectorRoutes: FastifyPluginAsyncTypebox<CollectorRoutesOptions> 
     requireCredential(native, { kind: 'write-key', keys: writeKeys }, refused);
     native.post('/v1/events', { schema: { body: NativeBody, response } }, async (request) => {
       const body = request.body;
-      return ingest('/v1/events', Array.isArray(body) ? body : [body], (item) => item);
+      return ingest('/v1/events', Array.isArray(body) ? body : [body], (item) => item, now());
     });
   };
   app.register(nativeRoutes);
@@ -89,14 +122,14 @@ export const collectorRoutes: FastifyPluginAsyncTypebox<CollectorRoutesOptions> 
       tracking.post(path, { schema: { body: SegmentBatchSchema, response } }, async (request) => {
         const { batch, sentAt, context } = request.body;
         const around = { receivedAt: now(), sentAt, context };
-        return ingest(path, batch, (item) => segmentToEvent(item, undefined, around, segment));
+        return ingest(path, batch, (item) => segmentToEvent(item, undefined, around, segment), around.receivedAt);
       });
     }
     for (const type of SEGMENT_TYPES) {
       for (const path of [`/v1/${type}`, `/v1/${type[0]}`]) {
         tracking.post(path, { schema: { body: MessageBody, response } }, async (request) => {
           const around = { receivedAt: now() };
-          return ingest(path, [request.body], (item) => segmentToEvent(item, type satisfies SegmentType, around, segment));
+          return ingest(path, [request.body], (item) => segmentToEvent(item, type satisfies SegmentType, around, segment), around.receivedAt);
         });
       }
     }
@@ -114,3 +147,10 @@ export const collectorRoutes: FastifyPluginAsyncTypebox<CollectorRoutesOptions> 
     return settingsDocument(writeKey, options.publicOrigin ?? requestOrigin(request.headers, request.protocol));
   });
 };
+
+/** An item as its error record keeps it: without a Segment `writeKey` (a secret never stored). */
+function withoutWriteKey(item: unknown): unknown {
+  if (typeof item !== 'object' || item === null || Array.isArray(item) || !Object.hasOwn(item, 'writeKey')) return item;
+  const { writeKey: _secret, ...rest } = item as Record<string, unknown>;
+  return rest;
+}

@@ -6,17 +6,23 @@ import type { AppDeps } from './app.ts';
 import { INSECURE_NO_AUTH, type ReadTokensSetting, type WriteKeysSetting, checkAuthConfig } from './auth.ts';
 import { parsePublicUrl } from './cdn-settings.ts';
 
+/** What `collectorSettings` gives `buildApp`. */
+export type CollectorSettings = Pick<AppDeps, 'writeKeys' | 'readTokens' | 'limits' | 'publishDeadlineMs' | 'segmentUserKind' | 'publicUrl'> & {
+  /** The identity config, when given: its payload rules (schemas, unknownTypes, maxFutureMs) apply to every event the collector takes. */
+  readonly config?: Config;
+  /** Error records kept in full per reason per second (XREF_ERRORS_PER_SECOND). */
+  readonly errorsPerSecond: number;
+};
+
 /**
  * The settings-derived part of `buildApp`'s deps, checked once at start: the write keys (or the
  * refusal to start without any), the limits, the publish deadline and the Segment user kind,
  * which must be one of the identity config's internal kinds (else no Segment user would link),
- * the public URL the analytics.js settings document points browsers to, and the read tokens of
- * the read routes (see `readTokensSetting`).
+ * the public URL the analytics.js settings document points browsers to, the read tokens of the
+ * read routes (see `readTokensSetting`), the config whose payload rules the collector applies,
+ * and how many error records per reason per second it keeps in full.
  */
-export function collectorSettings(
-  settings: Settings,
-  options: { config?: Config; insecureNoAuth?: boolean } = {},
-): Pick<AppDeps, 'writeKeys' | 'readTokens' | 'limits' | 'publishDeadlineMs' | 'segmentUserKind' | 'publicUrl'> {
+export function collectorSettings(settings: Settings, options: { config?: Config; insecureNoAuth?: boolean } = {}): CollectorSettings {
   const writeKeys = checkAuthConfig(settings, options.insecureNoAuth === undefined ? {} : { insecureNoAuth: options.insecureNoAuth });
   if (options.config !== undefined && !options.config.internal.includes(settings.segmentUserKind)) {
     throw new InvalidConfigError(
@@ -36,6 +42,8 @@ export function collectorSettings(
     publishDeadlineMs: settings.httpPublishDeadlineMs,
     segmentUserKind: settings.segmentUserKind,
     ...(publicUrl === undefined ? {} : { publicUrl }),
+    ...(options.config === undefined ? {} : { config: options.config }),
+    errorsPerSecond: settings.errorsPerSecond,
   };
 }
 

@@ -1,6 +1,6 @@
 /**
  * `xref/http`: the Segment-compatible HTTP collector, as a fastify app built from plugins (the
- * server, the collector routes, the health routes), and the one auth hook factory new routes
+ * server, the collector routes, the query routes, the health routes), and the one auth hook factory new routes
  * plug in with. Events go to an `EventSink`; `xref/nats` has the JetStream one.
  */
 export { buildApp, markShuttingDown, isShuttingDown } from './app.ts';
@@ -15,7 +15,11 @@ export { authHooks, requireCredential, checkAuthConfig, INSECURE_NO_AUTH } from 
 export type { AuthHooks, Credential, ReadTokensSetting, WriteKeysSetting } from './auth.ts';
 export { collectorSettings } from './collector.ts';
 export { MemorySink, SinkOverloadedError } from './sink.ts';
-export type { EventSink } from './sink.ts';
+export type { EventSink, SinkReceipt } from './sink.ts';
+export type { ErrorRecord, ErrorOrigin } from '../domain/error-record.ts';
+export { queryRoutes } from './query-routes.ts';
+export type { QueryRoutesOptions } from './query-routes.ts';
+export { ReadModelQueries } from '../projection/queries.ts';
 export { createMetrics, setEngineGauges } from './metrics.ts';
 export type { EngineGaugeValues, MetricsOptions, RejectReason, XrefMetrics } from './metrics.ts';
 export { segmentToEvent, eventTimestamp, SEGMENT_KINDS, SEGMENT_TYPES, SegmentMessageSchema, SegmentBatchSchema } from './segment.ts';

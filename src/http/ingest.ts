@@ -1,11 +1,13 @@
 /**
  * What every ingest route does with the items of a request: turn each into an event (or a
- * rejection by index), store the good ones through the sink, and answer only once every one is
- * stored, or 503 when the sink does not confirm them within the deadline.
+ * rejection by index: the envelope, the limits, then the config's payload rules), store the good
+ * ones through the sink, and answer only once every one is stored, or 503 when the sink does not
+ * confirm them within the deadline.
  */
-import { type XrefEvent, validateEvent } from '../domain/envelope.ts';
+import { type XrefEvent, parseEvent } from '../domain/envelope.ts';
 import { type ErrorCode, XrefError } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
+import type { PayloadRules } from '../domain/payload-rules.ts';
 import { HttpError } from './errors.ts';
 import type { RejectReason } from './metrics.ts';
 import { type EventSink, SinkOverloadedError } from './sink.ts';
@@ -33,46 +35,86 @@ export interface IngestResult {
   /** Events whose id was already stored (stored once). */
   duplicates: number;
   rejected: Rejection[];
+  /** The highest XREF_IN sequence among the events this request stored or found stored (read your writes: `min_seq`). */
+  seq: number;
 }
 
-function rejection(index: number, error: unknown): Rejection {
-  if (error instanceof XrefError) {
-    return error.field === undefined ? { index, error: error.message, code: error.code } : { index, field: error.field, error: error.message, code: error.code };
-  }
+/** An item refused: the error, and the candidate event its field is a path in (for the error record). */
+export interface RefusedItem {
+  readonly index: number;
+  readonly error: XrefError;
+  readonly candidate: unknown;
+}
+
+function rejection(index: number, error: XrefError): Rejection {
+  return error.field === undefined ? { index, error: error.message, code: error.code } : { index, field: error.field, error: error.message, code: error.code };
+}
+
+function asXrefError(index: number, error: unknown): XrefError {
+  if (error instanceof XrefError) return error;
   // a RangeError from a value nested too deeply for JSON.stringify, or the like
-  return { index, field: 'event', error: `event ${index} could not be read (${(error as Error).message}); is it nested too deeply?`, code: 'XREF_INVALID_EVENT' };
+  return new XrefError('XREF_INVALID_EVENT', `event ${index} could not be read (${(error as Error).message}); is it nested too deeply?`, { field: 'event' });
+}
+
+export interface PrepareOptions {
+  readonly limits: Limits;
+  /** The config's payload rules (schemas, unknownTypes, maxFutureMs); none: the envelope only. */
+  readonly rules?: PayloadRules;
+  /** When the request arrived (epoch ms): a timestamp is checked against it. */
+  readonly arrivalMs?: number;
 }
 
 /**
  * Maps and validates every item: `toEvent` gives the candidate envelope (the item itself for the
  * native API, the Segment mapping otherwise); it is then checked against the size limit (the
- * message names the index) and the envelope.
+ * message names the index), the envelope, and the payload rules (its type's schema, and its
+ * timestamp against the request's arrival).
  */
-export function prepareEvents(items: readonly unknown[], toEvent: (item: unknown) => unknown, limits: Limits): { prepared: PreparedEvent[]; rejected: Rejection[] } {
+export function prepareEvents(
+  items: readonly unknown[],
+  toEvent: (item: unknown) => unknown,
+  options: PrepareOptions,
+): { prepared: PreparedEvent[]; rejected: Rejection[]; refused: RefusedItem[] } {
+  const { limits, rules, arrivalMs } = options;
   const prepared: PreparedEvent[] = [];
   const rejected: Rejection[] = [];
+  const refused: RefusedItem[] = [];
   for (let index = 0; index < items.length; index++) {
+    let candidate: unknown;
     try {
-      const candidate = toEvent(items[index]);
+      candidate = toEvent(items[index]);
       let json = JSON.stringify(candidate) as string | undefined;
       if (json === undefined) throw new XrefError('XREF_INVALID_EVENT', `event ${index} is not a JSON value`, { field: 'event' });
       const bytes = Buffer.byteLength(json);
       if (bytes > limits.eventBytes) {
         throw new XrefError('XREF_LIMIT_EXCEEDED', `event ${index} is ${bytes} bytes, over the limit of ${limits.eventBytes} bytes`, { field: 'event' });
       }
-      const event = validateEvent(candidate, limits, bytes);
+      const { event, time } = parseEvent(candidate, limits, bytes);
+      rules?.check(event, arrivalMs, time);
       if (event !== candidate) json = JSON.stringify(event);
       prepared.push({ index, event, json });
-    } catch (error) {
+    } catch (thrown) {
+      const error = asXrefError(index, thrown);
       rejected.push(rejection(index, error));
+      refused.push({ index, error, candidate });
     }
   }
-  return { prepared, rejected };
+  return { prepared, rejected, refused };
 }
 
 export function rejectReason(r: Pick<Rejection, 'code' | 'field'>): RejectReason {
-  if (r.code === 'XREF_LIMIT_EXCEEDED') return r.field === 'event' ? 'event_too_large' : 'limit_exceeded';
-  return 'invalid_event';
+  switch (r.code) {
+    case 'XREF_LIMIT_EXCEEDED':
+      return r.field === 'event' ? 'event_too_large' : 'limit_exceeded';
+    case 'XREF_SCHEMA_VIOLATION':
+      return 'schema_violation';
+    case 'XREF_UNKNOWN_EVENT_TYPE':
+      return 'unknown_event_type';
+    case 'XREF_FUTURE_TIMESTAMP':
+      return 'future_timestamp';
+    default:
+      return 'invalid_event';
+  }
 }
 
 /** Every item was refused: 413 when all for their size, else 400; the body lists them all. */
@@ -98,12 +140,13 @@ function unavailable(message: string, deadlineMs: number, cause?: unknown): Http
 
 /**
  * Publishes every prepared event and waits for all acks, up to `deadlineMs`. Resolves with the
- * number of duplicates; throws a 503 HttpError (with Retry-After) when the sink fails or is late.
+ * number of duplicates and the highest XREF_IN sequence of them all; throws a 503 HttpError (with
+ * Retry-After) when the sink fails or is late.
  * Publishes still running after the deadline go on (the sink retries them); a client's retry with
  * the same ids is stored once.
  */
-export async function storeAll(sink: EventSink, prepared: readonly PreparedEvent[], deadlineMs: number): Promise<number> {
-  if (prepared.length === 0) return 0;
+export async function storeAll(sink: EventSink, prepared: readonly PreparedEvent[], deadlineMs: number): Promise<{ duplicates: number; seq: number }> {
+  if (prepared.length === 0) return { duplicates: 0, seq: 0 };
   let timer: NodeJS.Timeout | undefined;
   const all = (async () => Promise.all(prepared.map((p) => sink.publish(p.event, p.json))))();
   all.catch(() => undefined); // settled late, after the deadline answered
@@ -119,8 +162,12 @@ export async function storeAll(sink: EventSink, prepared: readonly PreparedEvent
       );
     }
     let duplicates = 0;
-    for (const ack of acks) if (ack.duplicate) duplicates++;
-    return duplicates;
+    let seq = 0;
+    for (const ack of acks) {
+      if (ack.duplicate) duplicates++;
+      if (ack.seq > seq) seq = ack.seq;
+    }
+    return { duplicates, seq };
   } catch (error) {
     if (error instanceof HttpError) throw error;
     const why = error instanceof SinkOverloadedError ? `the collector is overloaded (${error.message})` : `the events could not be stored (${(error as Error).message})`;

@@ -3,6 +3,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** Why events (or whole requests, before their events could be read) were refused. */
 export type RejectReason =
   | 'invalid_event'
+  | 'schema_violation'
+  | 'unknown_event_type'
+  | 'future_timestamp'
   | 'event_too_large'
   | 'limit_exceeded'
   | 'invalid_json'
@@ -27,6 +30,10 @@ export interface XrefMetrics {
   readonly rejected: Counter<'reason'>;
   /** xref_http_request_duration_seconds{route,method,status}. */
   readonly requestDuration: Histogram<'route' | 'method' | 'status'>;
+  /** xref_errors_total{reason,origin}: every rejection that makes an error record (origin http, engine), kept in full or not. */
+  readonly errors: Counter<'reason' | 'origin'>;
+  /** xref_errors_dropped_total{reason,origin}: of those, the ones only counted (over XREF_ERRORS_PER_SECOND of a reason in one second). */
+  readonly errorsDropped: Counter<'reason' | 'origin'>;
   /** xref_engine_lag_events: inputs in XREF_IN the engine has not applied yet. */
   readonly engineLag: Gauge;
   /** xref_engine_live_actors: actors in memory. */
@@ -73,6 +80,18 @@ export function createMetrics(options: MetricsOptions = {}): XrefMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
+    errors: new Counter({
+      name: 'xref_errors_total',
+      help: 'Rejections recorded as error records (XREF_ERRORS), by reason and origin (http, engine), whether kept in full or only counted.',
+      labelNames: ['reason', 'origin'],
+      registers,
+    }),
+    errorsDropped: new Counter({
+      name: 'xref_errors_dropped_total',
+      help: 'Rejections whose error record was not kept in full (over XREF_ERRORS_PER_SECOND of one reason in one second), by reason and origin.',
+      labelNames: ['reason', 'origin'],
+      registers,
+    }),
     engineLag: new Gauge({ name: 'xref_engine_lag_events', help: 'Inputs in XREF_IN not yet applied by the engine.', registers }),
     liveActors: new Gauge({ name: 'xref_engine_live_actors', help: 'Actors in memory.', registers }),
     bufferedIdentifiers: new Gauge({ name: 'xref_engine_buffered_identifiers', help: 'Unlinked identifiers whose events wait in a buffer.', registers }),
@@ -92,13 +111,37 @@ export interface EngineGaugeValues {
   readonly unmatched?: number | Readonly<Record<string, number>>;
   /** A total (reason "all"), or counts by reason. */
   readonly audit?: number | Readonly<Record<string, number>>;
+  /** Inputs the engine refused since it started, by reason (its stats' `errorsBy`): xref_errors_total{origin="engine"}. */
+  readonly errors?: Readonly<Record<string, number>>;
+  /** Of those, the ones whose record was only counted (`errorsDroppedBy`): xref_errors_dropped_total{origin="engine"}. */
+  readonly errorsDropped?: Readonly<Record<string, number>>;
   /** What the engine waits for NATS to answer (empty: nothing). */
   readonly waitingForNats?: readonly string[];
   readonly role?: 'standby' | 'active' | 'stopped';
 }
 
-/** Sets the engine gauges from one snapshot of the engine's figures. */
+/** Per error counter: the engine totals object last added to it (one per engine run), and the totals it held then. */
+const engineTotals = new WeakMap<Counter<'reason' | 'origin'>, { source: object; seen: Map<string, number> }>();
+
+/**
+ * Brings a counter's `origin="engine"` series up to the engine's totals since it started: adds
+ * what grew since the last call. Totals of another object come from an engine started since
+ * (a standby taking over): its counts start from 0, so all of them are new.
+ */
+function addEngineTotals(counter: Counter<'reason' | 'origin'>, totals: Readonly<Record<string, number>>): void {
+  let last = engineTotals.get(counter);
+  if (last === undefined || last.source !== totals) engineTotals.set(counter, (last = { source: totals, seen: new Map() }));
+  for (const [reason, total] of Object.entries(totals)) {
+    const added = total - (last.seen.get(reason) ?? 0);
+    if (added > 0) counter.inc({ reason, origin: 'engine' }, added);
+    last.seen.set(reason, total);
+  }
+}
+
+/** Sets the engine gauges (and the engine's error counters) from one snapshot of the engine's figures. */
 export function setEngineGauges(metrics: XrefMetrics, values: EngineGaugeValues): void {
+  if (values.errors !== undefined) addEngineTotals(metrics.errors, values.errors);
+  if (values.errorsDropped !== undefined) addEngineTotals(metrics.errorsDropped, values.errorsDropped);
   if (values.lag !== undefined) metrics.engineLag.set(values.lag);
   if (values.liveActors !== undefined) metrics.liveActors.set(values.liveActors);
   if (values.bufferedIdentifiers !== undefined) metrics.bufferedIdentifiers.set(values.bufferedIdentifiers);

@@ -73,6 +73,12 @@ export interface JetStreamInputLogOptions {
   readonly filter?: string;
   /** Inputs delivered to a consumer and not acked past which the server delivers no more (default 20,000). */
   readonly maxAckPending?: number;
+  /**
+   * A durable consumer nobody pulls from for this long is removed by the server (nats-server 2.9
+   * and later honour it on durable consumers too). None: kept until the consumer's next delivery
+   * deletes it. A delivery always makes its consumer anew, so losing an idle one costs nothing.
+   */
+  readonly inactiveThresholdMs?: number;
 }
 
 /**
@@ -150,6 +156,7 @@ class JetStreamDelivery {
       ack_policy: AckPolicy.All,
       ack_wait: nanos(60_000),
       max_ack_pending: this.log.maxAckPending,
+      ...(this.log.options.inactiveThresholdMs === undefined ? {} : { inactive_threshold: nanos(this.log.options.inactiveThresholdMs) }),
       ...(startSeq <= 1 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq }),
     });
     await this.subscribe();

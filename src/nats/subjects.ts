@@ -9,6 +9,8 @@ export const STREAMS = {
   groups: 'XREF_GROUPS',
   unmatched: 'XREF_UNMATCHED',
   audit: 'XREF_AUDIT',
+  /** Every rejection, wherever it happened (the collector, `xref publish`, the engine): see src/domain/error-record.ts. */
+  errors: 'XREF_ERRORS',
 } as const;
 
 export const BUCKETS = {
@@ -25,6 +27,8 @@ export const BUCKETS = {
 export const CONSUMERS = {
   /** The streaming engine. */
   engine: 'xref-engine',
+  /** The read-model projection: `xref-projection-<database instance id>` on each stream it reads. */
+  projection: 'xref-projection',
 } as const;
 
 /**
@@ -105,6 +109,9 @@ export const subjects = {
   unmatchedAll: 'xref.unmatched.>',
   audit: (reason: string) => `xref.audit.${reason}`,
   auditAll: 'xref.audit.>',
+  /** An error record, by reason (`schema_violation`, `invalid_event`, …). */
+  errors: (reason: string) => `xref.errors.${encodeToken(reason)}`,
+  errorsAll: 'xref.errors.>',
 } as const;
 
 /** KV key of a third-party identifier in `xref_links`. */

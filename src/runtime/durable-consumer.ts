@@ -163,9 +163,12 @@ export class DurableConsumer<C extends CheckpointAt> {
    * produces again, with the same ids.
    */
   fence(why: string): void {
-    if (this.fencedBy !== undefined || this.stopping) return;
+    if (this.fencedBy !== undefined) return;
+    // also while stopping: nothing more is applied (the pump stops) and no last checkpoint is written
     this.fencedBy = why;
     this.options.logger.warn({ consumer: this.options.name, why }, 'fenced: this consumer no longer holds its lease');
+    // a stop lets go of the log and the publisher itself
+    if (this.stopping) return;
     void this.delivery?.close();
     void this.options.publisher?.close();
     this.options.onFenced?.(why);

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
 import type { Settings } from '../settings.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
+import { ErrorBudget } from '../domain/error-budget.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { type Checkpoint, IdentityEngine, type Touched, checkpointSize } from '../engine/engine.ts';
 import { JetStreamInputLog } from '../nats/jetstream-input-log.ts';
@@ -16,8 +17,8 @@ import { KvSnapshotStore, NatsStateStore } from '../nats/state-store.ts';
 import { CONSUMERS, isDurableOf } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { DurableConsumer, type InputHandler } from '../runtime/durable-consumer.ts';
-import type { InputMessage, QueuedInputs } from '../runtime/input-log.ts';
-import { decodeInput } from './input.ts';
+import { type InputMessage, type QueuedInputs, StoredInput } from '../runtime/input-log.ts';
+import { type DecodedInput, inputDecoder } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
 export const ENGINE_CONSUMER = CONSUMERS.engine;
@@ -28,7 +29,6 @@ export function isEngineConsumer(name: string): boolean {
 }
 /** Queued inputs scanned when actors must come back from KV. */
 const LOOK_AHEAD = 500;
-const decoder = new TextDecoder();
 
 export interface EngineServiceOptions {
   readonly nc: NatsConnection;
@@ -52,13 +52,19 @@ export interface EngineServiceOptions {
 
 export interface EngineServiceStats {
   inputs: number;
+  /** Inputs refused (not events, or refused by the payload rules): each an error record, kept in full or only counted. */
   rejected: number;
+  /** Refused inputs by reason (`schema_violation`, `invalid_event`, …), since start. */
+  readonly errorsBy: Record<string, number>;
+  /** Of those, the ones whose record was not published (more than XREF_ERRORS_PER_SECOND of a reason in one second). */
+  readonly errorsDroppedBy: Record<string, number>;
   outputs: number;
   checkpoints: number;
   lastCheckpointSeq: number;
 }
 
 type SnapshotStores = { identifiers: KvSnapshotStore; users: KvSnapshotStore };
+type Decode = (msg: InputMessage) => DecodedInput;
 
 /**
  * The streaming engine: one consumer of XREF_IN on the durable-consumer runtime (src/runtime),
@@ -68,7 +74,7 @@ type SnapshotStores = { identifiers: KvSnapshotStore; users: KvSnapshotStore };
  * and bringing passivated actors back from KV before they are applied, and its checkpoints.
  */
 export class EngineService {
-  readonly stats: EngineServiceStats = { inputs: 0, rejected: 0, outputs: 0, checkpoints: 0, lastCheckpointSeq: 0 };
+  readonly stats: EngineServiceStats;
   private readonly consumer: DurableConsumer<Checkpoint>;
 
   private constructor(
@@ -78,16 +84,19 @@ export class EngineService {
     state: NatsStateStore,
     private readonly engine: IdentityEngine,
     private readonly stores: SnapshotStores,
+    decode: Decode,
     /** What the engine decided for the input being applied, waiting to be published. */
     outbox: OutboundMessage[],
     /** Calls to NATS waiting for it to answer again (an outage): readiness and metrics show them. */
     readonly waits: NatsWaits,
   ) {
     const { settings, logger } = options;
+    const budget = new ErrorBudget(settings.errorsPerSecond);
+    this.stats = { inputs: 0, rejected: 0, errorsBy: budget.total, errorsDroppedBy: budget.dropped, outputs: 0, checkpoints: 0, lastCheckpointSeq: 0 };
     this.consumer = new DurableConsumer<Checkpoint>({
       name: ENGINE_CONSUMER,
       log,
-      handler: new EngineInputs(engine, stores, outbox, options.limits ?? defaultLimits(), this.stats),
+      handler: new EngineInputs(engine, stores, outbox, decode, budget, this.stats),
       publisher,
       maxInFlight: settings.maxInFlight,
       checkpoints: {
@@ -135,15 +144,13 @@ export class EngineService {
     await ensureTopology(nc, jsm, logger);
     const started = Date.now();
     const loaded = await state.load();
+    const decode = inputDecoder(options.config, options.limits ?? defaultLimits());
     const seen: Array<[id: string, seq: number]> = [];
     if (loaded.seq > 0 && settings.dedupLookback > 0) {
       await readLog(js, jsm, Math.max(1, loaded.seq - settings.dedupLookback + 1), loaded.seq, (msg) => {
-        try {
-          const id = (JSON.parse(decoder.decode(msg.data)) as { id?: unknown }).id;
-          if (typeof id === 'string') seen.push([id, msg.seq]);
-        } catch {
-          // a rejected input holds no id
-        }
+        // decoded as when it was applied: a refused input's id never entered the window
+        const input = decode(new StoredInput(msg.seq, msg.subject, msg.data, Number(msg.timestampNanos / 1_000_000n)));
+        if ('event' in input) seen.push([input.event.id, msg.seq]);
       });
     }
     const stores = {
@@ -167,7 +174,7 @@ export class EngineService {
     // the durable consumer always restarts right after the checkpoint: inputs acked after it are
     // applied again, and their outputs dropped by the streams' duplicate window
     const log = new JetStreamInputLog({ js, jsm, logger, waits, maxAckPending: settings.maxInFlight * 4 });
-    const service = new EngineService(options, log, publisher, state, engine, stores, outbox, waits);
+    const service = new EngineService(options, log, publisher, state, engine, stores, decode, outbox, waits);
     await service.consumer.start(loaded.seq + 1);
     return service;
   }
@@ -235,17 +242,19 @@ class EngineInputs implements InputHandler {
     private readonly engine: IdentityEngine,
     private readonly stores: SnapshotStores,
     readonly outbox: OutboundMessage[],
-    private readonly limits: Limits,
+    private readonly decode: Decode,
+    /** Storms: the records kept per reason per second of publish time (so a replay keeps the same ones). */
+    private readonly budget: ErrorBudget,
     private readonly stats: EngineServiceStats,
   ) {}
 
   apply(msg: InputMessage, ahead: QueuedInputs): Promise<void> | undefined {
     const seq = msg.seq;
-    const input = decodeInput(msg, this.limits);
+    const input = this.decode(msg);
     if ('rejected' in input) {
       this.stats.rejected++;
       this.engine.skip(seq);
-      this.outbox.push(input.rejected);
+      if (this.budget.keep(input.record.reason, msg.publishedMs())) this.outbox.push(input.rejected);
       return undefined;
     }
     const touched = this.engine.touches(input.event, input.time);
@@ -286,7 +295,7 @@ class EngineInputs implements InputHandler {
       for (const address of touched?.users ?? []) users.add(address);
     };
     for (let i = 0; i < Math.min(LOOK_AHEAD, ahead.queued); i++) {
-      const input = decodeInput(ahead.peek(i)!, this.limits);
+      const input = this.decode(ahead.peek(i)!);
       if (!('rejected' in input)) add(this.engine.touches(input.event, input.time));
     }
     await Promise.all([this.stores.identifiers.prefetch([...identifiers]), this.stores.users.prefetch([...users])]);

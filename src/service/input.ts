@@ -1,9 +1,13 @@
+import type { Config } from '../domain/config.ts';
 import { type XrefEvent, parseEvent } from '../domain/envelope.ts';
+import { type ErrorRecord, errorRecord } from '../domain/error-record.ts';
 import { XrefError } from '../domain/errors.ts';
-import type { Limits } from '../domain/limits.ts';
+import { type Limits, defaultLimits } from '../domain/limits.ts';
+import { type PayloadRules, payloadRules } from '../domain/payload-rules.ts';
+import { rejectedId } from '../engine/records.ts';
 import type { LogBatch } from '../nats/log-read-worker.ts';
 import { type InputMessage, StoredInput } from '../runtime/input-log.ts';
-import { type OutboundMessage, rejectedMessage } from './outputs.ts';
+import { type OutboundMessage, errorMessage } from './outputs.ts';
 
 const decoder = new TextDecoder();
 
@@ -14,20 +18,39 @@ export function loggedInput(batch: LogBatch, i: number): InputMessage {
 
 export type DecodedInput =
   | { readonly event: XrefEvent; readonly time: number | undefined }
-  | { readonly rejected: OutboundMessage };
+  | { readonly rejected: OutboundMessage; readonly record: ErrorRecord };
 
 /**
  * One XREF_IN message as the engine applies it, live or in a replay: a valid event and its time
- * (an event without a timestamp takes the log's time, when it was published), or the record of
- * why it is not an event.
+ * (an event without a timestamp takes the log's time, when it was published), or the error record
+ * of why it is not one, on `xref.errors.<reason>` with the id `rejectedId(seq)`. After the
+ * envelope come the payload rules of the config: the event's `data` against its type's schema,
+ * and its timestamp against the JetStream publish time (the same on a replay, so a replay refuses
+ * the same inputs).
  */
-export function decodeInput(msg: InputMessage, limits: Limits): DecodedInput {
+export function decodeInput(msg: InputMessage, limits: Limits, rules?: PayloadRules): DecodedInput {
   const text = decoder.decode(msg.data);
+  let value: unknown;
   try {
-    const { event, time } = parseEvent(JSON.parse(text), limits, msg.data.length);
-    return { event, time: time ?? msg.publishedMs() };
+    value = JSON.parse(text);
+    const { event, time } = parseEvent(value, limits, msg.data.length);
+    if (rules === undefined) return { event, time: time ?? msg.publishedMs() };
+    const published = msg.publishedMs();
+    rules.check(event, published, time);
+    return { event, time: time ?? published };
   } catch (error) {
     const reason = error instanceof XrefError ? error : new XrefError('XREF_INVALID_JSON', `invalid JSON (${(error as Error).message})`);
-    return { rejected: rejectedMessage(msg.seq, msg.subject, reason, text) };
+    const record = errorRecord(reason, { id: rejectedId(msg.seq), origin: 'engine', source: msg.subject, atMs: msg.publishedMs(), rawText: text, candidate: value, seq: msg.seq });
+    return { rejected: errorMessage(record), record };
   }
+}
+
+/**
+ * The decoder of a config: `decodeInput` with its payload rules, compiled once. What the engine
+ * runs, and what a reader of XREF_IN (the projection) must use to see the same events the engine
+ * accepted.
+ */
+export function inputDecoder(config: Config, limits: Limits = defaultLimits()): (msg: InputMessage) => DecodedInput {
+  const rules = payloadRules(config);
+  return (msg) => decodeInput(msg, limits, rules);
 }

@@ -1,5 +1,5 @@
+import type { ErrorRecord } from '../domain/error-record.ts';
 import type { AuditRecord, Resolved, Sink, Unmatched } from '../engine/outputs.ts';
-import { rejectedId } from '../engine/records.ts';
 import { subjects } from '../nats/subjects.ts';
 
 /** One message to publish: where, what, and its deterministic id (the JetStream dedup key). */
@@ -28,13 +28,13 @@ export function auditMessage(a: AuditRecord): OutboundMessage {
   return { subject: subjects.audit(a.reason), msgId: a.outputId, payload: JSON.stringify(a) };
 }
 
-/** An input that is not an event, on `xref.audit.rejected`, so nothing vanishes silently. */
-export function rejectedMessage(seq: number, subject: string, error: Error & { field?: string }, data: string): OutboundMessage {
-  return {
-    subject: subjects.audit('rejected'),
-    msgId: rejectedId(seq),
-    payload: JSON.stringify({ seq, subject, error: error.message, field: error.field, data: data.length > 2048 ? `${data.slice(0, 2048)}…` : data }),
-  };
+/**
+ * An error record on `xref.errors.<reason>`, its id the message id: a rejected input, so nothing
+ * vanishes silently (the engine's records have deterministic ids: a replay's are dropped as
+ * duplicates within the stream's window, and are the same rows in the read model after it).
+ */
+export function errorMessage(record: ErrorRecord): OutboundMessage {
+  return { subject: subjects.errors(record.reason), msgId: record.id, payload: JSON.stringify(record) };
 }
 
 /** A sink that turns every decision of the engine into its message and hands it to `send`. */

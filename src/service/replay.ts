@@ -2,15 +2,17 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
+import { ErrorBudget } from '../domain/error-budget.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
 import { IdentityEngine } from '../engine/engine.ts';
 import { StateImage } from '../engine/state-image.ts';
 import { readLogAhead } from '../nats/log-read-worker.ts';
 import { logBounds } from '../nats/log-reader.ts';
 import { JetStreamPublisher } from '../nats/publisher.ts';
+import { settingDefaults } from '../settings.ts';
 import { STREAMS } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
-import { decodeInput, loggedInput } from './input.ts';
+import { inputDecoder, loggedInput } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
 export interface ReplayOptions {
@@ -28,19 +30,29 @@ export interface ReplayOptions {
   readonly limits?: Limits;
   /** The live engine's dedup window (XREF_DEDUP_LOOKBACK), so the replay decides as it did (default: the whole log). */
   readonly dedupWindow?: number;
+  /** The live engine's XREF_ERRORS_PER_SECOND, so a republish keeps the same error records (default: the setting's default). */
+  readonly errorsPerSecond?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
 export interface ReplayResult {
   readonly events: number;
+  /** Inputs refused (each an error record), and by reason. */
   readonly rejected: number;
+  readonly rejectedBy: Readonly<Record<string, number>>;
   readonly identifiers: number;
   readonly links: number;
   readonly seconds: number;
   readonly image: StateImage;
 }
 
-/** Rebuilds the engine's state from XREF_IN in memory, input by input, as the live engine did. */
+/**
+ * Rebuilds the engine's state from XREF_IN in memory, input by input, as the live engine did.
+ * With `republish`, the output streams are emptied and filled again; XREF_ERRORS is not emptied
+ * (it also holds the collector's and `xref publish`'s records, which no replay can make again):
+ * the engine's error records are published into it again with the same ids, so the read model
+ * keeps one row each.
+ */
 export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   const { nc, logger } = options;
   const jsm = await jetstreamManager(nc);
@@ -58,18 +70,19 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   // without --republish the outputs are counted, not built
   const sink = publisher === undefined ? { resolved: () => {}, unmatched: () => {}, audit: () => {} } : messageSink(publish);
   const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER, dedupWindow: options.dedupWindow });
-  const limits = options.limits ?? defaultLimits();
+  const decode = inputDecoder(options.config, options.limits ?? defaultLimits());
+  const budget = new ErrorBudget(options.errorsPerSecond ?? settingDefaults().errorsPerSecond);
   let events = 0;
   let rejected = 0;
   const started = process.hrtime.bigint();
   await readLogAhead(options.natsUrl, fromSeq, toSeq, (batch) => {
     for (let i = 0; i < batch.seqs.length; i++) {
       const msg = loggedInput(batch, i);
-      const input = decodeInput(msg, limits);
+      const input = decode(msg);
       if ('rejected' in input) {
         rejected++;
         engine.skip(msg.seq);
-        publish(input.rejected);
+        if (budget.keep(input.record.reason, msg.publishedMs())) publish(input.rejected);
       } else {
         events++;
         engine.ingest(input.event, msg.seq, input.time);
@@ -84,7 +97,7 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const image = new StateImage().apply(engine.checkpoint());
   const size = engine.size;
-  return { events, rejected, identifiers: size.links + size.buffering, links: size.links, seconds, image };
+  return { events, rejected, rejectedBy: budget.total, identifiers: size.links + size.buffering, links: size.links, seconds, image };
 }
 
 export interface StateDifference {

@@ -3,7 +3,7 @@
  * settle until `release()`) or fail (they reject). Storing, it is the MemorySink.
  */
 import type { XrefEvent } from '../../src/domain/envelope.ts';
-import { MemorySink } from '../../src/http/sink.ts';
+import { MemorySink, type SinkReceipt } from '../../src/http/sink.ts';
 
 type Mode = 'store' | 'hang' | 'fail';
 
@@ -30,7 +30,7 @@ export class ScriptedSink extends MemorySink {
     return this.hung.length;
   }
 
-  override publish(event: XrefEvent, json?: string): Promise<{ duplicate: boolean }> {
+  override publish(event: XrefEvent, json?: string): Promise<SinkReceipt> {
     if (this.mode === 'store') return super.publish(event, json);
     this.publishes++;
     if (this.mode === 'fail') return Promise.reject(this.failure);

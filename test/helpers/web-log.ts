@@ -16,7 +16,14 @@ export interface LogShape {
   events: number;
   identifiers: number;
   seed?: number;
+  /**
+   * Also give each event what an analyst filters on: a `category`, a `session_id` (one per
+   * identifier and day) and `data.path` (default off: the engine benchmarks keep their shape).
+   */
+  rich?: boolean;
 }
+
+const CATEGORIES = ['navigation', 'click', 'form', 'media'];
 
 const KINDS = ['cookie', 'device_id', 'anonymous_id'];
 const START = Date.parse('2024-01-01T00:00:00.000Z');
@@ -29,7 +36,7 @@ const DAY_MS = 24 * 3600 * 1000;
  * signs in (a linking event); after that, half of its events also carry the user id, as Segment
  * clients do after `identify`. Users also send events of their own.
  */
-export function webLog({ events, identifiers, seed = 42 }: LogShape): XrefEvent[] {
+export function webLog({ events, identifiers, seed = 42, rich = false }: LogShape): XrefEvent[] {
   const rand = random(seed);
   const users = Math.floor(identifiers / 5);
   const third = identifiers - users;
@@ -56,7 +63,12 @@ export function webLog({ events, identifiers, seed = 42 }: LogShape): XrefEvent[
         } else ids = tp;
       } else ids = rand() < 0.5 ? { db_id: user, ...tp } : tp;
     }
-    out[i] = { id: `ev-${i}`, name: r < 0.15 ? 'purchase' : 'pageview', timestamp, ids };
+    const event: XrefEvent = { id: `ev-${i}`, name: r < 0.15 ? 'purchase' : 'pageview', timestamp, ids };
+    if (rich) {
+      const who = Object.values(ids).join('+');
+      const day = Math.floor((i / events) * 14);
+      out[i] = { ...event, category: r < 0.15 ? 'commerce' : CATEGORIES[i % CATEGORIES.length]!, session_id: `s-${who}-${day}`, data: { path: `/p/${i % 500}` } };
+    } else out[i] = event;
   }
   return out;
 }

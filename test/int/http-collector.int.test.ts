@@ -7,6 +7,7 @@ import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
+import type { ErrorRecord } from '../../src/domain/error-record.ts';
 import { defaultLimits } from '../../src/domain/limits.ts';
 import { type XrefApp, buildApp } from '../../src/http/app.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
@@ -40,6 +41,7 @@ sinkContract('JetStreamSink on nats-server', async () => {
   return {
     sink: new JetStreamSink(publisher),
     stored: async () => (await readStream<XrefEvent>(nc, 'XREF_IN')).map((m) => m.data),
+    recorded: async () => (await readStream<ErrorRecord>(nc, 'XREF_ERRORS')).map((m) => m.data),
     close: () => publisher.close(),
   };
 });

@@ -87,6 +87,9 @@ describe('xref replay', () => {
     expect(new Set(groups.map((m) => m.msgId)).size).toBe(groups.length);
     expect(groupsFromMessages(groups)).toEqual(groupsFromMessages(live));
     expect(groups.length).toBeGreaterThan(log.length / 2);
+    // the input that is no event: one error record, the live engine's, which the replay made again with the same id
+    const errors = await readStream<{ reason: string; origin: string; seq: number }>(nc, 'XREF_ERRORS');
+    expect(errors.map((m) => [m.subject, m.msgId, m.data.reason, m.data.origin])).toEqual([['xref.errors.invalid_json', `in-${log.length + 1}:rejected`, 'invalid_json', 'engine']]);
   });
 
   it('a rebuild refuses while an engine holds the engine lease, naming the holder, and changes nothing', async () => {

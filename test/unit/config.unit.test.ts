@@ -12,6 +12,9 @@ describe('config', () => {
       buffer: { maxEvents: 1000, ttlMs: 7 * 24 * 3600 * 1000 },
       junkValues: [],
       junkPattern: undefined,
+      schemas: {},
+      unknownTypes: 'accept',
+      maxFutureMs: 300_000,
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.buffer)).toBe(true);
@@ -28,6 +31,9 @@ describe('config', () => {
       buffer: { maxEvents: 10 },
       junkValues: ['test'],
       junkPattern: '^tmp-',
+      schemas: { purchase: { type: 'object' } },
+      unknownTypes: 'reject',
+      maxFutureMs: 0,
     });
     expect(config.internal).toEqual(['account']);
     expect(config.buffer).toEqual({ maxEvents: 10, ttlMs: 7 * 24 * 3600 * 1000 });
@@ -43,6 +49,11 @@ describe('config', () => {
     [{ buffer: { size: 3 } }, /config buffer.size is not a buffer key/],
     [{ junkValues: 'null' }, /config junkValues must be an array of strings/],
     [{ junkPattern: '(' }, /config junkPattern is not a valid regular expression/],
+    [{ schemas: [] }, /config schemas must be an object of event type/],
+    [{ schemas: { '': {} } }, /config schemas key must be an event name, or category\/name, got ""/],
+    [{ schemas: { purchase: 'object' } }, /config schemas.purchase must be a JSON Schema \(an object, or true \/ false\), got "object"/],
+    [{ unknownTypes: 'drop' }, /config unknownTypes must be "accept" or "reject", got "drop"/],
+    [{ maxFutureMs: -1 }, /config maxFutureMs must be a non-negative integer \(milliseconds\), got -1/],
     [[], /config \(root\) must be a JSON object/],
   ])('rejects %j with a clear message', (input, message) => {
     expect(() => resolveConfig(input)).toThrow(InvalidConfigError);

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { refusedFact } from '../../actors/audit-facts.ts';
 import { auditId, auditRecord, rejectedId, resolvedId, unmatchedId } from '../../src/engine/records.ts';
-import { rejectedMessage } from '../../src/service/outputs.ts';
+import { defaultLimits } from '../../src/domain/limits.ts';
+import { StoredInput } from '../../src/runtime/input-log.ts';
+import { decodeInput } from '../../src/service/input.ts';
 
 describe('output ids', () => {
   // JetStream dedups on these and replays are compared on them: a change in format is a breaking change
@@ -13,7 +15,8 @@ describe('output ids', () => {
   });
 
   it('a rejected input takes its id from the records', () => {
-    expect(rejectedMessage(17, 'xref.in.cli', new Error('bad'), '{}').msgId).toBe(rejectedId(17));
+    const decoded = decodeInput(new StoredInput(17, 'xref.in.cli', Buffer.from('{}'), 0), defaultLimits());
+    expect('rejected' in decoded && decoded.rejected.msgId).toBe(rejectedId(17));
   });
 });
 

@@ -117,7 +117,7 @@ describe('POST /v1/events (native envelopes)', () => {
     const { app, sink } = make();
     const response = await post(app, '/v1/events', event('e1', { timestamp: '2021-01-01T09:15:29.243Z' }));
     expect(response.statusCode).toBe(200);
-    expect(response.json()).toEqual({ success: true, accepted: 1, duplicates: 0, rejected: [] });
+    expect(response.json()).toEqual({ success: true, accepted: 1, duplicates: 0, rejected: [], seq: 1 });
     expect(sink.events).toEqual([event('e1', { timestamp: '2021-01-01T09:15:29.243Z' })]);
   });
 
@@ -176,7 +176,7 @@ describe('Segment tracking API', () => {
     const { app, sink } = make();
     const response = await post(app, url, body);
     expect(response.statusCode, response.body).toBe(200);
-    expect(response.json()).toEqual({ success: true, accepted: 1, duplicates: 0, rejected: [] });
+    expect(response.json()).toEqual({ success: true, accepted: 1, duplicates: 0, rejected: [], seq: 1 });
     expect(sink.events).toEqual([{ timestamp: received, ...expected }]);
   });
 
@@ -203,6 +203,7 @@ describe('Segment tracking API', () => {
         { index: 3, field: 'type', code: 'XREF_INVALID_EVENT', error: 'type must be one of track, identify, page, screen, group, alias, got "hop"' },
         { index: 4, field: 'value', code: 'XREF_INVALID_EVENT', error: 'value must be a JSON object (a Segment message), got "not a message"' },
       ],
+      seq: 2,
     });
     expect(sink.events).toEqual([
       { id: 'b1', name: 'page', timestamp: '2024-05-01T11:59:50.000Z', ids: { anonymous_id: 'a1' }, context: { library: { name: 'test' } } },
@@ -490,8 +491,10 @@ describe('collector settings', () => {
   it('defaults, and the Segment user kind must be an internal kind of the identity config', async () => {
     const settings = loadSettings({ XREF_WRITE_KEYS: 'k' });
     expect(settings).toMatchObject({ httpPublishDeadlineMs: 5000, httpMaxEventBytes: 32768, httpMaxRequestBytes: 512000, segmentUserKind: 'user_id', httpHost: '0.0.0.0' });
-    expect(collectorSettings(settings)).toEqual({ writeKeys: new Set(['k']), limits: defaultLimits(), publishDeadlineMs: 5000, segmentUserKind: 'user_id' });
+    expect(collectorSettings(settings)).toEqual({ writeKeys: new Set(['k']), limits: defaultLimits(), publishDeadlineMs: 5000, segmentUserKind: 'user_id', errorsPerSecond: 100 });
     const { resolveConfig } = await import('../../src/domain/config.ts');
+    const config = resolveConfig({ internal: ['user_id'], schemas: { purchase: true } });
+    expect(collectorSettings(loadSettings({ XREF_WRITE_KEYS: 'k', XREF_ERRORS_PER_SECOND: '7' }), { config })).toMatchObject({ config, errorsPerSecond: 7 });
     expect(() => collectorSettings(settings, { config: resolveConfig({ internal: ['db_id'] }) })).toThrow(/XREF_SEGMENT_USER_KIND must be one of the internal kinds/);
     expect(() => loadSettings({ XREF_SEGMENT_USER_KIND: 'no spaces' })).toThrow(/XREF_SEGMENT_USER_KIND/);
     expect(() => loadSettings({ XREF_HTTP_PUBLISH_DEADLINE_MS: '0' })).toThrow(/XREF_HTTP_PUBLISH_DEADLINE_MS/);

@@ -35,7 +35,7 @@ describe('request bodies: JSON however it is labelled', () => {
         sent.push(id);
         const response = await app.inject({ method: 'POST', url: '/v1/batch', headers: { ...AUTH, 'content-type': type, 'content-encoding': encoding }, payload: compress(batch(id)) });
         expect(response.statusCode, `${id}: ${response.body}`).toBe(200);
-        expect(response.json()).toEqual({ success: true, accepted: 1, duplicates: 0, rejected: [] });
+        expect(response.json()).toEqual({ success: true, accepted: 1, duplicates: 0, rejected: [], seq: sent.length });
       }
     }
     expect(sink.events.map((e) => e.id)).toEqual(sent);

@@ -7,13 +7,13 @@ import { sinkContract } from '../helpers/sink-contract.ts';
 
 sinkContract('MemorySink', async () => {
   const sink = new MemorySink();
-  return { sink, stored: async () => sink.events, close: async () => undefined };
+  return { sink, stored: async () => sink.events, recorded: async () => sink.errors, close: async () => undefined };
 });
 
 // the app tests' sink: until told to hang or fail, it must behave as the others
 sinkContract('ScriptedSink, storing', async () => {
   const sink = new ScriptedSink();
-  return { sink, stored: async () => sink.events, close: async () => undefined };
+  return { sink, stored: async () => sink.events, recorded: async () => sink.errors, close: async () => undefined };
 });
 
 /** A publisher that records calls and settles them when told. */
@@ -37,8 +37,8 @@ describe('JetStreamSink', () => {
     const sink = new JetStreamSink(publisher);
     const done = sink.publish(e('e1'), '{"id":"e1","ids":{"cookie":"c"}}');
     expect(publisher.calls.map(({ subject, data, msgId }) => ({ subject, data, msgId }))).toEqual([{ subject: 'xref.in.http', data: '{"id":"e1","ids":{"cookie":"c"}}', msgId: 'e1' }]);
-    publisher.calls[0]!.settle({ duplicate: true });
-    expect(await done).toEqual({ duplicate: true });
+    publisher.calls[0]!.settle({ duplicate: true, seq: 7 });
+    expect(await done).toEqual({ duplicate: true, seq: 7 });
     expect(sink.pending).toBe(0);
   });
 
@@ -49,7 +49,10 @@ describe('JetStreamSink', () => {
     const second = sink.publish(e('same'));
     expect(publisher.calls).toHaveLength(1);
     publisher.calls[0]!.settle({});
-    expect(await Promise.all([first, second])).toEqual([{ duplicate: false }, { duplicate: true }]);
+    expect(await Promise.all([first, second])).toEqual([
+      { duplicate: false, seq: 1 },
+      { duplicate: true, seq: 1 },
+    ]);
     // settled: a later publish of the id goes to JetStream again (its dedup decides)
     void sink.publish(e('same'));
     expect(publisher.calls).toHaveLength(2);

@@ -1,0 +1,72 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { defaultConfig } from '../src/domain/config.ts';
+import { logger } from '../src/log.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { openReadModel } from '../src/projection/open-store.ts';
+import { Projection } from '../src/projection/projection.ts';
+import { EngineService } from '../src/service/engine-service.ts';
+import { inputDecoder } from '../src/service/input.ts';
+import { loadSettings } from '../src/settings.ts';
+import { ackFloor } from '../test/helpers/engine-process.ts';
+import { startNatsServer } from '../test/helpers/nats-server.ts';
+import { freshDatabase } from '../test/helpers/postgres.ts';
+import { webLog } from '../test/helpers/web-log.ts';
+import { publishAll } from './streaming.bench.ts';
+
+const log = logger.child({ component: 'bench' });
+const now = () => performance.now();
+
+export interface ProjectionBenchResult {
+  events: number;
+  /** The engine's rate on the log: from its start to every input acked (its outputs stored). */
+  engine: number;
+  /** The projection's rate on the same log and the streams the engine wrote: from its start to every stream written through its end. */
+  projection: Record<'sqlite' | 'postgres', number>;
+}
+
+/**
+ * Whether the projection keeps up with the engine, in one run on one server: the engine on a log
+ * of `events` web-shaped events, then the projection of all five streams (the log and what the
+ * engine wrote) into a fresh SQLite file and a fresh PostgreSQL database, each timed from its
+ * start to its last write.
+ */
+export async function benchProjection(events = 200_000): Promise<ProjectionBenchResult> {
+  const server = await startNatsServer();
+  const dir = mkdtempSync(join(tmpdir(), 'xref-bench-projection-'));
+  const pg = await freshDatabase();
+  const nc = await connect({ servers: server.url, noAsyncTraces: true });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(nc, jsm, log);
+    await publishAll(nc, webLog({ events, identifiers: events / 10, seed: 5, rich: true }));
+    const settings = loadSettings({ NATS_URL: server.url });
+    const config = defaultConfig();
+
+    let start = now();
+    const engine = await EngineService.start({ nc, config, settings, logger: log });
+    while ((await ackFloor(jsm)) < events) await new Promise((resolve) => setTimeout(resolve, 5));
+    const engineRate = events / ((now() - start) / 1000);
+    await engine.stop();
+
+    const projection = { sqlite: 0, postgres: 0 };
+    for (const [dialect, databaseUrl] of [['sqlite', `sqlite:${join(dir, 'xref.sqlite')}`], ['postgres', pg.url]] as const) {
+      const store = await openReadModel({ databaseUrl, dataDir: dir, logger: log });
+      start = now();
+      const running = await Projection.start({ nc, store, settings, logger: log, decode: inputDecoder(config) });
+      await running.caughtUp();
+      projection[dialect] = events / ((now() - start) / 1000);
+      await running.stop();
+      await store.close();
+    }
+    return { events, engine: engineRate, projection };
+  } finally {
+    await nc.close();
+    await server.stop();
+    await pg.drop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * The read model's schema, as versioned migrations per dialect, and the runner both adapters use:
+ * the migrations not applied yet run at start, in version order, each in its own transaction with
+ * its row in `schema_migrations(version, applied_at)`. A new version is one more entry of
+ * MIGRATIONS; an applied migration is never edited (a database that has it would not see the change).
+ */
+import { randomUUID } from 'node:crypto';
+import { XrefError } from '../domain/errors.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Migration {
+  readonly version: number;
+  /** What it does, for logs. */
+  readonly description: string;
+  /** Its statements in each dialect (a function: a migration may make values, such as an id). */
+  readonly statements: (dialect: Dialect) => readonly string[];
+}
+
+/** A column type in each dialect: PostgreSQL's text compares bytewise ("C"), as SQLite's does. */
+const types = (dialect: Dialect) =>
+  dialect === 'sqlite' ? { int: 'INTEGER', text: 'TEXT', key: 'TEXT' } : { int: 'bigint', text: 'text', key: 'text COLLATE "C"' };
+
+/** A list of records (unmatched, audit, errors): ordered by (time, stream seq), filtered by reason and kind/origin. */
+function recordIndexes(table: string, kindColumn: string): string[] {
+  return [
+    `CREATE INDEX ${table}_time ON ${table} (time_ms, stream_seq)`,
+    `CREATE INDEX ${table}_reason_time ON ${table} (reason, time_ms, stream_seq)`,
+    `CREATE INDEX ${table}_${kindColumn}_time ON ${table} (${kindColumn}, time_ms, stream_seq)`,
+  ];
+}
+
+/** Version 1: the whole read model. */
+function schemaV1(dialect: Dialect): string[] {
+  const { int, text, key } = types(dialect);
+  // SQLite: a table keyed by text keeps its rows in key order, with no rowid beside it
+  const noRowid = dialect === 'sqlite' ? ' WITHOUT ROWID' : '';
+  const instance = randomUUID().replaceAll('-', '').slice(0, 12);
+  return [
+    `CREATE TABLE positions (stream ${key} PRIMARY KEY, seq ${int} NOT NULL, created ${text} NOT NULL)${noRowid}`,
+    `CREATE TABLE claim (id ${int} PRIMARY KEY CHECK (id = 1), owner ${text}, expires_ms ${int} NOT NULL)`,
+    `INSERT INTO claim (id, owner, expires_ms) VALUES (1, NULL, 0)`,
+    `CREATE TABLE instance (id ${text} NOT NULL)`,
+    `INSERT INTO instance (id) VALUES ('${instance}')`,
+
+    // events: seq is SQLite's rowid (INTEGER PRIMARY KEY), so the body lives in the table b-tree
+    `CREATE TABLE events (seq ${int} PRIMARY KEY, id ${key} NOT NULL UNIQUE, name ${key}, category ${key}, session_id ${key}, source ${key} NOT NULL, time_ms ${int} NOT NULL, body ${text} NOT NULL)`,
+    `CREATE INDEX events_time ON events (time_ms, seq)`,
+    `CREATE INDEX events_session_time ON events (session_id, time_ms, seq) WHERE session_id IS NOT NULL`,
+    `CREATE INDEX events_category_time ON events (category, time_ms, seq) WHERE category IS NOT NULL`,
+    `CREATE INDEX events_name_time ON events (name, time_ms, seq) WHERE name IS NOT NULL`,
+    `CREATE INDEX events_source_time ON events (source, time_ms, seq)`,
+    `CREATE TABLE event_ids (kind ${key} NOT NULL, value ${key} NOT NULL, seq ${int} NOT NULL, PRIMARY KEY (kind, value, seq))${noRowid}`,
+
+    // resolutions keep a rowid in SQLite: about one per event, written in log order, so the table
+    // grows at its end and only the narrow output-id index takes random inserts
+    `CREATE TABLE resolutions (output_id ${key} NOT NULL PRIMARY KEY, event_seq ${int} NOT NULL, user_kind ${key} NOT NULL, user_id ${key} NOT NULL, via_kind ${key} NOT NULL, via_value ${key} NOT NULL)`,
+    `CREATE INDEX resolutions_user ON resolutions (user_kind, user_id, event_seq)`,
+    `CREATE INDEX resolutions_event ON resolutions (event_seq, output_id)`,
+
+    `CREATE TABLE unmatched (output_id ${key} PRIMARY KEY, stream_seq ${int} NOT NULL, event_seq ${int} NOT NULL, reason ${key} NOT NULL, kind ${key} NOT NULL, value ${key} NOT NULL, time_ms ${int} NOT NULL, body ${text} NOT NULL)${noRowid}`,
+    ...recordIndexes('unmatched', 'kind'),
+    `CREATE INDEX unmatched_identifier ON unmatched (kind, value, reason)`,
+    `CREATE INDEX unmatched_event ON unmatched (event_seq)`,
+
+    `CREATE TABLE audit (output_id ${key} PRIMARY KEY, stream_seq ${int} NOT NULL, reason ${key} NOT NULL, kind ${key} NOT NULL, value ${key} NOT NULL, user_kind ${key}, user_id ${key}, event_seq ${int} NOT NULL, event_id ${key} NOT NULL, time_ms ${int} NOT NULL, body ${text} NOT NULL)${noRowid}`,
+    ...recordIndexes('audit', 'kind'),
+
+    `CREATE TABLE errors (id ${key} PRIMARY KEY, stream_seq ${int} NOT NULL, reason ${key} NOT NULL, origin ${key} NOT NULL, time_ms ${int} NOT NULL, body ${text} NOT NULL)${noRowid}`,
+    ...recordIndexes('errors', 'origin'),
+
+    `CREATE TABLE links (kind ${key} NOT NULL, value ${key} NOT NULL, user_kind ${key} NOT NULL, user_id ${key} NOT NULL, event_seq ${int} NOT NULL, event_id ${key} NOT NULL, PRIMARY KEY (kind, value))${noRowid}`,
+    `CREATE INDEX links_user ON links (user_kind, user_id, event_seq)`,
+  ];
+}
+
+/** Every migration, in version order. */
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, description: 'the read model: events, resolutions, records, links, positions', statements: schemaV1 }];
+
+/** The table of applied versions, made before anything else. */
+export function migrationsTable(dialect: Dialect): string {
+  const { int, text } = types(dialect);
+  return `CREATE TABLE IF NOT EXISTS schema_migrations (version ${int} PRIMARY KEY, applied_at ${text} NOT NULL)`;
+}
+
+/** What the runner needs of a database: one transaction at a time, statements inside it. */
+export interface MigrationTarget {
+  readonly dialect: Dialect;
+  /** Runs one statement outside any transaction. */
+  exec(sql: string): Promise<void>;
+  /**
+   * Runs `work` in one transaction (taking whatever lock keeps two processes from migrating at
+   * once), committed when it resolves, rolled back when it throws.
+   */
+  transaction<T>(work: (tx: MigrationTransaction) => Promise<T>): Promise<T>;
+}
+
+export interface MigrationTransaction {
+  exec(sql: string): Promise<void>;
+  /** The versions applied, read inside the transaction. */
+  versions(): Promise<number[]>;
+}
+
+/** The highest version of `migrations` (0: none). */
+export function latestVersion(migrations: readonly Migration[] = MIGRATIONS): number {
+  return migrations.reduce((max, m) => Math.max(max, m.version), 0);
+}
+
+/**
+ * Applies the migrations `target` lacks, in version order, each in its own transaction; returns
+ * the versions it applied. A database at a version newer than any migration here (written by a
+ * newer xref) is refused rather than used with a schema this code does not know.
+ */
+export async function runMigrations(target: MigrationTarget, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  ordered.forEach((m, i) => {
+    if (!Number.isInteger(m.version) || m.version < 1 || (i > 0 && ordered[i - 1]?.version === m.version)) {
+      throw new XrefError('XREF_INTERNAL', `migration version ${m.version} must be a positive integer, once`);
+    }
+  });
+  await target.exec(migrationsTable(target.dialect));
+  const applied: number[] = [];
+  for (const migration of ordered) {
+    const done = await target.transaction(async (tx) => {
+      const versions = await tx.versions();
+      const newest = Math.max(0, ...versions);
+      if (newest > latestVersion(ordered)) {
+        throw new XrefError('XREF_DATABASE', `migrating the read model: the database is at schema version ${newest}, newer than this xref knows (${latestVersion(ordered)})`);
+      }
+      // read again inside the transaction: another process may have applied it meanwhile
+      if (versions.includes(migration.version)) return false;
+      for (const sql of migration.statements(target.dialect)) await tx.exec(sql);
+      await tx.exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (${migration.version}, '${new Date().toISOString()}')`);
+      return true;
+    });
+    if (done) applied.push(migration.version);
+  }
+  return applied;
+}

@@ -1,0 +1,321 @@
+/**
+ * The embedded read model: SQLite through better-sqlite3, a file under XREF_DATA_DIR (or `:memory:`).
+ * WAL, so the queries read while the projection writes; `synchronous = NORMAL`, safe with WAL
+ * (a power cut may lose the last transactions, never corrupt: the projection reads them again from
+ * the positions it finds). Statements are prepared once; each batch is one IMMEDIATE transaction
+ * (the write lock taken first, so two processes never both read the claim and then write).
+ */
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import { XrefError, isXrefError } from '../domain/errors.ts';
+import type { Identifier } from '../domain/identifiers.ts';
+import type { UserRef } from '../engine/outputs.ts';
+import { type MigrationTarget, runMigrations } from './migrations.ts';
+import {
+  BUFFERED_EVENTS_SQL,
+  BUFFERED_SUMMARY_SQL,
+  CLAIM_OWNER_SQL,
+  CLAIM_SQL,
+  COUNTS_SQL,
+  DUMP_TABLES,
+  IDENTIFIER_LINK_SQL,
+  INSTANCE_SQL,
+  POSITIONS_SQL,
+  RELEASE_SQL,
+  SCHEMA_VERSION_SQL,
+  STREAM_TABLES,
+  type Statement,
+  UNMATCHED_REASONS_SQL,
+  USER_EVENTS_SQL,
+  USER_LINKS_SQL,
+  USER_TOTAL_SQL,
+  WATERMARK_SQL,
+  auditValues,
+  dumpRow,
+  dumpSql,
+  errorValues,
+  eventIdValues,
+  eventByIdSql,
+  eventValues,
+  eventsInOrder,
+  eventsPage,
+  fencedError,
+  insertRowSql,
+  latestPositions,
+  linkFacts,
+  linkValues,
+  positionValues,
+  recordsPage,
+  resolutionValues,
+  storedEvents,
+  storedRecords,
+  unmatchedValues,
+  userEventRows,
+} from './read-model-sql.ts';
+import type {
+  EventFilter,
+  IdentifierFacts,
+  PageQuery,
+  ProjectedStream,
+  ProjectionBatch,
+  ReadModelStore,
+  RecordFilter,
+  RecordList,
+  StoredEvent,
+  StoredRecord,
+  StreamPosition,
+  UserEvents,
+  LinkFacts,
+} from './read-model.ts';
+
+type Db = Database.Database;
+
+/** How often, at most, apply() refreshes the planner's statistics. */
+const OPTIMIZE_EVERY_MS = 5 * 60_000;
+type Prepared = Database.Statement<unknown[]>;
+
+/** Statements prepared once the schema is there (SQLite prepares against the tables). */
+function prepareWrites(db: Db) {
+  const p = (sql: string) => db.prepare<unknown[]>(sql);
+  return {
+    event: p(insertRowSql('events')),
+    eventId: p(insertRowSql('event_ids')),
+    resolution: p(insertRowSql('resolutions')),
+    unmatched: p(insertRowSql('unmatched')),
+    audit: p(insertRowSql('audit')),
+    error: p(insertRowSql('errors')),
+    link: p(insertRowSql('links')),
+    position: p(insertRowSql('positions')),
+    owner: p(CLAIM_OWNER_SQL).pluck(),
+    claim: p(CLAIM_SQL),
+    release: p(RELEASE_SQL),
+    /** Per stream, the deletes of the rows read from it. */
+    emptied: Object.fromEntries(Object.entries(STREAM_TABLES).map(([stream, tables]) => [stream, tables.map((t) => p(`DELETE FROM ${t}`))])) as Record<ProjectedStream, Prepared[]>,
+    forget: p('DELETE FROM positions WHERE stream = ?'),
+  };
+}
+
+export class SqliteStore implements ReadModelStore {
+  readonly dialect = 'sqlite' as const;
+  private readonly db: Db;
+  private writes: ReturnType<typeof prepareWrites> | undefined;
+  /** Read statements by their text: the page queries have a few shapes, each prepared once. */
+  private readonly reads = new Map<string, Prepared>();
+  private readonly applyTx: (batch: ProjectionBatch, owner: string) => void;
+  private readonly resetTx: (streams: readonly ProjectedStream[], owner: string) => void;
+  private optimizedAt = 0;
+
+  /** `path`: a file (made when missing; its directory must exist) or `:memory:`. */
+  constructor(
+    readonly path: string,
+    private readonly logger?: Logger,
+  ) {
+    this.db = guard(`opening the SQLite read model ${path}`, () => new Database(path));
+    guard(`setting up the SQLite read model ${path}`, () => {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('busy_timeout = 10000');
+      this.db.pragma('cache_size = -65536');
+      this.db.pragma('temp_store = MEMORY');
+      // checkpoint every 128 MB of WAL rather than 4 MB: a page the batches keep changing (an
+      // index's) is copied into the file once per checkpoint, not once per batch; the WAL file
+      // is then cut back to 64 MB
+      this.db.pragma('wal_autocheckpoint = 32768');
+      this.db.pragma('journal_size_limit = 67108864');
+      // ANALYZE, when PRAGMA optimize runs one, reads a sample of each index, not the whole table
+      this.db.pragma('analysis_limit = 1000');
+    });
+    this.applyTx = this.db.transaction((batch: ProjectionBatch, owner: string) => {
+      const w = this.prepared();
+      if (w.owner.get() !== owner) throw fencedError('applying a projection batch', owner);
+      for (const row of eventsInOrder(batch.events)) {
+        // an event whose id is there already (a duplicate beyond JetStream's window) is not stored again, nor its identifiers
+        if (w.event.run(...eventValues(row)).changes === 0) continue;
+        for (const values of eventIdValues(row)) w.eventId.run(...values);
+      }
+      for (const row of batch.resolutions) w.resolution.run(...resolutionValues(row));
+      for (const row of batch.unmatched) w.unmatched.run(...unmatchedValues(row));
+      for (const row of batch.audit) w.audit.run(...auditValues(row));
+      for (const row of batch.errors) w.error.run(...errorValues(row));
+      for (const values of linkValues(batch.audit)) w.link.run(...values);
+      for (const position of latestPositions(batch.positions)) w.position.run(...positionValues(position));
+    }).immediate;
+    this.resetTx = this.db.transaction((streams: readonly ProjectedStream[], owner: string) => {
+      const w = this.prepared();
+      if (w.owner.get() !== owner) throw fencedError(`resetting the read model's ${streams.join(', ')} rows`, owner);
+      for (const stream of new Set(streams)) {
+        for (const statement of w.emptied[stream]) statement.run();
+        w.forget.run(stream);
+      }
+    }).immediate;
+  }
+
+  async migrate(): Promise<void> {
+    const target = sqliteMigrationTarget(this.db);
+    const applied = await guardAsync('migrating the SQLite read model', () => runMigrations(target));
+    if (applied.length > 0) this.logger?.info({ applied }, 'read model migrated');
+    this.optimize('optimize=0x10002');
+  }
+
+  async schemaVersion(): Promise<number> {
+    const exists = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();
+    return exists === undefined ? 0 : ((this.read(SCHEMA_VERSION_SQL).pluck().get() as number | null) ?? 0);
+  }
+
+  async instanceId(): Promise<string> {
+    return this.read(INSTANCE_SQL).pluck().get() as string;
+  }
+
+  async claim(owner: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    return guard('claiming the read model', () => this.prepared().claim.run(owner, now + ttlMs, owner, now).changes === 1);
+  }
+
+  async release(owner: string): Promise<void> {
+    guard('releasing the read model', () => this.prepared().release.run(owner));
+  }
+
+  async positions(): Promise<ReadonlyMap<ProjectedStream, StreamPosition>> {
+    const rows = this.read(POSITIONS_SQL).all() as StreamPosition[];
+    return new Map(rows.map((row) => [row.stream, { stream: row.stream, seq: row.seq, created: row.created }]));
+  }
+
+  async apply(batch: ProjectionBatch, owner: string): Promise<void> {
+    guard('applying a projection batch', () => this.applyTx(batch, owner));
+    // the statistics of a database that grew since it was opened (empty, at first) are brought up to date now and then
+    if (Date.now() - this.optimizedAt > OPTIMIZE_EVERY_MS) this.optimize();
+  }
+
+  async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
+    guard(`resetting the read model's ${streams.join(', ')} rows`, () => this.resetTx(streams, owner));
+  }
+
+  async watermark(): Promise<number> {
+    return (this.read(WATERMARK_SQL).pluck().get() as number | undefined) ?? 0;
+  }
+
+  async events(query: PageQuery<EventFilter>): Promise<StoredEvent[]> {
+    return storedEvents(this.all(eventsPage(query, 'sqlite')));
+  }
+
+  async event(id: string): Promise<StoredEvent | undefined> {
+    return storedEvents(this.read(eventByIdSql('sqlite')).all(id))[0];
+  }
+
+  async userEvents(user: UserRef, limit: number): Promise<UserEvents> {
+    const events = userEventRows(this.read(USER_EVENTS_SQL).all(user.kind, user.id, limit));
+    // fewer than asked: they are all there are (counting them again would read every one twice)
+    const total = events.length < limit ? events.length : (this.read(USER_TOTAL_SQL).pluck().get(user.kind, user.id) as number);
+    return { total, events };
+  }
+
+  async userLinks(user: UserRef): Promise<LinkFacts[]> {
+    return linkFacts(this.read(USER_LINKS_SQL).all(user.kind, user.id));
+  }
+
+  async identifier(identifier: Identifier, limit: number): Promise<IdentifierFacts> {
+    const { kind, value } = identifier;
+    const [link] = linkFacts(this.read(IDENTIFIER_LINK_SQL).all(kind, value));
+    const summary = this.read(BUFFERED_SUMMARY_SQL).get(kind, value) as { count: number; oldest_ms: number | null };
+    const events = summary.count === 0 ? [] : storedEvents(this.read(BUFFERED_EVENTS_SQL).all(kind, value, limit));
+    const unmatched = this.read(UNMATCHED_REASONS_SQL).all(kind, value) as Array<{ reason: string; count: number }>;
+    return { ...(link === undefined ? {} : { link }), buffered: { count: summary.count, oldestMs: summary.oldest_ms, events }, unmatched };
+  }
+
+  async records(list: RecordList, query: PageQuery<RecordFilter>): Promise<StoredRecord[]> {
+    return storedRecords(this.all(recordsPage(list, query)));
+  }
+
+  async counts() {
+    return this.read(COUNTS_SQL).get() as Record<'events' | 'resolutions' | 'unmatched' | 'audit' | 'errors' | 'links', number>;
+  }
+
+  async dump(): Promise<Readonly<Record<string, readonly unknown[]>>> {
+    const read = this.db.transaction(() =>
+      Object.fromEntries(Object.keys(DUMP_TABLES).map((table) => [table, (this.read(dumpSql(table)).all() as Array<Record<string, unknown>>).map(dumpRow)])),
+    );
+    return read();
+  }
+
+  async close(): Promise<void> {
+    if (!this.db.open) return;
+    try {
+      this.db.pragma('optimize');
+    } finally {
+      this.db.close();
+    }
+  }
+
+  /** The plan SQLite picks for a statement (for tests and benchmarks). */
+  plan(statement: Statement): string[] {
+    return (this.db.prepare(`EXPLAIN QUERY PLAN ${statement.sql}`).all(...statement.params) as Array<{ detail: string }>).map((row) => row.detail);
+  }
+
+  /** Statistics for the planner: cheap (analysis_limit), and only for the tables that changed much since the last. */
+  private optimize(pragma = 'optimize'): void {
+    this.optimizedAt = Date.now();
+    guard('optimizing the SQLite read model', () => this.db.pragma(pragma));
+  }
+
+  private prepared() {
+    this.writes ??= prepareWrites(this.db);
+    return this.writes;
+  }
+
+  private read(sql: string): Prepared {
+    let statement = this.reads.get(sql);
+    if (statement === undefined) {
+      statement = guard('preparing a read-model query', () => this.db.prepare<unknown[]>(sql));
+      this.reads.set(sql, statement);
+    }
+    return statement;
+  }
+
+  private all(statement: Statement): unknown[] {
+    return this.read(statement.sql).all(...statement.params);
+  }
+}
+
+/** The migration runner's view of a SQLite database: each migration in a BEGIN IMMEDIATE transaction. */
+export function sqliteMigrationTarget(db: Db): MigrationTarget {
+  return {
+    dialect: 'sqlite',
+    exec: async (sql) => void db.exec(sql),
+    transaction: async (work) => {
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await work({
+          exec: async (sql) => void db.exec(sql),
+          versions: async () => db.prepare<[], number>('SELECT version FROM schema_migrations').pluck().all(),
+        });
+        db.exec('COMMIT');
+        return result;
+      } catch (error) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        throw error;
+      }
+    },
+  };
+}
+
+/** A failure of SQLite as XREF_DATABASE, saying what was being done (an XrefError passes as it is). */
+function guard<T>(what: string, work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    throw asDatabaseError(what, error);
+  }
+}
+
+async function guardAsync<T>(what: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw asDatabaseError(what, error);
+  }
+}
+
+function asDatabaseError(what: string, error: unknown): unknown {
+  if (isXrefError(error)) return error;
+  return new XrefError('XREF_DATABASE', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+}
