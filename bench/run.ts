@@ -96,7 +96,7 @@ async function querySection(): Promise<void> {
       `  load                   SQLite ${fmt(r.load.sqlite)} rows/s, PostgreSQL ${fmt(r.load.postgres)} rows/s`,
       `  ${'query'.padEnd(22)} ${'SQLite p50'.padStart(10)} ${'p95'.padStart(9)}   ${'PostgreSQL p50'.padStart(14)} ${'p95'.padStart(9)}   (target p95 < 50 ms)`,
       ...Object.entries(r.queries).map(
-        ([name, q]) => `  ${(name === 'user document' ? `user document (${fmt(r.documentEvents)} ev)` : name).padEnd(22)} ${ms(q.sqlite.p50).padStart(10)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`,
+        ([name, q]) => `  ${(name === 'user document' ? `user document (${fmt(r.documentEvents)} ev)` : name).padEnd(24)} ${ms(q.sqlite.p50).padStart(8)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`,
       ),
       '',
     ].join('\n'),
@@ -108,5 +108,5 @@ if (only === undefined || only === 'import') importSection();
 if (only === undefined || only === 'engine') engineSection();
 if (only === undefined || only === 'streaming') await streamingSection();
 if (only === undefined || only === 'http') await httpSection();
-if (only === undefined || only === 'query' || only === 'projection') await projectionSection();
+if (only === undefined || only === 'projection') await projectionSection();
 if (only === undefined || only === 'query') await querySection();

@@ -37,7 +37,7 @@ export async function projectCommand(options: ProjectCommandOptions, io: Command
   const running = await connectOrEmbed(settings.natsUrl, settings.dataDir, 'xref-project');
   try {
     await ensureTopology(running.nc, await jetstreamManager(running.nc), logger);
-    const store = await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger });
+    const store = await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger: componentLogger('read-model') });
     try {
       const base = { nc: running.nc, store, settings, logger: componentLogger('projection'), decode };
       return options.rebuild === true ? await rebuild(base, io, settings, signal, logger) : await projectUntilStopped(base, signal);

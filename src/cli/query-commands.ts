@@ -44,7 +44,8 @@ interface Answers {
 async function localAnswers(settings: QuerySettings): Promise<Answers> {
   const config = resolveConfig(loadConfigFile(settings.configFile));
   const logger = componentLogger('query');
-  const store = await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger });
+  // a person at a terminal wants the answer, not which file was opened
+  const store = await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger: componentLogger('read-model').child({}, { level: 'warn' }) });
   const queries = new ReadModelQueries(store, { config, userEventsCap: settings.userEventsCap, logger });
   return {
     events: (params) => queries.events(parseEventsQuery(params, queries)),

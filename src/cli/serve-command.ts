@@ -122,7 +122,7 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
     : undefined;
   // the read model: filled by the projection (one per database: the others stand by), read by the query routes
   const store: ReadModelStore | undefined =
-    withProjection || withHttp ? await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger: componentLogger('serve') }) : undefined;
+    withProjection || withHttp ? await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger: componentLogger('read-model') }) : undefined;
   const projection =
     store !== undefined && withProjection
       ? await Projection.start({

@@ -16,6 +16,7 @@ export interface OpenReadModelOptions {
   readonly databaseUrl: string | undefined;
   /** settings.dataDir. */
   readonly dataDir: string;
+  /** The read model's logger (its component named by the caller, e.g. `componentLogger('read-model')`). */
   readonly logger: Logger;
 }
 
@@ -34,7 +35,7 @@ export function readModelLocation(databaseUrl: string | undefined, dataDir: stri
 
 /** The read model, its migrations applied. */
 export async function openReadModel(options: OpenReadModelOptions): Promise<ReadModelStore> {
-  const log = options.logger.child({ component: 'read-model' });
+  const log = options.logger;
   const location = readModelLocation(options.databaseUrl, options.dataDir);
   let store: ReadModelStore;
   if (location.dialect === 'sqlite') {
