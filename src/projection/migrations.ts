@@ -52,11 +52,10 @@ function schemaV1(dialect: Dialect): string[] {
     `CREATE INDEX events_source_time ON events (source, time_ms, seq)`,
     `CREATE TABLE event_ids (kind ${key} NOT NULL, value ${key} NOT NULL, seq ${int} NOT NULL, PRIMARY KEY (kind, value, seq))${noRowid}`,
 
-    // resolutions keep a rowid in SQLite: about one per event, written in log order, so the table
-    // grows at its end and only the narrow output-id index takes random inserts
-    `CREATE TABLE resolutions (output_id ${key} NOT NULL PRIMARY KEY, event_seq ${int} NOT NULL, user_kind ${key} NOT NULL, user_id ${key} NOT NULL, via_kind ${key} NOT NULL, via_value ${key} NOT NULL)`,
+    // resolutions keyed by (event, user): about one per event, written in log order, so the
+    // table grows at its end; the key serves an event's user, the one index a user's events
+    `CREATE TABLE resolutions (event_seq ${int} NOT NULL, user_kind ${key} NOT NULL, user_id ${key} NOT NULL, via_kind ${key} NOT NULL, via_value ${key} NOT NULL, PRIMARY KEY (event_seq, user_kind, user_id))${noRowid}`,
     `CREATE INDEX resolutions_user ON resolutions (user_kind, user_id, event_seq)`,
-    `CREATE INDEX resolutions_event ON resolutions (event_seq, output_id)`,
 
     `CREATE TABLE unmatched (output_id ${key} PRIMARY KEY, stream_seq ${int} NOT NULL, event_seq ${int} NOT NULL, reason ${key} NOT NULL, kind ${key} NOT NULL, value ${key} NOT NULL, time_ms ${int} NOT NULL, body ${text} NOT NULL)${noRowid}`,
     ...recordIndexes('unmatched', 'kind'),

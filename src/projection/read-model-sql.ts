@@ -49,7 +49,7 @@ const orNull = (value: string | undefined): string | null => value ?? null;
 export const COLUMNS = {
   events: ['seq', 'id', 'name', 'category', 'session_id', 'source', 'time_ms', 'body'],
   event_ids: ['kind', 'value', 'seq'],
-  resolutions: ['output_id', 'event_seq', 'user_kind', 'user_id', 'via_kind', 'via_value'],
+  resolutions: ['event_seq', 'user_kind', 'user_id', 'via_kind', 'via_value'],
   unmatched: ['output_id', 'stream_seq', 'event_seq', 'reason', 'kind', 'value', 'time_ms', 'body'],
   audit: ['output_id', 'stream_seq', 'reason', 'kind', 'value', 'user_kind', 'user_id', 'event_seq', 'event_id', 'time_ms', 'body'],
   errors: ['id', 'stream_seq', 'reason', 'origin', 'time_ms', 'body'],
@@ -71,9 +71,13 @@ const POSITION_CONFLICT = 'ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq
 export const conflictClause = (table: WrittenTable): string =>
   table === 'links' ? LINK_CONFLICT : table === 'positions' ? POSITION_CONFLICT : 'ON CONFLICT DO NOTHING';
 
+/** The INSERT of `rows` rows (`?` per column, row after row). */
+export const insertRowsSql = (table: WrittenTable, rows: number): string => {
+  const row = `(${COLUMNS[table].map(() => '?').join(', ')})`;
+  return `INSERT INTO ${table} (${COLUMNS[table].join(', ')}) VALUES ${Array.from({ length: rows }, () => row).join(', ')} ${conflictClause(table)}`;
+};
 /** One row's INSERT (`?` per column). */
-export const insertRowSql = (table: WrittenTable): string =>
-  `INSERT INTO ${table} (${COLUMNS[table].join(', ')}) VALUES (${COLUMNS[table].map(() => '?').join(', ')}) ${conflictClause(table)}`;
+export const insertRowSql = (table: WrittenTable): string => insertRowsSql(table, 1);
 
 export const eventValues = (row: EventRow): Value[] => {
   const { event } = row;
@@ -81,7 +85,7 @@ export const eventValues = (row: EventRow): Value[] => {
 };
 /** One row per identifier of the event. */
 export const eventIdValues = (row: EventRow): Value[][] => Object.entries(row.event.ids).map(([kind, value]) => [kind, value, row.seq]);
-export const resolutionValues = (row: ResolutionRow): Value[] => [row.outputId, row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value];
+export const resolutionValues = (row: ResolutionRow): Value[] => [row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value];
 export const unmatchedValues = (row: UnmatchedRow): Value[] => [
   row.outputId,
   row.streamSeq,
@@ -182,15 +186,18 @@ interface EventAnswer {
 }
 
 /**
- * The resolution an event answer carries: the one with the lowest output id (an event resolved
- * to several users carries the same one in every answer). Joined past the page's LIMIT, so it
- * costs one probe of (event_seq, output_id) per row answered: PostgreSQL through LATERAL (a plain
- * join there may hash the whole table), SQLite (no LATERAL) through a `min()` subquery.
+ * The resolution an event answer carries: the one with the lowest user (kind, then id; an event
+ * resolved to several users carries the same one in every answer). Joined past the page's LIMIT,
+ * so it costs one probe of the key (event_seq, user_kind, user_id) per row answered: PostgreSQL
+ * through LATERAL (a plain join there may hash the whole table), SQLite (no LATERAL) through the
+ * first row of the key's range.
  */
 const FIRST_RESOLUTION: Readonly<Record<Dialect, string>> = {
-  sqlite: 'LEFT JOIN resolutions r ON r.event_seq = p.seq AND r.output_id = (SELECT min(f.output_id) FROM resolutions f WHERE f.event_seq = p.seq)',
+  sqlite:
+    'LEFT JOIN resolutions r ON r.event_seq = p.seq AND (r.user_kind, r.user_id) = ' +
+    '(SELECT f.user_kind, f.user_id FROM resolutions f WHERE f.event_seq = p.seq ORDER BY f.user_kind, f.user_id LIMIT 1)',
   postgres:
-    'LEFT JOIN LATERAL (SELECT f.user_kind, f.user_id, f.via_kind, f.via_value FROM resolutions f WHERE f.event_seq = p.seq ORDER BY f.output_id LIMIT 1) r ON true',
+    'LEFT JOIN LATERAL (SELECT f.user_kind, f.user_id, f.via_kind, f.via_value FROM resolutions f WHERE f.event_seq = p.seq ORDER BY f.user_kind, f.user_id LIMIT 1) r ON true',
 };
 const ANSWER_COLUMNS = 'p.seq, p.source, p.time_ms, p.body, r.user_kind, r.user_id, r.via_kind, r.via_value';
 
@@ -305,7 +312,7 @@ export const DUMP_TABLES: Readonly<Record<string, string>> = {
   positions: 'stream',
   events: 'seq',
   event_ids: 'kind, value, seq',
-  resolutions: 'output_id',
+  resolutions: 'event_seq, user_kind, user_id',
   unmatched: 'output_id',
   audit: 'output_id',
   errors: 'id',

@@ -39,11 +39,8 @@ export interface EventRow {
 
 /** An event resolved to a user (XREF_GROUPS). */
 export interface ResolutionRow {
-  /** `<event id>:<kind>.<id>`: the key that makes applying it twice change nothing. */
-  readonly outputId: string;
-  /** The XREF_IN sequence of the event. */
+  /** The XREF_IN sequence of the event: with the user, the key that makes applying it twice change nothing. */
   readonly eventSeq: number;
-  readonly event: XrefEvent;
   readonly user: UserRef;
   readonly via: Identifier;
 }

@@ -7,7 +7,7 @@ import { eventTime } from '../domain/envelope.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
-import { resolvedId, unmatchedId } from '../engine/records.ts';
+import { unmatchedId } from '../engine/records.ts';
 import { decodeToken, subjects } from '../nats/subjects.ts';
 import type { InputMessage } from '../runtime/input-log.ts';
 import type { DecodedInput } from '../service/input.ts';
@@ -49,6 +49,27 @@ function parse(msg: StreamMessage): Record<string, unknown> | undefined {
   }
 }
 
+/** Where the event of a resolved-event message begins: it is written last (service/outputs.ts). */
+const EVENT_FIELD = ',"event":{';
+
+/**
+ * A resolved-event message (`{ seq, user, via, event }`, event last) without its event: what
+ * the read model keeps of it is the seq, the user and via, so the envelope, the bulk of the
+ * message, is not parsed. A `"` in a JSON string is escaped, so the first `,"event":{` is the
+ * field's; a message of another shape is parsed whole.
+ */
+function resolutionHead(msg: StreamMessage): Record<string, unknown> | undefined {
+  const text = decoder.decode(msg.data);
+  const at = text.indexOf(EVENT_FIELD);
+  if (at < 0) return parse(msg);
+  try {
+    const value: unknown = JSON.parse(`${text.slice(0, at)}}`);
+    return isRecord(value) ? value : undefined;
+  } catch {
+    return parse(msg);
+  }
+}
+
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 const isRef = (value: unknown): value is UserRef => isRecord(value) && typeof value.kind === 'string' && typeof value.id === 'string';
 const isIdentifier = (value: unknown): value is Identifier => isRecord(value) && typeof value.kind === 'string' && typeof value.value === 'string';
@@ -66,14 +87,16 @@ export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode:
     if ('rejected' in decoded) return { table: 'none', why: 'rejected' };
     return { table: 'events', row: { seq: msg.seq, event: decoded.event, source: sourceOf(msg.subject), timeMs: decoded.time ?? msg.publishedMs() } };
   }
+  if (stream === 'groups') {
+    const head = resolutionHead(msg);
+    if (head === undefined) return { table: 'none', why: 'not a JSON object' };
+    const { seq, user, via } = head;
+    if (typeof seq !== 'number' || !isRef(user) || !isIdentifier(via)) return { table: 'none', why: 'not a resolved event' };
+    return { table: 'resolutions', row: { eventSeq: seq, user, via } };
+  }
   const body = parse(msg);
   if (body === undefined) return { table: 'none', why: 'not a JSON object' };
   switch (stream) {
-    case 'groups': {
-      const { seq, user, via, event } = body;
-      if (typeof seq !== 'number' || !isRef(user) || !isIdentifier(via) || !isEvent(event)) return { table: 'none', why: 'not a resolved event' };
-      return { table: 'resolutions', row: { outputId: resolvedId(event.id, user), eventSeq: seq, event, user, via } };
-    }
     case 'unmatched': {
       const { seq, reason, identifier, event } = body;
       if (typeof seq !== 'number' || typeof reason !== 'string' || !isIdentifier(identifier) || !isEvent(event)) return { table: 'none', why: 'not an unmatched record' };

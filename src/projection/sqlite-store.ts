@@ -11,6 +11,7 @@ import { XrefError, isXrefError } from '../domain/errors.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { type MigrationTarget, runMigrations } from './migrations.ts';
+import { ROWS_PER_INSERT, SqliteWriter } from './sqlite-writer.ts';
 import {
   BUFFERED_EVENTS_SQL,
   BUFFERED_SUMMARY_SQL,
@@ -41,6 +42,7 @@ import {
   eventsPage,
   fencedError,
   insertRowSql,
+  insertRowsSql,
   latestPositions,
   linkFacts,
   linkValues,
@@ -51,6 +53,8 @@ import {
   storedRecords,
   unmatchedValues,
   userEventRows,
+  type Value,
+  type WrittenTable,
 } from './read-model-sql.ts';
 import type {
   EventFilter,
@@ -74,16 +78,26 @@ type Db = Database.Database;
 const OPTIMIZE_EVERY_MS = 5 * 60_000;
 type Prepared = Database.Statement<unknown[]>;
 
+/** Each connection's settings. */
+const PRAGMAS = [
+  'journal_mode = WAL',
+  'synchronous = NORMAL',
+  'busy_timeout = 10000',
+  'cache_size = -65536',
+  'temp_store = MEMORY',
+  // checkpoint every 128 MB of WAL rather than 4 MB: a page the batches keep changing (an
+  // index's) is copied into the file once per checkpoint, not once per batch; the WAL file
+  // is then cut back to 64 MB
+  'wal_autocheckpoint = 32768',
+  'journal_size_limit = 67108864',
+  // ANALYZE, when PRAGMA optimize runs one, reads a sample of each index, not the whole table
+  'analysis_limit = 1000',
+];
+
 /** Statements prepared once the schema is there (SQLite prepares against the tables). */
 function prepareWrites(db: Db) {
   const p = (sql: string) => db.prepare<unknown[]>(sql);
   return {
-    event: p(insertRowSql('events')),
-    eventId: p(insertRowSql('event_ids')),
-    resolution: p(insertRowSql('resolutions')),
-    unmatched: p(insertRowSql('unmatched')),
-    audit: p(insertRowSql('audit')),
-    error: p(insertRowSql('errors')),
     link: p(insertRowSql('links')),
     position: p(insertRowSql('positions')),
     owner: p(CLAIM_OWNER_SQL).pluck(),
@@ -99,8 +113,12 @@ export class SqliteStore implements ReadModelStore {
   readonly dialect = 'sqlite' as const;
   private readonly db: Db;
   private writes: ReturnType<typeof prepareWrites> | undefined;
+  /** The writer thread (a file's). */
+  private thread: SqliteWriter | undefined;
   /** Read statements by their text: the page queries have a few shapes, each prepared once. */
   private readonly reads = new Map<string, Prepared>();
+  /** Multi-row INSERTs by table, row count and RETURNING. */
+  private readonly inserts = new Map<string, Prepared>();
   private readonly applyTx: (batch: ProjectionBatch, owner: string) => void;
   private readonly resetTx: (streams: readonly ProjectedStream[], owner: string) => void;
   private optimizedAt = 0;
@@ -112,31 +130,19 @@ export class SqliteStore implements ReadModelStore {
   ) {
     this.db = guard(`opening the SQLite read model ${path}`, () => new Database(path));
     guard(`setting up the SQLite read model ${path}`, () => {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
-      this.db.pragma('busy_timeout = 10000');
-      this.db.pragma('cache_size = -65536');
-      this.db.pragma('temp_store = MEMORY');
-      // checkpoint every 128 MB of WAL rather than 4 MB: a page the batches keep changing (an
-      // index's) is copied into the file once per checkpoint, not once per batch; the WAL file
-      // is then cut back to 64 MB
-      this.db.pragma('wal_autocheckpoint = 32768');
-      this.db.pragma('journal_size_limit = 67108864');
-      // ANALYZE, when PRAGMA optimize runs one, reads a sample of each index, not the whole table
-      this.db.pragma('analysis_limit = 1000');
+      for (const pragma of PRAGMAS) this.db.pragma(pragma);
     });
     this.applyTx = this.db.transaction((batch: ProjectionBatch, owner: string) => {
       const w = this.prepared();
       if (w.owner.get() !== owner) throw fencedError('applying a projection batch', owner);
-      for (const row of eventsInOrder(batch.events)) {
-        // an event whose id is there already (a duplicate beyond JetStream's window) is not stored again, nor its identifiers
-        if (w.event.run(...eventValues(row)).changes === 0) continue;
-        for (const values of eventIdValues(row)) w.eventId.run(...values);
-      }
-      for (const row of batch.resolutions) w.resolution.run(...resolutionValues(row));
-      for (const row of batch.unmatched) w.unmatched.run(...unmatchedValues(row));
-      for (const row of batch.audit) w.audit.run(...auditValues(row));
-      for (const row of batch.errors) w.error.run(...errorValues(row));
+      const events = eventsInOrder(batch.events);
+      // an event whose id is there already (a duplicate beyond JetStream's window) is not stored again, nor its identifiers
+      const stored = new Set(this.insert('events', events.map(eventValues), true));
+      this.insert('event_ids', events.filter((row) => stored.has(row.seq)).flatMap(eventIdValues));
+      this.insert('resolutions', batch.resolutions.map(resolutionValues));
+      this.insert('unmatched', batch.unmatched.map(unmatchedValues));
+      this.insert('audit', batch.audit.map(auditValues));
+      this.insert('errors', batch.errors.map(errorValues));
       for (const values of linkValues(batch.audit)) w.link.run(...values);
       for (const position of latestPositions(batch.positions)) w.position.run(...positionValues(position));
     }).immediate;
@@ -181,12 +187,16 @@ export class SqliteStore implements ReadModelStore {
   }
 
   async apply(batch: ProjectionBatch, owner: string): Promise<void> {
-    guard('applying a projection batch', () => this.applyTx(batch, owner));
+    const writer = this.writer();
+    if (writer !== undefined) await writer.apply(batch, owner);
+    else guard('applying a projection batch', () => this.applyTx(batch, owner));
     // the statistics of a database that grew since it was opened (empty, at first) are brought up to date now and then
     if (Date.now() - this.optimizedAt > OPTIMIZE_EVERY_MS) this.optimize();
   }
 
   async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
+    const writer = this.writer();
+    if (writer !== undefined) return writer.resetStreams(streams, owner);
     guard(`resetting the read model's ${streams.join(', ')} rows`, () => this.resetTx(streams, owner));
   }
 
@@ -239,6 +249,8 @@ export class SqliteStore implements ReadModelStore {
 
   async close(): Promise<void> {
     if (!this.db.open) return;
+    await this.thread?.close();
+    this.thread = undefined;
     try {
       this.db.pragma('optimize');
     } finally {
@@ -255,6 +267,42 @@ export class SqliteStore implements ReadModelStore {
   private optimize(pragma = 'optimize'): void {
     this.optimizedAt = Date.now();
     guard('optimizing the SQLite read model', () => this.db.pragma(pragma));
+  }
+
+  /**
+   * Inserts rows of a table, ROWS_PER_INSERT to a statement (one statement run per row is most of
+   * the cost of a batch); `returning`: the seqs of the rows stored (not there already).
+   */
+  private insert(table: Exclude<WrittenTable, 'links' | 'positions'>, rows: readonly Value[][], returning = false): number[] {
+    const seqs: number[] = [];
+    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+      const chunk = rows.slice(i, i + ROWS_PER_INSERT);
+      const statement = this.insertStatement(table, chunk.length, returning);
+      const params = chunk.flat();
+      if (returning) for (const seq of statement.pluck().all(...params) as number[]) seqs.push(seq);
+      else statement.run(...params);
+    }
+    return seqs;
+  }
+
+  private insertStatement(table: WrittenTable, rows: number, returning: boolean): Prepared {
+    const key = `${table}:${rows}:${returning}`;
+    let statement = this.inserts.get(key);
+    if (statement === undefined) {
+      statement = this.db.prepare<unknown[]>(`${insertRowsSql(table, rows)}${returning ? ' RETURNING seq' : ''}`);
+      this.inserts.set(key, statement);
+    }
+    return statement;
+  }
+
+  /**
+   * The writer thread of a file (made at the first write, once the schema is there); a database
+   * in memory is one connection's, so it is written on this thread.
+   */
+  private writer(): SqliteWriter | undefined {
+    if (this.path === ':memory:' || this.path === '') return undefined;
+    this.thread ??= new SqliteWriter(this.path, PRAGMAS);
+    return this.thread;
   }
 
   private prepared() {

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import type { Identifier } from '../../src/domain/identifiers.ts';
 import type { UserRef } from '../../src/engine/outputs.ts';
-import { auditId, resolvedId, unmatchedId } from '../../src/engine/records.ts';
+import { auditId, unmatchedId } from '../../src/engine/records.ts';
 import type {
   AuditRow,
   ErrorRow,
@@ -73,7 +73,7 @@ const firstId = (row: EventRow): Identifier => {
 };
 
 export function resolutionRow(row: EventRow, user: UserRef, via: Identifier = firstId(row)): ResolutionRow {
-  return { outputId: resolvedId(row.event.id, user), eventSeq: row.seq, event: row.event, user, via };
+  return { eventSeq: row.seq, user, via };
 }
 
 export function unmatchedRow(streamSeq: number, row: EventRow, reason: string, identifier: Identifier = firstId(row)): UnmatchedRow {
@@ -547,7 +547,7 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
         expect(Object.keys(dump).sort()).toEqual(['audit', 'errors', 'event_ids', 'events', 'links', 'positions', 'resolutions', 'unmatched']);
         expect(dump.events?.[0]).toEqual({ seq: 1, id: 'e1', name: 'page', category: 'web', session_id: 's1', source: 'web', time_ms: e1.timeMs, body: e1.event });
         expect(dump.events?.[3]).toMatchObject({ seq: 4, category: null, session_id: null, body: e4.event });
-        expect((dump.resolutions as Array<{ output_id: string }>).map((r) => r.output_id)).toEqual(['e1:db_id.u1', 'e2:db_id.u1', 'e3:db_id.u0', 'e3:db_id.u2']);
+        expect((dump.resolutions as Array<{ event_seq: number; user_id: string }>).map((r) => `${r.event_seq}:${r.user_id}`)).toEqual(['1:u1', '2:u1', '3:u0', '3:u2']);
         expect((dump.errors as Array<{ id: string }>).map((r) => r.id)).toEqual(['err-1', 'err-2']);
         expect((dump.positions as Array<{ stream: string }>).map((r) => r.stream)).toEqual(['audit', 'groups', 'in', 'unmatched']);
         expect(dump.links).toEqual([{ kind: 'cookie', value: 'c1', user_kind: 'db_id', user_id: 'u1', event_seq: 2, event_id: 'e2' }]);

@@ -163,7 +163,7 @@ describe('openReadModel', () => {
   it('opens <dataDir>/xref.sqlite when no URL is set, making the directory, and says which database it opened', async () => {
     const dataDir = join(tempDir(), 'deep', 'er');
     const { logger: log, lines } = capturedLogger();
-    const store = await openReadModel({ databaseUrl: undefined, dataDir, logger: log });
+    const store = await openReadModel({ databaseUrl: undefined, dataDir, logger: log.child({ component: 'read-model' }) });
     expect(store.dialect).toBe('sqlite');
     expect(existsSync(join(dataDir, 'xref.sqlite'))).toBe(true);
     expect(lines).toContainEqual(expect.objectContaining({ component: 'read-model', dialect: 'sqlite', path: join(dataDir, 'xref.sqlite'), schemaVersion: 1, msg: 'read model opened' }));
@@ -204,7 +204,8 @@ describe('PostgreSQL only', () => {
   it('migrates once when two processes start together, and logs the URL without its password', async () => {
     const url = new URL(database.url);
     url.password = 'hunter2';
-    const { logger: log, lines } = capturedLogger();
+    const { logger: captured, lines } = capturedLogger();
+    const log = captured.child({ component: 'read-model' });
     const [a, b] = await Promise.all([openReadModel({ databaseUrl: database.url, dataDir: '/x', logger: log }), openReadModel({ databaseUrl: database.url, dataDir: '/x', logger: log })]);
     expect(await a.schemaVersion()).toBe(1);
     expect(await a.instanceId()).toBe(await b.instanceId());

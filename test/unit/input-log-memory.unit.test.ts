@@ -168,4 +168,41 @@ describe('a durable consumer on the memory log', () => {
     expect(consumer.fenced).toBe('the lease is not valid any more');
     expect(writes).toEqual([]);
   });
+
+  it('a lease lost while stopping, with inputs still queued: the stop ends, nothing more is applied, no last checkpoint', async () => {
+    const log = new MemoryInputLog();
+    let valid = true;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const applied: number[] = [];
+    const writes: number[] = [];
+    const handler: InputHandler = {
+      outbox: [],
+      // the first input waits (a load), so the others are queued when the stop comes
+      apply: (input) => {
+        applied.push(input.seq);
+        return input.seq === 1 ? held : undefined;
+      },
+      skip: () => undefined,
+    };
+    const consumer = new DurableConsumer<{ seq: number }>({
+      name: 'test',
+      log,
+      handler,
+      maxInFlight: 1000,
+      lease: { epoch: 1, valid: () => valid },
+      logger: logger.child({ component: 'test-consumer' }),
+      checkpoints: { every: 1000, ms: 60_000, take: () => ({ seq: applied.at(-1) ?? 0 }), writer: { write: async (checkpoint) => void writes.push(checkpoint.seq) } },
+    });
+    await consumer.start(1);
+    for (let i = 1; i <= 5; i++) log.append('xref.in.test', '{}');
+    await waitFor('input 1 applying', () => applied.length === 1, 5_000);
+    const stopped = consumer.stop();
+    valid = false;
+    release();
+    await stopped;
+    expect(applied).toEqual([1]);
+    expect(consumer.fenced).toBe('the lease is not valid any more');
+    expect(writes).toEqual([]);
+  });
 });

@@ -1,0 +1,144 @@
+/**
+ * The SQLite read model's writes on a worker thread (sqlite-write-thread.mjs), which owns the
+ * write connection: the main thread flattens each batch to values and goes on reading the next
+ * while the thread writes it, so parsing and writing overlap. Each batch, with the claim check and
+ * the positions, is still one IMMEDIATE transaction; requests are written in the order they come.
+ */
+import { Worker } from 'node:worker_threads';
+import { XrefError } from '../domain/errors.ts';
+import {
+  CLAIM_OWNER_SQL,
+  STREAM_TABLES,
+  type Value,
+  type WrittenTable,
+  auditValues,
+  errorValues,
+  eventIdValues,
+  eventValues,
+  eventsInOrder,
+  fencedError,
+  insertRowSql,
+  insertRowsSql,
+  latestPositions,
+  linkValues,
+  positionValues,
+  resolutionValues,
+  unmatchedValues,
+} from './read-model-sql.ts';
+import type { ProjectedStream, ProjectionBatch } from './read-model.ts';
+
+/** Rows per INSERT statement: 64 × at most 11 columns stays far below SQLite's 32,766 parameters. */
+export const ROWS_PER_INSERT = 64;
+
+/** A table's rows, their values end to end (structured clone copies one flat array per table, not one per row). */
+interface FlatRows {
+  readonly width: number;
+  readonly values: Value[];
+}
+
+type Reply = { id: number; fenced?: true; error?: string; closed?: true };
+
+const flat = (table: WrittenTable, rows: readonly Value[][]): FlatRows => ({ width: insertWidth(table), values: rows.flat() });
+const insertWidth = (table: WrittenTable): number => insertRowSql(table).split('?').length - 1;
+const bulkTables = ['events', 'event_ids', 'resolutions', 'unmatched', 'audit', 'errors'] as const;
+
+export class SqliteWriter {
+  private readonly worker: Worker;
+  private next = 0;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (error: unknown) => void; what: string; owner: string }>();
+  private failure: Error | undefined;
+
+  /** `pragmas`: the connection's settings, as the main connection has them. */
+  constructor(path: string, pragmas: readonly string[]) {
+    const inserts = Object.fromEntries(
+      bulkTables.map((table) => [
+        table,
+        {
+          rows: ROWS_PER_INSERT,
+          chunk: insertRowsSql(table, ROWS_PER_INSERT),
+          one: insertRowsSql(table, 1),
+          chunkReturning: `${insertRowsSql(table, ROWS_PER_INSERT)} RETURNING seq`,
+          oneReturning: `${insertRowsSql(table, 1)} RETURNING seq`,
+        },
+      ]),
+    );
+    const emptied = Object.fromEntries(Object.entries(STREAM_TABLES).map(([stream, tables]) => [stream, tables.map((t) => `DELETE FROM ${t}`)]));
+    this.worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), {
+      workerData: {
+        path,
+        pragmas,
+        ownerSql: CLAIM_OWNER_SQL,
+        inserts,
+        links: insertRowSql('links'),
+        position: insertRowSql('positions'),
+        emptied,
+        forget: 'DELETE FROM positions WHERE stream = ?',
+      },
+    });
+    this.worker.unref();
+    this.worker.on('message', (reply: Reply) => this.answered(reply));
+    this.worker.on('error', (error) => this.failed(error));
+    this.worker.on('exit', (code) => this.failed(new XrefError('XREF_DATABASE', `the SQLite writer thread stopped (exit code ${code})`)));
+  }
+
+  /** Writes the batch in one transaction (rejects with XREF_FENCED, writing nothing, unless `owner` holds the claim). */
+  apply(batch: ProjectionBatch, owner: string): Promise<void> {
+    const events = eventsInOrder(batch.events);
+    return this.request('applying a projection batch', owner, {
+      apply: {
+        owner,
+        events: flat('events', events.map(eventValues)),
+        eventIds: flat('event_ids', events.flatMap(eventIdValues)),
+        resolutions: flat('resolutions', batch.resolutions.map(resolutionValues)),
+        unmatched: flat('unmatched', batch.unmatched.map(unmatchedValues)),
+        audit: flat('audit', batch.audit.map(auditValues)),
+        errors: flat('errors', batch.errors.map(errorValues)),
+        links: linkValues(batch.audit),
+        positions: latestPositions(batch.positions).map(positionValues),
+      },
+    });
+  }
+
+  /** Deletes the rows read from `streams` and their positions, after the writes asked before. */
+  resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
+    return this.request(`resetting the read model's ${streams.join(', ')} rows`, owner, { reset: { owner, streams: [...new Set(streams)] } });
+  }
+
+  /** Closes the write connection once the writes asked before are done. */
+  async close(): Promise<void> {
+    if (this.failure !== undefined) return;
+    const closed = this.request('closing the SQLite writer', '', { close: true });
+    await closed.catch(() => undefined);
+    await this.worker.terminate();
+  }
+
+  private request(what: string, owner: string, body: object): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    const id = this.next++;
+    // the thread keeps the process alive only while a write is under way (a store left open does not)
+    if (this.waiting.size === 0) this.worker.ref();
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject, what, owner });
+      this.worker.postMessage({ id, ...body });
+    });
+  }
+
+  private answered(reply: Reply): void {
+    const waiting = this.waiting.get(reply.id);
+    if (waiting === undefined) return;
+    this.waiting.delete(reply.id);
+    if (this.waiting.size === 0) this.worker.unref();
+    if (reply.fenced) waiting.reject(fencedError(waiting.what, waiting.owner));
+    else if (reply.error !== undefined) waiting.reject(new XrefError('XREF_DATABASE', `${waiting.what}: ${reply.error}`));
+    else {
+      if (reply.closed) this.failure = new XrefError('XREF_DATABASE', 'the SQLite writer is closed');
+      waiting.resolve();
+    }
+  }
+
+  private failed(error: Error): void {
+    this.failure ??= error instanceof XrefError ? error : new XrefError('XREF_DATABASE', `the SQLite writer thread failed: ${error.message}`, { cause: error });
+    for (const waiting of this.waiting.values()) waiting.reject(this.failure);
+    this.waiting.clear();
+  }
+}
