@@ -82,7 +82,8 @@ const isEvent = (value: unknown): value is XrefEvent => isRecord(value) && typeo
  */
 export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode: (msg: InputMessage) => DecodedInput): MessageRows {
   if (stream === 'in') {
-    const input: InputMessage = { ...msg, ackable: false, redelivered: false, ack: () => undefined, publishedMs: () => msg.publishedMs() };
+    // named one by one: a delivered message keeps its subject in a getter, which a spread would drop
+    const input: InputMessage = { seq: msg.seq, subject: msg.subject, data: msg.data, ackable: false, redelivered: false, ack: () => undefined, publishedMs: () => msg.publishedMs() };
     const decoded = decode(input);
     if ('rejected' in decoded) return { table: 'none', why: 'rejected' };
     return { table: 'events', row: { seq: msg.seq, event: decoded.event, source: sourceOf(msg.subject), timeMs: decoded.time ?? msg.publishedMs() } };
