@@ -118,6 +118,7 @@ export function loadSettings(env: Env = process.env): Settings {
   const int = (name: string, fallback: number, min = 1) => envInt(env, name, fallback, min);
   const natsUrl = env.NATS_URL || d.natsUrl;
   if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(natsUrl)) throw new InvalidConfigError('NATS_URL', natsUrl, 'must be a URL such as nats://127.0.0.1:4222');
+  const writeKeys = credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot');
   return Object.freeze({
     natsUrl,
     dataDir: env.XREF_DATA_DIR || d.dataDir,
@@ -137,8 +138,8 @@ export function loadSettings(env: Env = process.env): Settings {
     errorsPerSecond: int('XREF_ERRORS_PER_SECOND', d.errorsPerSecond),
     port: int('PORT', d.port, 0),
     httpHost: env.XREF_HTTP_HOST || d.httpHost,
-    writeKeys: credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot'),
-    readTokens: readTokens(env),
+    writeKeys,
+    readTokens: readTokens(env, writeKeys),
     readToken: env.XREF_READ_TOKEN?.trim() || d.readToken,
     insecureNoAuth: envFlag(env, 'XREF_INSECURE_NO_AUTH'),
     publicUrl: env.XREF_PUBLIC_URL?.trim() || d.publicUrl,
@@ -191,10 +192,10 @@ function credentials(env: Env, name: string, why: string): readonly string[] {
  * <token>`. A token must differ from every write key (write keys sit in web pages for anyone to
  * read). Error messages name the entry, never a token.
  */
-function readTokens(env: Env): readonly string[] {
+function readTokens(env: Env, writeKeyList: readonly string[]): readonly string[] {
   const raw = env.XREF_READ_TOKENS;
   if (raw === undefined || raw.trim() === '') return Object.freeze([]);
-  const writeKeys = new Set(credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot'));
+  const writeKeys = new Set(writeKeyList);
   const tokens = new Set<string>();
   raw.split(',').forEach((part, i) => {
     const token = part.trim();

@@ -119,12 +119,13 @@ export async function runMigrations(target: MigrationTarget, migrations: readonl
   });
   await target.exec(migrationsTable(target.dialect));
   const applied: number[] = [];
+  const latest = latestVersion(ordered);
   for (const migration of ordered) {
     const done = await target.transaction(async (tx) => {
       const versions = await tx.versions();
       const newest = Math.max(0, ...versions);
-      if (newest > latestVersion(ordered)) {
-        throw new XrefError('XREF_DATABASE', `migrating the read model: the database is at schema version ${newest}, newer than this xref knows (${latestVersion(ordered)})`);
+      if (newest > latest) {
+        throw new XrefError('XREF_DATABASE', `migrating the read model: the database is at schema version ${newest}, newer than this xref knows (${latest})`);
       }
       // read again inside the transaction: another process may have applied it meanwhile
       if (versions.includes(migration.version)) return false;

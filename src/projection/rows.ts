@@ -117,7 +117,8 @@ export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode:
     case 'errors': {
       const { id, reason, origin, at } = body;
       if (typeof id !== 'string' || typeof reason !== 'string' || typeof origin !== 'string') return { table: 'none', why: 'not an error record' };
-      const timeMs = typeof at === 'string' && !Number.isNaN(Date.parse(at)) ? Date.parse(at) : msg.publishedMs();
+      const atMs = typeof at === 'string' ? Date.parse(at) : Number.NaN;
+      const timeMs = Number.isNaN(atMs) ? msg.publishedMs() : atMs;
       return { table: 'errors', row: { id, streamSeq: msg.seq, reason, origin, timeMs, record: body } };
     }
   }

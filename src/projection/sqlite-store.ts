@@ -11,11 +11,11 @@ import { XrefError, isXrefError } from '../domain/errors.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { type MigrationTarget, runMigrations } from './migrations.ts';
-import { ROWS_PER_INSERT, SqliteWriter } from './sqlite-writer.ts';
+import { SqliteWriter, applyRequest, resetRequest, writeSpec } from './sqlite-writer.ts';
+import { Fenced, sqliteWrites } from './sqlite-writes.mjs';
 import {
   BUFFERED_EVENTS_SQL,
   BUFFERED_SUMMARY_SQL,
-  CLAIM_OWNER_SQL,
   CLAIM_SQL,
   COUNTS_SQL,
   DUMP_TABLES,
@@ -24,37 +24,22 @@ import {
   POSITIONS_SQL,
   RELEASE_SQL,
   SCHEMA_VERSION_SQL,
-  STREAM_TABLES,
   type Statement,
   UNMATCHED_REASONS_SQL,
   USER_EVENTS_SQL,
   USER_LINKS_SQL,
   USER_TOTAL_SQL,
   WATERMARK_SQL,
-  auditValues,
   dumpRow,
   dumpSql,
-  errorValues,
-  eventIdValues,
   eventByIdSql,
-  eventValues,
-  eventsInOrder,
   eventsPage,
   fencedError,
-  insertRowSql,
-  insertRowsSql,
-  latestPositions,
   linkFacts,
-  linkValues,
-  positionValues,
   recordsPage,
-  resolutionValues,
   storedEvents,
   storedRecords,
-  unmatchedValues,
   userEventRows,
-  type Value,
-  type WrittenTable,
 } from './read-model-sql.ts';
 import type {
   EventFilter,
@@ -98,14 +83,8 @@ const PRAGMAS = [
 function prepareWrites(db: Db) {
   const p = (sql: string) => db.prepare<unknown[]>(sql);
   return {
-    link: p(insertRowSql('links')),
-    position: p(insertRowSql('positions')),
-    owner: p(CLAIM_OWNER_SQL).pluck(),
     claim: p(CLAIM_SQL),
     release: p(RELEASE_SQL),
-    /** Per stream, the deletes of the rows read from it. */
-    emptied: Object.fromEntries(Object.entries(STREAM_TABLES).map(([stream, tables]) => [stream, tables.map((t) => p(`DELETE FROM ${t}`))])) as Record<ProjectedStream, Prepared[]>,
-    forget: p('DELETE FROM positions WHERE stream = ?'),
   };
 }
 
@@ -117,10 +96,8 @@ export class SqliteStore implements ReadModelStore {
   private thread: SqliteWriter | undefined;
   /** Read statements by their text: the page queries have a few shapes, each prepared once. */
   private readonly reads = new Map<string, Prepared>();
-  /** Multi-row INSERTs by table, row count and RETURNING. */
-  private readonly inserts = new Map<string, Prepared>();
-  private readonly applyTx: (batch: ProjectionBatch, owner: string) => void;
-  private readonly resetTx: (streams: readonly ProjectedStream[], owner: string) => void;
+  /** The writes of a database in memory, on this thread (a file's go to its writer thread). */
+  private inline: ReturnType<typeof sqliteWrites> | undefined;
   private optimizedAt = 0;
 
   /** `path`: a file (made when missing; its directory must exist) or `:memory:`. */
@@ -132,28 +109,6 @@ export class SqliteStore implements ReadModelStore {
     guard(`setting up the SQLite read model ${path}`, () => {
       for (const pragma of PRAGMAS) this.db.pragma(pragma);
     });
-    this.applyTx = this.db.transaction((batch: ProjectionBatch, owner: string) => {
-      const w = this.prepared();
-      if (w.owner.get() !== owner) throw fencedError('applying a projection batch', owner);
-      const events = eventsInOrder(batch.events);
-      // an event whose id is there already (a duplicate beyond JetStream's window) is not stored again, nor its identifiers
-      const stored = new Set(this.insert('events', events.map(eventValues), true));
-      this.insert('event_ids', events.filter((row) => stored.has(row.seq)).flatMap(eventIdValues));
-      this.insert('resolutions', batch.resolutions.map(resolutionValues));
-      this.insert('unmatched', batch.unmatched.map(unmatchedValues));
-      this.insert('audit', batch.audit.map(auditValues));
-      this.insert('errors', batch.errors.map(errorValues));
-      for (const values of linkValues(batch.audit)) w.link.run(...values);
-      for (const position of latestPositions(batch.positions)) w.position.run(...positionValues(position));
-    }).immediate;
-    this.resetTx = this.db.transaction((streams: readonly ProjectedStream[], owner: string) => {
-      const w = this.prepared();
-      if (w.owner.get() !== owner) throw fencedError(`resetting the read model's ${streams.join(', ')} rows`, owner);
-      for (const stream of new Set(streams)) {
-        for (const statement of w.emptied[stream]) statement.run();
-        w.forget.run(stream);
-      }
-    }).immediate;
   }
 
   async migrate(): Promise<void> {
@@ -189,7 +144,7 @@ export class SqliteStore implements ReadModelStore {
   async apply(batch: ProjectionBatch, owner: string): Promise<void> {
     const writer = this.writer();
     if (writer !== undefined) await writer.apply(batch, owner);
-    else guard('applying a projection batch', () => this.applyTx(batch, owner));
+    else this.writeInline('applying a projection batch', owner, (writes) => writes.apply(applyRequest(batch, owner)));
     // the statistics of a database that grew since it was opened (empty, at first) are brought up to date now and then
     if (Date.now() - this.optimizedAt > OPTIMIZE_EVERY_MS) this.optimize();
   }
@@ -197,7 +152,7 @@ export class SqliteStore implements ReadModelStore {
   async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
     const writer = this.writer();
     if (writer !== undefined) return writer.resetStreams(streams, owner);
-    guard(`resetting the read model's ${streams.join(', ')} rows`, () => this.resetTx(streams, owner));
+    this.writeInline(`resetting the read model's ${streams.join(', ')} rows`, owner, (writes) => writes.reset(resetRequest(streams, owner)));
   }
 
   async watermark(): Promise<number> {
@@ -270,32 +225,6 @@ export class SqliteStore implements ReadModelStore {
   }
 
   /**
-   * Inserts rows of a table, ROWS_PER_INSERT to a statement (one statement run per row is most of
-   * the cost of a batch); `returning`: the seqs of the rows stored (not there already).
-   */
-  private insert(table: Exclude<WrittenTable, 'links' | 'positions'>, rows: readonly Value[][], returning = false): number[] {
-    const seqs: number[] = [];
-    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-      const chunk = rows.slice(i, i + ROWS_PER_INSERT);
-      const statement = this.insertStatement(table, chunk.length, returning);
-      const params = chunk.flat();
-      if (returning) for (const seq of statement.pluck().all(...params) as number[]) seqs.push(seq);
-      else statement.run(...params);
-    }
-    return seqs;
-  }
-
-  private insertStatement(table: WrittenTable, rows: number, returning: boolean): Prepared {
-    const key = `${table}:${rows}:${returning}`;
-    let statement = this.inserts.get(key);
-    if (statement === undefined) {
-      statement = this.db.prepare<unknown[]>(`${insertRowsSql(table, rows)}${returning ? ' RETURNING seq' : ''}`);
-      this.inserts.set(key, statement);
-    }
-    return statement;
-  }
-
-  /**
    * The writer thread of a file (made at the first write, once the schema is there); a database
    * in memory is one connection's, so it is written on this thread.
    */
@@ -303,6 +232,20 @@ export class SqliteStore implements ReadModelStore {
     if (this.path === ':memory:' || this.path === '') return undefined;
     this.thread ??= new SqliteWriter(this.path, PRAGMAS);
     return this.thread;
+  }
+
+  /** A write of a database in memory, here; the claim not held: XREF_FENCED. */
+  private writeInline(what: string, owner: string, write: (writes: ReturnType<typeof sqliteWrites>) => void): void {
+    this.inline ??= sqliteWrites(this.db, writeSpec());
+    const writes = this.inline;
+    guard(what, () => {
+      try {
+        write(writes);
+      } catch (error) {
+        if (error instanceof Fenced) throw fencedError(what, owner);
+        throw error;
+      }
+    });
   }
 
   private prepared() {

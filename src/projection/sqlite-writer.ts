@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { XrefError } from '../domain/errors.ts';
 import {
   CLAIM_OWNER_SQL,
+  COLUMNS,
   STREAM_TABLES,
   type Value,
   type WrittenTable,
@@ -38,9 +39,47 @@ interface FlatRows {
 
 type Reply = { id: number; fenced?: true; error?: string; closed?: true };
 
-const flat = (table: WrittenTable, rows: readonly Value[][]): FlatRows => ({ width: insertWidth(table), values: rows.flat() });
-const insertWidth = (table: WrittenTable): number => insertRowSql(table).split('?').length - 1;
+const flat = (table: WrittenTable, rows: readonly Value[][]): FlatRows => ({ width: COLUMNS[table].length, values: rows.flat() });
 const bulkTables = ['events', 'event_ids', 'resolutions', 'unmatched', 'audit', 'errors'] as const;
+
+/** The statements of sqlite-writes.mjs: built here, from the SQL both adapters share. */
+export function writeSpec() {
+  const inserts = Object.fromEntries(
+    bulkTables.map((table) => [
+      table,
+      {
+        rows: ROWS_PER_INSERT,
+        chunk: insertRowsSql(table, ROWS_PER_INSERT),
+        one: insertRowsSql(table, 1),
+        chunkReturning: `${insertRowsSql(table, ROWS_PER_INSERT)} RETURNING seq`,
+        oneReturning: `${insertRowsSql(table, 1)} RETURNING seq`,
+      },
+    ]),
+  );
+  const emptied = Object.fromEntries(Object.entries(STREAM_TABLES).map(([stream, tables]) => [stream, tables.map((t) => `DELETE FROM ${t}`)]));
+  return { ownerSql: CLAIM_OWNER_SQL, inserts, links: insertRowSql('links'), position: insertRowSql('positions'), emptied, forget: 'DELETE FROM positions WHERE stream = ?' };
+}
+
+/** A batch as sqlite-writes.mjs takes it: each table's rows flattened to one array of values. */
+export function applyRequest(batch: ProjectionBatch, owner: string) {
+  const events = eventsInOrder(batch.events);
+  return {
+    owner,
+    events: flat('events', events.map(eventValues)),
+    eventIds: flat('event_ids', events.flatMap(eventIdValues)),
+    resolutions: flat('resolutions', batch.resolutions.map(resolutionValues)),
+    unmatched: flat('unmatched', batch.unmatched.map(unmatchedValues)),
+    audit: flat('audit', batch.audit.map(auditValues)),
+    errors: flat('errors', batch.errors.map(errorValues)),
+    links: linkValues(batch.audit),
+    positions: latestPositions(batch.positions).map(positionValues),
+  };
+}
+
+/** A reset as sqlite-writes.mjs takes it. */
+export function resetRequest(streams: readonly ProjectedStream[], owner: string) {
+  return { owner, streams: [...new Set(streams)] };
+}
 
 export class SqliteWriter {
   private readonly worker: Worker;
@@ -50,31 +89,7 @@ export class SqliteWriter {
 
   /** `pragmas`: the connection's settings, as the main connection has them. */
   constructor(path: string, pragmas: readonly string[]) {
-    const inserts = Object.fromEntries(
-      bulkTables.map((table) => [
-        table,
-        {
-          rows: ROWS_PER_INSERT,
-          chunk: insertRowsSql(table, ROWS_PER_INSERT),
-          one: insertRowsSql(table, 1),
-          chunkReturning: `${insertRowsSql(table, ROWS_PER_INSERT)} RETURNING seq`,
-          oneReturning: `${insertRowsSql(table, 1)} RETURNING seq`,
-        },
-      ]),
-    );
-    const emptied = Object.fromEntries(Object.entries(STREAM_TABLES).map(([stream, tables]) => [stream, tables.map((t) => `DELETE FROM ${t}`)]));
-    this.worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), {
-      workerData: {
-        path,
-        pragmas,
-        ownerSql: CLAIM_OWNER_SQL,
-        inserts,
-        links: insertRowSql('links'),
-        position: insertRowSql('positions'),
-        emptied,
-        forget: 'DELETE FROM positions WHERE stream = ?',
-      },
-    });
+    this.worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), { workerData: { path, pragmas, spec: writeSpec() } });
     this.worker.unref();
     this.worker.on('message', (reply: Reply) => this.answered(reply));
     this.worker.on('error', (error) => this.failed(error));
@@ -83,25 +98,12 @@ export class SqliteWriter {
 
   /** Writes the batch in one transaction (rejects with XREF_FENCED, writing nothing, unless `owner` holds the claim). */
   apply(batch: ProjectionBatch, owner: string): Promise<void> {
-    const events = eventsInOrder(batch.events);
-    return this.request('applying a projection batch', owner, {
-      apply: {
-        owner,
-        events: flat('events', events.map(eventValues)),
-        eventIds: flat('event_ids', events.flatMap(eventIdValues)),
-        resolutions: flat('resolutions', batch.resolutions.map(resolutionValues)),
-        unmatched: flat('unmatched', batch.unmatched.map(unmatchedValues)),
-        audit: flat('audit', batch.audit.map(auditValues)),
-        errors: flat('errors', batch.errors.map(errorValues)),
-        links: linkValues(batch.audit),
-        positions: latestPositions(batch.positions).map(positionValues),
-      },
-    });
+    return this.request('applying a projection batch', owner, { apply: applyRequest(batch, owner) });
   }
 
   /** Deletes the rows read from `streams` and their positions, after the writes asked before. */
   resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
-    return this.request(`resetting the read model's ${streams.join(', ')} rows`, owner, { reset: { owner, streams: [...new Set(streams)] } });
+    return this.request(`resetting the read model's ${streams.join(', ')} rows`, owner, { reset: resetRequest(streams, owner) });
   }
 
   /** Closes the write connection once the writes asked before are done. */

@@ -30,17 +30,17 @@ export type DecodedInput =
  */
 export function decodeInput(msg: InputMessage, limits: Limits, rules?: PayloadRules): DecodedInput {
   const text = decoder.decode(msg.data);
+  // read once: for a delivered message it is worked out of the message's metadata
+  const published = msg.publishedMs();
   let value: unknown;
   try {
     value = JSON.parse(text);
     const { event, time } = parseEvent(value, limits, msg.data.length);
-    if (rules === undefined) return { event, time: time ?? msg.publishedMs() };
-    const published = msg.publishedMs();
-    rules.check(event, published, time);
+    rules?.check(event, published, time);
     return { event, time: time ?? published };
   } catch (error) {
     const reason = error instanceof XrefError ? error : new XrefError('XREF_INVALID_JSON', `invalid JSON (${(error as Error).message})`);
-    const record = errorRecord(reason, { id: rejectedId(msg.seq), origin: 'engine', source: msg.subject, atMs: msg.publishedMs(), rawText: text, candidate: value, seq: msg.seq });
+    const record = errorRecord(reason, { id: rejectedId(msg.seq), origin: 'engine', source: msg.subject, atMs: published, rawText: text, candidate: value, seq: msg.seq });
     return { rejected: errorMessage(record), record };
   }
 }

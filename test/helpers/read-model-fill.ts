@@ -10,8 +10,9 @@ import { type ConfigInput, resolveConfig } from '../../src/domain/config.ts';
 import { type Limits, defaultLimits } from '../../src/domain/limits.ts';
 import { IdentityEngine } from '../../src/engine/engine.ts';
 import { subjects } from '../../src/nats/subjects.ts';
-import { type ProjectedStream, type ProjectionBatch, type ReadModelStore, type StreamPosition } from '../../src/projection/read-model.ts';
+import { PROJECTED_STREAMS, type ProjectedStream, type ProjectionBatch, type ReadModelStore, type StreamPosition } from '../../src/projection/read-model.ts';
 import { type StreamMessage, messageRows } from '../../src/projection/rows.ts';
+import { PROJECTED_STREAM_NAMES } from '../../src/projection/stream-identity.ts';
 import type { InputMessage } from '../../src/runtime/input-log.ts';
 import { type DecodedInput, inputDecoder } from '../../src/service/input.ts';
 import { type OutboundMessage, messageSink } from '../../src/service/outputs.ts';
@@ -45,11 +46,9 @@ export function fromSource(events: readonly unknown[], source = 'test'): FillInp
 
 /** The stream a message of the engine goes to, by its subject. */
 function streamOf(subject: string): ProjectedStream {
-  if (subject.startsWith('xref.groups.')) return 'groups';
-  if (subject.startsWith('xref.unmatched.')) return 'unmatched';
-  if (subject.startsWith('xref.audit.')) return 'audit';
-  if (subject.startsWith('xref.errors.')) return 'errors';
-  throw new Error(`no projected stream holds ${subject}`);
+  const stream = PROJECTED_STREAMS.find((role) => role !== 'in' && subject.startsWith(PROJECTED_STREAM_NAMES[role].filter.slice(0, -1)));
+  if (stream === undefined) throw new Error(`no projected stream holds ${subject}`);
+  return stream;
 }
 
 /** The engine's messages are no inputs: nothing decodes them. */
@@ -153,7 +152,7 @@ export class ReadModelFill {
   }
 
   private positions(): StreamPosition[] {
-    return (['in', 'groups', 'unmatched', 'audit', 'errors'] as const).filter((stream) => this.seqs[stream] > 0).map((stream) => ({ stream, seq: this.seqs[stream], created: CREATED }));
+    return PROJECTED_STREAMS.filter((stream) => this.seqs[stream] > 0).map((stream) => ({ stream, seq: this.seqs[stream], created: CREATED }));
   }
 }
 
