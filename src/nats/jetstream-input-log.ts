@@ -29,13 +29,21 @@ export function streamSeqOf(msg: JsMsg): number {
   return seq;
 }
 
+/** Whether the consumer that delivered a message is still the one pulled from. */
+interface Incarnation {
+  current: boolean;
+}
+
 /** A message delivered by a consumer (a class, not closures: this runs for every input). */
 class DeliveredInput implements InputMessage {
   readonly ackable = true;
   readonly seq: number;
   /** Read once: the client slices it off the headers again on every read. */
   readonly data: Uint8Array;
-  constructor(private readonly msg: JsMsg) {
+  constructor(
+    private readonly msg: JsMsg,
+    private readonly incarnation: Incarnation = { current: true },
+  ) {
     this.seq = streamSeqOf(msg);
     this.data = msg.data;
   }
@@ -48,9 +56,13 @@ class DeliveredInput implements InputMessage {
   publishedMs() {
     return Number(this.msg.timestampNanos / 1_000_000n);
   }
-  /** With AckPolicy.All, acks every input before it too. */
+  /**
+   * With AckPolicy.All, acks every input before it too. Not once its consumer was made again
+   * under the same name: the ack subject names the consumer, not its incarnation, and the new one
+   * would take the old delivery count as its ack floor and ignore its own acks below it.
+   */
   ack() {
-    this.msg.ack();
+    if (this.incarnation.current) this.msg.ack();
   }
 }
 
@@ -120,6 +132,7 @@ class JetStreamDelivery {
   readonly ordered: OrderedDelivery;
   private messages: ConsumerMessages | undefined;
   private closing: Promise<void> | undefined;
+  private forgetReconnects: (() => void) | undefined;
 
   constructor(
     private readonly log: JetStreamInputLog,
@@ -163,18 +176,26 @@ class JetStreamDelivery {
   }
 
   /**
-   * Pulls from the durable consumer. The client pulls again by itself after a reconnect; should
-   * the consumer be gone (a server that lost it) or the pull end, it is made again, right after
-   * the last input queued or handed out, and pulled from anew.
+   * Pulls from the durable consumer. After a reconnect, or should the consumer be gone (a server
+   * that lost it) or the pull end, the consumer is made again, right after the last input queued
+   * or handed out, and pulled from anew. Not merely pulled again after a reconnect: a server that
+   * was killed may come back counting inputs as delivered that never arrived, and would hold
+   * them (and, past `maxAckPending`, every input after them) until their ack wait ran out.
    */
   private async subscribe(): Promise<void> {
     const { js, logger, waits } = this.log.options;
     const consumer = await js.consumers.get(this.log.stream, this.durable);
+    const incarnation: Incarnation = { current: true };
     const messages = await consumer.consume({
       max_messages: 2000,
-      callback: (msg) => this.ordered.push(new DeliveredInput(msg)),
+      callback: (msg) => this.ordered.push(new DeliveredInput(msg, incarnation)),
     });
     this.messages = messages;
+    this.forgetReconnects?.();
+    this.forgetReconnects = waits?.whenReconnected(() => {
+      logger.info({ consumer: this.durable, resumeSeq: this.ordered.resumeSeq }, `reconnected: the ${this.options.consumer} consumer is made again where it was read`);
+      void messages.close();
+    });
     if (this.closing !== undefined) {
       // closed while this consumer was being made again
       await messages.close();
@@ -190,6 +211,8 @@ class JetStreamDelivery {
     })().catch(() => undefined);
     void messages.closed().then(() => {
       if (this.closing !== undefined) return;
+      // what this consumer delivered and is still queued is never acked to the one made next
+      incarnation.current = false;
       untilAnswered('resubscribing', () => this.open(this.ordered.resumeSeq), { logger, waits }).catch((error: Error) =>
         error instanceof FencedError ? this.options.fenced(error.message) : this.options.failed(error),
       );
@@ -199,6 +222,7 @@ class JetStreamDelivery {
   /** Stops pulling (what was delivered stays queued). */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.forgetReconnects?.();
       await this.messages?.close();
     })();
     return this.closing;

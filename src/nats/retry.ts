@@ -40,6 +40,12 @@ export class NatsWaits {
     })().catch(() => undefined);
   }
 
+  /** Calls `listener` at each reconnect of the connection, until the returned function is called. */
+  whenReconnected(listener: () => void): () => void {
+    this.onReconnect.add(listener);
+    return () => this.onReconnect.delete(listener);
+  }
+
   /**
    * The answer of `pending`, or a ReconnectedError if the connection comes back first (a request
    * the dead server had taken is never answered).

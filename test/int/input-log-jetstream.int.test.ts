@@ -6,7 +6,7 @@ import { JetStreamInputLog } from '../../src/nats/jetstream-input-log.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
 import { NatsWaits } from '../../src/nats/retry.ts';
 import { FencedError } from '../../src/engine/state-store.ts';
-import { STREAMS } from '../../src/nats/subjects.ts';
+import { STREAMS, durableName } from '../../src/nats/subjects.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { type InputLogFixture, inputLogContract, readFrom } from '../helpers/input-log-contract.ts';
 import { type NatsServerHandle, startNatsServer, useNatsServer } from '../helpers/nats-server.ts';
@@ -74,5 +74,70 @@ describe('durable consumers on XREF_IN', () => {
     );
     expect(await consumers()).toEqual(['xref-engine-3']);
     await held.close();
+  });
+
+  // a server killed may come back counting inputs as delivered that never reached the consumer:
+  // here a second client takes them, while the consumer's connection is away, and acks none
+  it('after a reconnect the consumer is made again where it was read: inputs the server counts as delivered elsewhere never hold it up', { timeout: 30_000 }, async () => {
+    const server = await startNatsServer();
+    const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 2_000 });
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(nc, jsm, log);
+    const input = new JetStreamInputLog({ js: jetstream(nc), jsm, logger: log, waits: new NatsWaits(nc), maxAckPending: 10 });
+    const reader = await readFrom(input, 'xref-engine', 1);
+    try {
+      await server.kill();
+      await server.restart();
+      const other = await connect({ servers: server.url });
+      const publisher = new JetStreamPublisher(other, log);
+      for (let n = 1; n <= 30; n++) await publisher.publish(`xref.in.n${n}`, JSON.stringify({ n }), `held-${n}`);
+      await publisher.close();
+      const taken = await (await jetstream(other).consumers.get(STREAMS.in, durableName('xref-engine'))).fetch({ max_messages: 10, expires: 2_000 });
+      let held = 0;
+      for await (const _ of taken) held++;
+      await other.close();
+      // without the consumer made again, these 10 would hold every input until their ack wait (60 s) ran out
+      expect(held).toBe(10);
+      // read as a consumer does, acking as it goes (10 at a time at most are out)
+      for (const last of [10, 20, 30]) {
+        await reader.through(last, 10_000);
+        reader.last().ack();
+      }
+      expect(reader.seqs()).toEqual(Array.from({ length: 30 }, (_, i) => String(i + 1)));
+      expect(reader.problems).toEqual([]);
+    } finally {
+      await reader.delivery.close();
+      await nc.close();
+      await server.stop();
+    }
+  });
+
+  it('inputs delivered before the consumer was made again, acked after, leave the new one alone', { timeout: 30_000 }, async () => {
+    const server = await startNatsServer();
+    const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(nc, jsm, log);
+    const publisher = new JetStreamPublisher(nc, log);
+    for (let n = 1; n <= 60; n++) await publisher.publish(`xref.in.n${n}`, JSON.stringify({ n }), `stale-${n}`);
+    await publisher.close();
+    const input = new JetStreamInputLog({ js: jetstream(nc), jsm, logger: log, waits: new NatsWaits(nc), maxAckPending: 20 });
+    const reader = await readFrom(input, 'xref-engine', 1);
+    try {
+      await reader.through(20, 10_000);
+      const old = reader.last();
+      await server.restart(); // the consumer is made again after the 20 queued
+      await reader.through(40, 10_000);
+      // the old consumer's 20th delivery acked to the new one would set its ack floor at its own
+      // 20th delivery (input 40), and the ack of that would be ignored: nothing more would come
+      old.ack();
+      reader.last().ack();
+      await reader.through(60, 10_000);
+      expect(reader.seqs()).toEqual(Array.from({ length: 60 }, (_, i) => String(i + 1)));
+      expect(reader.problems).toEqual([]);
+    } finally {
+      await reader.delivery.close();
+      await nc.close();
+      await server.stop();
+    }
   });
 });
