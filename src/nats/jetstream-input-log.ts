@@ -56,6 +56,9 @@ class DeliveredInput implements InputMessage {
   publishedMs() {
     return Number(this.msg.timestampNanos / 1_000_000n);
   }
+  header(name: string): string | undefined {
+    return this.msg.headers?.get(name) || undefined;
+  }
   /**
    * With AckPolicy.All, acks every input before it too. Not once its consumer was made again
    * under the same name: the ack subject names the consumer, not its incarnation, and the new one
@@ -91,6 +94,8 @@ export interface JetStreamInputLogOptions {
    * deletes it. A delivery always makes its consumer anew, so losing an idle one costs nothing.
    */
   readonly inactiveThresholdMs?: number;
+  /** Deliver each message's headers only (its data empty): for a reader that finds what it needs there. */
+  readonly headersOnly?: boolean;
 }
 
 /**
@@ -170,6 +175,7 @@ class JetStreamDelivery {
       ack_wait: nanos(60_000),
       max_ack_pending: this.log.maxAckPending,
       ...(this.log.options.inactiveThresholdMs === undefined ? {} : { inactive_threshold: nanos(this.log.options.inactiveThresholdMs) }),
+      ...(this.log.options.headersOnly === true ? { headers_only: true } : {}),
       ...(startSeq <= 1 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq }),
     });
     await this.subscribe();

@@ -22,10 +22,18 @@ interface Waiting {
   readonly msgId: string;
   /** Stored only if the subject's last message is this one (compare-and-set); undefined: always. */
   readonly expect?: number;
+  /** One more header, e.g. what the projection reads of a resolved event (`HEADERS.resolution`). */
+  readonly header?: MessageHeader;
   readonly done: PublishCallback<unknown>;
   readonly token: unknown;
   sentAt: number;
   attempts: number;
+}
+
+/** A header of a published message: its value holds no CR or LF, and neither begins nor ends with a space. */
+export interface MessageHeader {
+  readonly name: string;
+  readonly value: string;
 }
 
 /** JetStream refused the message for good (not a timeout or an outage, which are retried). */
@@ -84,7 +92,7 @@ export class JetStreamPublisher {
    */
   private readonly header = { bytes: new Uint8Array(0), encode() { return this.bytes; } };
   /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
-  private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string; expect: number | undefined }>();
+  private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string; expect: number | undefined; header: MessageHeader | undefined }>();
   private disconnected = false;
   /** While disconnected: resolves at the reconnect. */
   private reconnected: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -133,7 +141,7 @@ export class JetStreamPublisher {
       this.recent = new RingQueue();
       if (again.length > 0) this.logger.info({ messages: again.length }, 'reconnected: sending the last stored messages again');
       const resent: Promise<unknown>[] = [];
-      for (const m of again) resent.push(this.publish(m.subject, m.data, m.msgId, m.expect).catch(() => undefined));
+      for (const m of again) resent.push(this.publish(m.subject, m.data, m.msgId, m.expect, m.header).catch(() => undefined));
       this.sendWaitingAgain();
       const resending = Promise.all(resent).then(() => {
         if (this.resending === resending) this.resending = undefined;
@@ -147,7 +155,7 @@ export class JetStreamPublisher {
   private remember(waiting: Waiting): void {
     if (this.retain.ms <= 0 && this.retain.count <= 0) return;
     const now = Date.now();
-    this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId, expect: waiting.expect });
+    this.recent.push({ at: now, subject: waiting.subject, data: waiting.data, msgId: waiting.msgId, expect: waiting.expect, header: waiting.header });
     if (this.disconnected) return; // keep everything from before the outage
     while (this.recent.length > this.retain.count && this.recent.peek()!.at < now - this.retain.ms) this.recent.shift();
   }
@@ -173,17 +181,16 @@ export class JetStreamPublisher {
    * Publishes until stored; with `expectLastSeq`, only if the subject's last message in the stream
    * is at that sequence (0: none), else rejected with a PublishRejectedError (compare-and-set).
    */
-  publish(subject: string, data: Uint8Array | string, msgId: string, expectLastSeq?: number): Promise<PublishAck> {
+  publish(subject: string, data: Uint8Array | string, msgId: string, expectLastSeq?: number, header?: MessageHeader): Promise<PublishAck> {
     return new Promise((resolve, reject) => {
       const done: PublishCallback = (error, ack) => (error ? reject(error) : resolve(ack!));
-      if (expectLastSeq === undefined) this.publishThen(subject, data, msgId, done, undefined);
-      else this.enqueue({ subject, data: toBytes(data), msgId, expect: expectLastSeq, done: done as PublishCallback<unknown>, token: undefined, sentAt: 0, attempts: 0 });
+      this.enqueue({ subject, data: toBytes(data), msgId, expect: expectLastSeq, header, done: done as PublishCallback<unknown>, token: undefined, sentAt: 0, attempts: 0 });
     });
   }
 
   /** `publish` without a promise per message, for hot paths: `done` is called once, with `token`. */
-  publishThen<T>(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback<T>, token: T): void {
-    this.enqueue({ subject, data: toBytes(data), msgId, done: done as PublishCallback<unknown>, token, sentAt: 0, attempts: 0 });
+  publishThen<T>(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback<T>, token: T, header?: MessageHeader): void {
+    this.enqueue({ subject, data: toBytes(data), msgId, header, done: done as PublishCallback<unknown>, token, sentAt: 0, attempts: 0 });
   }
 
   private enqueue(waiting: Waiting): void {
@@ -228,7 +235,8 @@ export class JetStreamPublisher {
     waiting.attempts++;
     this.waiting.push(waiting);
     const expect = waiting.expect === undefined ? '' : `${HEADERS.expectedLastSubjectSequence}: ${waiting.expect}\r\n`;
-    this.header.bytes = Buffer.from(`NATS/1.0\r\n${HEADERS.msgId}: ${msgIdHeaderValue(waiting.msgId)}\r\n${expect}\r\n`);
+    const extra = waiting.header === undefined ? '' : `${waiting.header.name}: ${waiting.header.value}\r\n`;
+    this.header.bytes = Buffer.from(`NATS/1.0\r\n${HEADERS.msgId}: ${msgIdHeaderValue(waiting.msgId)}\r\n${expect}${extra}\r\n`);
     try {
       this.nc.publish(waiting.subject, waiting.data, { reply: `${this.inbox}.${id}`, headers: this.header as unknown as MsgHdrs });
     } catch (error) {

@@ -172,6 +172,11 @@ export const HEADERS = {
   msgId: 'Nats-Msg-Id',
   /** Stored only if the subject's last message is at this sequence (compare-and-set). */
   expectedLastSubjectSequence: 'Nats-Expected-Last-Subject-Sequence',
+  /**
+   * On a resolved event in XREF_GROUPS: `{"seq":…,"user":…,"via":…}`, the message without its
+   * event, so that the projection reads the stream headers only.
+   */
+  resolution: 'Xref-Resolution',
   /** On a KV bucket's messages: `DEL` or `PURGE` for a deleted key. */
   kvOperation: 'KV-Operation',
 } as const;

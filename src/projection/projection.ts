@@ -83,7 +83,7 @@ export class Projection {
   ) {
     const { store, settings, logger } = options;
     this.streams = options.streams ?? PROJECTED_STREAMS;
-    for (const stream of this.streams) this.counted.set(stream, { inputs: 0, noRow: 0, batches: 0, resets: 0 });
+    for (const stream of this.streams) this.counted.set(stream, { inputs: 0, noRow: 0, batches: 0, resets: 0, readWhole: 0 });
     this.waits = new NatsWaits(options.nc);
     this.claim = new StoreClaim(store, options.owner ?? projectionOwner(), settings.leaseTtlMs, logger.child({ component: 'claim' }), (why) => this.endHolding?.(why));
     this.loop = this.run();

@@ -8,7 +8,7 @@ import type { XrefEvent } from '../domain/envelope.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { unmatchedId } from '../engine/records.ts';
-import { decodeToken, subjects } from '../nats/subjects.ts';
+import { HEADERS, decodeToken, subjects } from '../nats/subjects.ts';
 import type { InputMessage } from '../runtime/input-log.ts';
 import type { DecodedInput } from '../service/input.ts';
 import type { AuditRow, ErrorRow, EventRow, ProjectedStream, ResolutionRow, UnmatchedRow } from './read-model.ts';
@@ -30,6 +30,7 @@ export interface StreamMessage {
   readonly subject: string;
   readonly data: Uint8Array;
   publishedMs(): number;
+  header?(name: string): string | undefined;
 }
 
 /**
@@ -40,9 +41,9 @@ export function sourceOf(subject: string): string {
   return rest.includes('.') ? rest : decodeToken(rest);
 }
 
-function parse(msg: StreamMessage): Record<string, unknown> | undefined {
+function parse(msg: StreamMessage | string): Record<string, unknown> | undefined {
   try {
-    const value: unknown = JSON.parse(decoder.decode(msg.data));
+    const value: unknown = JSON.parse(typeof msg === 'string' ? msg : decoder.decode(msg.data));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
@@ -50,20 +51,20 @@ function parse(msg: StreamMessage): Record<string, unknown> | undefined {
 }
 
 /** Where the event of a resolved-event message begins: it is written last (service/outputs.ts). */
-const EVENT_FIELD = ',"event":{';
+const EVENT_FIELD = Buffer.from(',"event":{');
 
 /**
  * A resolved-event message (`{ seq, user, via, event }`, event last) without its event: what
  * the read model keeps of it is the seq, the user and via, so the envelope, the bulk of the
- * message, is not parsed. A `"` in a JSON string is escaped, so the first `,"event":{` is the
- * field's; a message of another shape is parsed whole.
+ * message, is neither decoded nor parsed. A `"` in a JSON string is escaped, so the first
+ * `,"event":{` is the field's; a message of another shape is parsed whole.
  */
 function resolutionHead(msg: StreamMessage): Record<string, unknown> | undefined {
-  const text = decoder.decode(msg.data);
-  const at = text.indexOf(EVENT_FIELD);
+  const bytes = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
+  const at = bytes.indexOf(EVENT_FIELD);
   if (at < 0) return parse(msg);
   try {
-    const value: unknown = JSON.parse(`${text.slice(0, at)}}`);
+    const value: unknown = JSON.parse(`${bytes.toString('utf8', 0, at)}}`);
     return isRecord(value) ? value : undefined;
   } catch {
     return parse(msg);
@@ -76,7 +77,8 @@ const isIdentifier = (value: unknown): value is Identifier => isRecord(value) &&
 const isEvent = (value: unknown): value is XrefEvent => isRecord(value) && typeof value.id === 'string' && isRecord(value.ids);
 
 /**
- * The rows of one message of `stream`. `decode` reads an XREF_IN message as the engine does
+ * The rows of one message of `stream` (a resolved event's from its `Xref-Resolution` header when
+ * it has one, as a headers-only delivery gives it). `decode` reads an XREF_IN message as the engine does
  * (service/input.ts decodeInput with the same config): an input the engine rejects is no event
  * here either (its error record comes through XREF_ERRORS).
  */
@@ -89,7 +91,8 @@ export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode:
     return { table: 'events', row: { seq: msg.seq, event: decoded.event, source: sourceOf(msg.subject), timeMs: decoded.time ?? msg.publishedMs() } };
   }
   if (stream === 'groups') {
-    const head = resolutionHead(msg);
+    const header = msg.header?.(HEADERS.resolution);
+    const head = header === undefined ? resolutionHead(msg) : parse(header);
     if (head === undefined) return { table: 'none', why: 'not a JSON object' };
     const { seq, user, via } = head;
     if (typeof seq !== 'number' || !isRef(user) || !isIdentifier(via)) return { table: 'none', why: 'not a resolved event' };

@@ -39,7 +39,12 @@ interface FlatRows {
 
 type Reply = { id: number; fenced?: true; error?: string; closed?: true };
 
-const flat = (table: WrittenTable, rows: readonly Value[][]): FlatRows => ({ width: COLUMNS[table].length, values: rows.flat() });
+/** The rows `valuesOf` gives, end to end (a loop: `Array.prototype.flat` is several times slower). */
+function flat<R>(table: WrittenTable, rows: readonly R[], valuesOf: (row: R) => Value[]): FlatRows {
+  const values: Value[] = [];
+  for (const row of rows) for (const value of valuesOf(row)) values.push(value);
+  return { width: COLUMNS[table].length, values };
+}
 const bulkTables = ['events', 'event_ids', 'resolutions', 'unmatched', 'audit', 'errors'] as const;
 
 /** The statements of sqlite-writes.mjs: built here, from the SQL both adapters share. */
@@ -65,12 +70,12 @@ export function applyRequest(batch: ProjectionBatch, owner: string) {
   const events = eventsInOrder(batch.events);
   return {
     owner,
-    events: flat('events', events.map(eventValues)),
-    eventIds: flat('event_ids', events.flatMap(eventIdValues)),
-    resolutions: flat('resolutions', batch.resolutions.map(resolutionValues)),
-    unmatched: flat('unmatched', batch.unmatched.map(unmatchedValues)),
-    audit: flat('audit', batch.audit.map(auditValues)),
-    errors: flat('errors', batch.errors.map(errorValues)),
+    events: flat('events', events, eventValues),
+    eventIds: flat('event_ids', events.flatMap(eventIdValues), (values) => values),
+    resolutions: flat('resolutions', batch.resolutions, resolutionValues),
+    unmatched: flat('unmatched', batch.unmatched, unmatchedValues),
+    audit: flat('audit', batch.audit, auditValues),
+    errors: flat('errors', batch.errors, errorValues),
     links: linkValues(batch.audit),
     positions: latestPositions(batch.positions).map(positionValues),
   };

@@ -12,11 +12,16 @@ import type { ProjectedStream, StreamPosition } from './read-model.ts';
 export interface StreamNames {
   readonly stream: string;
   readonly filter: string;
+  /**
+   * Read headers only: a resolved event's `Xref-Resolution` header is all the projection keeps of
+   * it (its event is XREF_IN's); one without the header is read whole, by sequence.
+   */
+  readonly headersOnly?: boolean;
 }
 
 export const PROJECTED_STREAM_NAMES: Readonly<Record<ProjectedStream, StreamNames>> = {
   in: { stream: STREAMS.in, filter: subjects.inAll },
-  groups: { stream: STREAMS.groups, filter: subjects.groupsAll },
+  groups: { stream: STREAMS.groups, filter: subjects.groupsAll, headersOnly: true },
   unmatched: { stream: STREAMS.unmatched, filter: subjects.unmatchedAll },
   audit: { stream: STREAMS.audit, filter: subjects.auditAll },
   errors: { stream: STREAMS.errors, filter: subjects.errorsAll },

@@ -8,6 +8,7 @@ import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from '
 import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
 import { JetStreamInputLog } from '../nats/jetstream-input-log.ts';
+import { HEADERS } from '../nats/subjects.ts';
 import { type NatsWaits, untilAnswered } from '../nats/retry.ts';
 import type { CheckpointAt, CheckpointWriteOptions, CheckpointWriter } from '../runtime/checkpointer.ts';
 import { DurableConsumer, type InputHandler, type OutputMessage } from '../runtime/durable-consumer.ts';
@@ -15,7 +16,7 @@ import type { InputLog, InputMessage, LeaseView } from '../runtime/input-log.ts'
 import type { DecodedInput } from '../service/input.ts';
 import type { ProjectedStream, ProjectionBatch, ReadModelStore, StreamPosition } from './read-model.ts';
 import { messageRows } from './rows.ts';
-import { PROJECTED_STREAM_NAMES, type StreamIncarnation, incarnationOf, staleBecause } from './stream-identity.ts';
+import { PROJECTED_STREAM_NAMES, type StreamIncarnation, type StreamNames, incarnationOf, staleBecause } from './stream-identity.ts';
 
 const STREAM_NOT_FOUND = 10059;
 
@@ -39,6 +40,8 @@ export interface StreamStats {
   batches: number;
   /** Times the stream was found made again, and its rows read anew. */
   resets: number;
+  /** Messages delivered headers only without the header the projection reads, so read whole by sequence. */
+  readWhole: number;
 }
 
 /** What the stream projectors of one projection share. */
@@ -218,6 +221,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   /** The projection publishes nothing. */
   readonly outbox: OutputMessage[] = [];
   private readonly consumer: DurableConsumer<StreamCheckpoint>;
+  private readonly log: InputLog;
   private rows: Rows = noRows();
   private inputs = 0;
   /** The last sequence read (applied or skipped), and the last one handed to a write. */
@@ -229,7 +233,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   private discarded = false;
   /** Stopping: the run reads what was delivered and writes it (the store refuses it if the claim was lost). */
   private stopping = false;
-  private readonly names: { stream: string; filter: string };
+  private readonly names: StreamNames;
 
   constructor(
     private readonly projector: StreamProjector,
@@ -238,9 +242,10 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
     readonly created: string,
   ) {
     this.names = PROJECTED_STREAM_NAMES[projector.role];
+    this.log = this.inputLog();
     this.consumer = new DurableConsumer<StreamCheckpoint>({
       name: ctx.consumer,
-      log: this.inputLog(),
+      log: this.log,
       handler: this,
       maxInFlight: ctx.batch,
       checkpoints: {
@@ -287,6 +292,12 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   // --- reading ---------------------------------------------------------------------------------
 
   apply(input: InputMessage): Promise<void> | undefined {
+    // delivered as headers only, yet without the header (written by another writer): read whole
+    if (this.names.headersOnly === true && input.header?.(HEADERS.resolution) === undefined) return this.applyWhole(input.seq);
+    return this.applyRows(input);
+  }
+
+  private applyRows(input: InputMessage): Promise<void> | undefined {
     const rows = messageRows(this.projector.role, input, this.ctx.decode);
     this.last = input.seq;
     this.projector.stats.inputs++;
@@ -298,6 +309,13 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
     }
     // a whole batch waits while the last one is written: reading waits for that write
     return ++this.inputs >= this.ctx.batch ? this.writing : undefined;
+  }
+
+  private async applyWhole(seq: number): Promise<void> {
+    this.projector.stats.readWhole++;
+    const whole = await this.log.read(seq);
+    if (whole === undefined) this.skip(seq);
+    else await this.applyRows(whole);
   }
 
   skip(seq: number): void {

@@ -11,12 +11,21 @@ export interface OutputMessage {
   /** Its deterministic id: the same input applied again gives the same id, stored once. */
   readonly msgId: string;
   readonly payload: string | Uint8Array;
+  /** One more header to publish it with. */
+  readonly header?: { readonly name: string; readonly value: string };
 }
 
 /** Where outputs go: JetStreamPublisher (pipelined, each sent until stored or refused for good). */
 export interface OutputPublisher {
   /** Publishes until stored; `done` is called once, with the error that refused it for good if so, and `token`. */
-  publishThen<T>(subject: string, data: Uint8Array | string, msgId: string, done: (error: Error | undefined, ack: unknown, token: T) => void, token: T): void;
+  publishThen<T>(
+    subject: string,
+    data: Uint8Array | string,
+    msgId: string,
+    done: (error: Error | undefined, ack: unknown, token: T) => void,
+    token: T,
+    header?: { readonly name: string; readonly value: string },
+  ): void;
   /** Published and not yet stored (or refused). */
   readonly pending: number;
   /** Resolves once fewer than `count` are pending. */
@@ -243,7 +252,7 @@ export class DurableConsumer<C extends CheckpointAt> {
       return undefined;
     }
     const entry = this.ledger.applied(input, outbox.length);
-    for (const out of outbox) publisher.publishThen(out.subject, out.payload, out.msgId, this.outputStored, entry);
+    for (const out of outbox) publisher.publishThen(out.subject, out.payload, out.msgId, this.outputStored, entry, out.header);
     outbox.length = 0;
     const limit = this.options.maxInFlight;
     return publisher.pending >= limit ? publisher.below(limit / 2) : undefined;

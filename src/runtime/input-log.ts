@@ -21,6 +21,8 @@ export interface InputMessage {
   readonly redelivered: boolean;
   /** Acks every input through this one, for the delivery that handed it out (a no-op when not ackable). */
   ack(): void;
+  /** One of its headers, where the log keeps them. */
+  header?(name: string): string | undefined;
 }
 
 /** A sequence the log no longer holds (deleted): nothing to apply, the consumer moves past it. */

@@ -1,17 +1,23 @@
 import type { ErrorRecord } from '../domain/error-record.ts';
 import type { AuditRecord, Resolved, Sink, Unmatched } from '../engine/outputs.ts';
-import { subjects } from '../nats/subjects.ts';
+import type { MessageHeader } from '../nats/publisher.ts';
+import { HEADERS, subjects } from '../nats/subjects.ts';
 
 /** One message to publish: where, what, and its deterministic id (the JetStream dedup key). */
 export interface OutboundMessage {
   readonly subject: string;
   readonly msgId: string;
   readonly payload: string;
+  readonly header?: MessageHeader;
 }
 
-/** A resolved event on its user's subject: `{ seq, user, via, event }`. */
+/**
+ * A resolved event on its user's subject: `{ seq, user, via, event }`, event last; the same
+ * without the event in the `Xref-Resolution` header (JSON has no raw CR or LF, and begins with `{`).
+ */
 export function resolvedMessage(r: Resolved): OutboundMessage {
-  return { subject: subjects.group(r.user.kind, r.user.id), msgId: r.outputId, payload: JSON.stringify({ seq: r.seq, user: r.user, via: r.via, event: r.event }) };
+  const head = JSON.stringify({ seq: r.seq, user: r.user, via: r.via });
+  return { subject: subjects.group(r.user.kind, r.user.id), msgId: r.outputId, payload: `${head.slice(0, -1)},"event":${JSON.stringify(r.event)}}`, header: { name: HEADERS.resolution, value: head } };
 }
 
 /** An unplaced event on `xref.unmatched.<kind>`: `{ seq, reason, identifier, event }`. */

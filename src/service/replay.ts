@@ -66,7 +66,7 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
     for (const stream of [STREAMS.groups, STREAMS.unmatched, STREAMS.audit]) await jsm.streams.delete(stream);
     await ensureTopology(nc, jsm, logger);
   }
-  const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId);
+  const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId, undefined, out.header);
   // without --republish the outputs are counted, not built
   const sink = publisher === undefined ? { resolved: () => {}, unmatched: () => {}, audit: () => {} } : messageSink(publish);
   const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER, dedupWindow: options.dedupWindow });
