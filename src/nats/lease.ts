@@ -45,7 +45,8 @@ export class Lease {
   private validUntil = 0;
   private lost = false;
   private timer: NodeJS.Timeout | undefined;
-  private renewing = false;
+  /** The renewal under way, if any. */
+  private renewing: Promise<void> | undefined;
   /** The standby's view: the revision last seen and when (own clock). */
   private seen: { revision: number; at: number } | undefined;
   /** The epoch of this holding (the revision the lease was taken at); 0 while not held. */
@@ -120,6 +121,9 @@ export class Lease {
     clearInterval(this.timer);
     if (this.epoch === 0 || this.lost) return;
     this.lost = true;
+    // a renewal under way moves the revision: deleting at the one before it would fail, and the
+    // lease would stay held until a standby had watched it for a whole TTL
+    await this.renewing;
     try {
       await (await this.bucket()).delete(this.name, { previousSeq: this.revision });
     } catch (error) {
@@ -131,21 +135,26 @@ export class Lease {
     return JSON.stringify({ holder: this.holder, renewedAt: new Date().toISOString() } satisfies LeaseRecord);
   }
 
-  private async renew(): Promise<void> {
-    if (this.lost || this.renewing) return;
-    if (performance.now() >= this.validUntil) return this.lose('the lease was not renewed in time (paused, or NATS away)');
-    this.renewing = true;
-    const started = performance.now();
-    try {
-      this.revision = await (await this.bucket()).update(this.name, this.record(), this.revision);
-      this.validUntil = started + this.ttlMs - this.ttlMs / 4;
-    } catch (error) {
-      const message = (error as Error).message;
-      if (/wrong last sequence/i.test(message)) this.lose('another process took the lease');
-      else this.logger.warn({ err: error }, 'the lease could not be renewed: trying again');
-    } finally {
-      this.renewing = false;
+  private renew(): Promise<void> {
+    if (this.lost || this.renewing !== undefined) return Promise.resolve();
+    if (performance.now() >= this.validUntil) {
+      this.lose('the lease was not renewed in time (paused, or NATS away)');
+      return Promise.resolve();
     }
+    const started = performance.now();
+    this.renewing = (async () => {
+      try {
+        this.revision = await (await this.bucket()).update(this.name, this.record(), this.revision);
+        this.validUntil = started + this.ttlMs - this.ttlMs / 4;
+      } catch (error) {
+        const message = (error as Error).message;
+        if (/wrong last sequence/i.test(message)) this.lose('another process took the lease');
+        else this.logger.warn({ err: error }, 'the lease could not be renewed: trying again');
+      } finally {
+        this.renewing = undefined;
+      }
+    })();
+    return this.renewing;
   }
 
   private lose(why: string): void {

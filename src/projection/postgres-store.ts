@@ -326,8 +326,9 @@ export class PostgresStore implements ReadModelStore {
   }
 
   private async fence(client: pg.PoolClient, what: string, owner: string): Promise<void> {
-    // FOR UPDATE: a claim taken meanwhile waits for this batch, or this batch sees it
-    const result = await this.run(client, `${CLAIM_OWNER_SQL} FOR UPDATE`, []);
+    // FOR SHARE: a claim taken meanwhile waits for this batch, or this batch sees it; the batches
+    // of other streams, which only share the row too, are written at the same time
+    const result = await this.run(client, `${CLAIM_OWNER_SQL} FOR SHARE`, []);
     if ((result.rows[0] as { owner: string | null } | undefined)?.owner !== owner) throw fencedError(what, owner);
   }
 

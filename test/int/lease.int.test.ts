@@ -62,4 +62,16 @@ describe('the engine lease', () => {
     expect(await next.tryAcquire()).toEqual({ acquired: true });
     await next.release();
   });
+
+  it('a release while a renewal is under way still frees the lease at once', async () => {
+    await ensureTopology(nats.nc, await jetstreamManager(nats.nc), log);
+    const holder = lease();
+    expect(await holder.tryAcquire()).toEqual({ acquired: true });
+    // a renewal sent, its answer not back yet, when the holder stops
+    const renewal = (holder as unknown as { renew(): Promise<void> }).renew();
+    await holder.release();
+    await renewal;
+    expect(await holder.holderNow()).toBeUndefined();
+    expect(await lease().tryAcquire()).toEqual({ acquired: true });
+  });
 });
