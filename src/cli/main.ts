@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Settings, loadSettings } from '../settings.ts';
 import { XrefError } from '../domain/errors.ts';
 import { subjects } from '../nats/subjects.ts';
+import { activityCommand } from './activity-command.ts';
 import { groupCommand } from './group-command.ts';
 import { projectCommand } from './project-command.ts';
 import { type RemoteOptions, eventsCommand, userCommand, whoCommand } from './query-commands.ts';
@@ -37,6 +38,22 @@ export function buildProgram(): Command {
     .option('-r, --report', 'print the whole report: { groups, unmatched, audit }')
     .action(async (file: string, options) => {
       process.exitCode = await groupCommand(file, options, { stdout: process.stdout, stderr: process.stderr });
+    });
+
+  program
+    .command('activity')
+    .description('count active people per day, week or month in an NDJSON file offline, with no server (frozen and restated counts, buckets)')
+    .argument('<file>', 'NDJSON file of events, or - for standard input')
+    .option('-p, --period <period>', 'day, week or month', 'day')
+    .option('-c, --config <file>', 'JSON config file (its "activity" key: timeZone, close, buckets, aggregates)')
+    .option('--from <time>', 'first period: the one holding this date (YYYY-MM-DD) or ISO time (default: the first with activity)')
+    .option('--to <time>', 'end, exclusive: periods starting before this date or ISO time (default: after the last with activity)')
+    .option('-b, --bucket <name>', 'a bucket or aggregate to count, repeated (default: all)', (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .option('--tz <zone>', 'IANA time zone of the periods (default: the config\'s activity.timeZone, else UTC)')
+    .option('--json', 'print the API document { period, timeZone, series } instead of a table')
+    .option('--plot <file.svg>', 'also write a chart of the series as SVG')
+    .action(async (file: string, options) => {
+      process.exitCode = await activityCommand(file, options, { stdout: process.stdout, stderr: process.stderr });
     });
 
   program

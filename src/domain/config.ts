@@ -1,3 +1,4 @@
+import { type ActivityConfig, type ActivityConfigInput, resolveActivityConfig } from '../activity/activity-config.ts';
 import { InvalidConfigError } from './errors.ts';
 import { KIND_PATTERN } from './identifiers.ts';
 import { payloadRules } from './payload-rules.ts';
@@ -33,6 +34,8 @@ export interface ConfigInput {
   unknownTypes?: UnknownTypes;
   /** The most an event's timestamp may be ahead of its arrival, in ms (default 300000: 5 minutes). */
   maxFutureMs?: number;
+  /** Active-user counting: zone, closing, buckets (docs/activity.md). */
+  activity?: ActivityConfigInput;
 }
 
 /** The validated, frozen configuration the engine runs with. */
@@ -46,6 +49,8 @@ export interface Config {
   readonly schemas: Readonly<Record<string, JsonSchema>>;
   readonly unknownTypes: UnknownTypes;
   readonly maxFutureMs: number;
+  /** The validated `activity` key, when the config has one (`resolveActivityConfig()` gives its defaults). */
+  readonly activity?: ActivityConfig;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -56,7 +61,7 @@ export function defaultConfig(): Config {
   return resolveConfig({});
 }
 
-const KEYS = ['internal', 'relink', 'maxIdsPerUser', 'buffer', 'junkValues', 'junkPattern', 'schemas', 'unknownTypes', 'maxFutureMs'];
+const KEYS = ['internal', 'relink', 'maxIdsPerUser', 'buffer', 'junkValues', 'junkPattern', 'schemas', 'unknownTypes', 'maxFutureMs', 'activity'];
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -155,6 +160,7 @@ export function resolveConfig(input: unknown): Config {
     schemas: schemaMap(input.schemas),
     unknownTypes,
     maxFutureMs,
+    activity: input.activity === undefined ? undefined : resolveActivityConfig(input.activity),
   });
   payloadRules(config);
   return config;
