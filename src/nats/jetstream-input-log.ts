@@ -16,17 +16,39 @@ const CONSUMER_NOT_FOUND = 10014;
  * and builds an object of them, for every message.
  */
 export function streamSeqOf(msg: JsMsg): number {
+  const token = replyToken(msg, 5, 7);
+  if (token === undefined) return msg.seq; // not a form read here: the client says why
+  const { reply } = token;
+  let seq = 0;
+  for (let at = token.at, c = reply.charCodeAt(at); c >= 48 && c <= 57; c = reply.charCodeAt(++at)) seq = seq * 10 + (c - 48);
+  return seq;
+}
+
+/** When a delivered message was published (epoch ms), read in place from the same reply subject (its nanoseconds token). */
+export function publishedMsOf(msg: JsMsg): number {
+  const token = replyToken(msg, 7, 9);
+  if (token === undefined) return Number(msg.timestampNanos / 1_000_000n);
+  const { reply, at } = token;
+  const end = reply.indexOf('.', at);
+  // the nanoseconds exceed a double's integers: the milliseconds are the digits but the last six
+  return Number(reply.slice(at, (end < 0 ? reply.length : end) - 6));
+}
+
+/**
+ * The reply subject of a delivered message and where its token `old` (the `$JS.ACK.<stream>.…`
+ * form, 9 tokens) or `withDomain` (the newer form with a domain and an account hash after `ACK`,
+ * 12 tokens) begins; undefined when the subject is of neither form.
+ */
+function replyToken(msg: JsMsg, old: number, withDomain: number): { reply: string; at: number } | undefined {
   // the client's message has the reply subject, though its JsMsg type does not declare it
   const reply = (msg as JsMsg & { readonly reply?: unknown }).reply;
-  if (typeof reply !== 'string') return msg.seq;
+  if (typeof reply !== 'string' || !reply.startsWith(JS_ACK_PREFIX)) return undefined;
   let dots = 0;
   for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++;
-  if (!reply.startsWith(JS_ACK_PREFIX) || dots < 8) return msg.seq; // not a form read here: the client says why
+  if (dots < 8) return undefined;
   let at = 0;
-  for (let token = dots === 8 ? 5 : 7; token > 0; token--) at = reply.indexOf('.', at) + 1;
-  let seq = 0;
-  for (let c = reply.charCodeAt(at); c >= 48 && c <= 57; c = reply.charCodeAt(++at)) seq = seq * 10 + (c - 48);
-  return seq;
+  for (let token = dots === 8 ? old : withDomain; token > 0; token--) at = reply.indexOf('.', at) + 1;
+  return { reply, at };
 }
 
 /** Whether the consumer that delivered a message is still the one pulled from. */
@@ -54,7 +76,7 @@ class DeliveredInput implements InputMessage {
     return this.msg.redelivered;
   }
   publishedMs() {
-    return Number(this.msg.timestampNanos / 1_000_000n);
+    return publishedMsOf(this.msg);
   }
   header(name: string): string | undefined {
     return this.msg.headers?.get(name) || undefined;

@@ -81,7 +81,7 @@ export const insertRowSql = (table: WrittenTable): string => insertRowsSql(table
 
 export const eventValues = (row: EventRow): Value[] => {
   const { event } = row;
-  return [row.seq, event.id, orNull(event.name), orNull(event.category), orNull(event.session_id), row.source, row.timeMs, JSON.stringify(event)];
+  return [row.seq, event.id, orNull(event.name), orNull(event.category), orNull(event.session_id), row.source, row.timeMs, row.json ?? JSON.stringify(event)];
 };
 /** One row per identifier of the event. */
 export const eventIdValues = (row: EventRow): Value[][] => Object.entries(row.event.ids).map(([kind, value]) => [kind, value, row.seq]);

@@ -35,6 +35,8 @@ export interface EventRow {
   readonly source: string;
   /** Event time (epoch ms): its timestamp, or when it was published when it has none. */
   readonly timeMs: number;
+  /** The event's JSON as the log holds it, when that is the event as read (stored as it is, not written again). */
+  readonly json?: string;
 }
 
 /** An event resolved to a user (XREF_GROUPS). */

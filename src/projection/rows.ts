@@ -9,8 +9,7 @@ import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { unmatchedId } from '../engine/records.ts';
 import { HEADERS, decodeToken, subjects } from '../nats/subjects.ts';
-import type { InputMessage } from '../runtime/input-log.ts';
-import type { DecodedInput } from '../service/input.ts';
+import type { DecodedInput, EncodedInput } from '../service/input.ts';
 import type { AuditRow, ErrorRow, EventRow, ProjectedStream, ResolutionRow, UnmatchedRow } from './read-model.ts';
 
 const decoder = new TextDecoder();
@@ -82,13 +81,12 @@ const isEvent = (value: unknown): value is XrefEvent => isRecord(value) && typeo
  * (service/input.ts decodeInput with the same config): an input the engine rejects is no event
  * here either (its error record comes through XREF_ERRORS).
  */
-export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode: (msg: InputMessage) => DecodedInput): MessageRows {
+export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode: (msg: EncodedInput) => DecodedInput): MessageRows {
   if (stream === 'in') {
-    // named one by one: a delivered message keeps its subject in a getter, which a spread would drop
-    const input: InputMessage = { seq: msg.seq, subject: msg.subject, data: msg.data, ackable: false, redelivered: false, ack: () => undefined, publishedMs: () => msg.publishedMs() };
-    const decoded = decode(input);
+    const decoded = decode(msg);
     if ('rejected' in decoded) return { table: 'none', why: 'rejected' };
-    return { table: 'events', row: { seq: msg.seq, event: decoded.event, source: sourceOf(msg.subject), timeMs: decoded.time ?? msg.publishedMs() } };
+    const row: EventRow = { seq: msg.seq, event: decoded.event, source: sourceOf(msg.subject), timeMs: decoded.time ?? msg.publishedMs() };
+    return { table: 'events', row: decoded.json === undefined ? row : { ...row, json: decoded.json } };
   }
   if (stream === 'groups') {
     const header = msg.header?.(HEADERS.resolution);

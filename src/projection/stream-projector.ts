@@ -13,7 +13,7 @@ import { type NatsWaits, untilAnswered } from '../nats/retry.ts';
 import type { CheckpointAt, CheckpointWriteOptions, CheckpointWriter } from '../runtime/checkpointer.ts';
 import { DurableConsumer, type InputHandler, type OutputMessage } from '../runtime/durable-consumer.ts';
 import type { InputLog, InputMessage, LeaseView } from '../runtime/input-log.ts';
-import type { DecodedInput } from '../service/input.ts';
+import type { DecodedInput, EncodedInput } from '../service/input.ts';
 import type { ProjectedStream, ProjectionBatch, ReadModelStore, StreamPosition } from './read-model.ts';
 import { messageRows } from './rows.ts';
 import { PROJECTED_STREAM_NAMES, type StreamIncarnation, type StreamNames, incarnationOf, staleBecause } from './stream-identity.ts';
@@ -21,7 +21,7 @@ import { PROJECTED_STREAM_NAMES, type StreamIncarnation, type StreamNames, incar
 const STREAM_NOT_FOUND = 10059;
 
 /** How an XREF_IN message is read: as the engine does, with the same config (see `projectionDecoder`). */
-export type InputDecoder = (msg: InputMessage) => DecodedInput;
+export type InputDecoder = (msg: EncodedInput) => DecodedInput;
 
 /** One write: a stream's rows since the last one, and its new position. */
 interface StreamCheckpoint extends CheckpointAt {

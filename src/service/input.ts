@@ -17,7 +17,8 @@ export function loggedInput(batch: LogBatch, i: number): InputMessage {
 }
 
 export type DecodedInput =
-  | { readonly event: XrefEvent; readonly time: number | undefined }
+  /** `json`: the message's text, when the event is exactly what it holds (nothing normalised). */
+  | { readonly event: XrefEvent; readonly time: number | undefined; readonly json?: string }
   | { readonly rejected: OutboundMessage; readonly record: ErrorRecord };
 
 /**
@@ -28,7 +29,10 @@ export type DecodedInput =
  * and its timestamp against the JetStream publish time (the same on a replay, so a replay refuses
  * the same inputs).
  */
-export function decodeInput(msg: InputMessage, limits: Limits, rules?: PayloadRules): DecodedInput {
+/** What decoding reads of an input. */
+export type EncodedInput = Pick<InputMessage, 'seq' | 'subject' | 'data' | 'publishedMs'>;
+
+export function decodeInput(msg: EncodedInput, limits: Limits, rules?: PayloadRules): DecodedInput {
   const text = decoder.decode(msg.data);
   // read once: for a delivered message it is worked out of the message's metadata
   const published = msg.publishedMs();
@@ -37,7 +41,7 @@ export function decodeInput(msg: InputMessage, limits: Limits, rules?: PayloadRu
     value = JSON.parse(text);
     const { event, time } = parseEvent(value, limits, msg.data.length);
     rules?.check(event, published, time);
-    return { event, time: time ?? published };
+    return event === value ? { event, time: time ?? published, json: text } : { event, time: time ?? published };
   } catch (error) {
     const reason = error instanceof XrefError ? error : new XrefError('XREF_INVALID_JSON', `invalid JSON (${(error as Error).message})`);
     const record = errorRecord(reason, { id: rejectedId(msg.seq), origin: 'engine', source: msg.subject, atMs: published, rawText: text, candidate: value, seq: msg.seq });
@@ -50,7 +54,7 @@ export function decodeInput(msg: InputMessage, limits: Limits, rules?: PayloadRu
  * runs, and what a reader of XREF_IN (the projection) must use to see the same events the engine
  * accepted.
  */
-export function inputDecoder(config: Config, limits: Limits = defaultLimits()): (msg: InputMessage) => DecodedInput {
+export function inputDecoder(config: Config, limits: Limits = defaultLimits()): (msg: EncodedInput) => DecodedInput {
   const rules = payloadRules(config);
   return (msg) => decodeInput(msg, limits, rules);
 }

@@ -13,8 +13,7 @@ import { subjects } from '../../src/nats/subjects.ts';
 import { PROJECTED_STREAMS, type ProjectedStream, type ProjectionBatch, type ReadModelStore, type StreamPosition } from '../../src/projection/read-model.ts';
 import { type StreamMessage, messageRows } from '../../src/projection/rows.ts';
 import { PROJECTED_STREAM_NAMES } from '../../src/projection/stream-identity.ts';
-import type { InputMessage } from '../../src/runtime/input-log.ts';
-import { type DecodedInput, inputDecoder } from '../../src/service/input.ts';
+import { type DecodedInput, type EncodedInput, inputDecoder } from '../../src/service/input.ts';
 import { type OutboundMessage, messageSink } from '../../src/service/outputs.ts';
 
 const encoder = new TextEncoder();
@@ -69,7 +68,7 @@ const emptyRows = (): Rows => ({ events: [], resolutions: [], unmatched: [], aud
 export class ReadModelFill {
   private readonly engine: IdentityEngine;
   /** XREF_IN messages as the engine reads them: the envelope, then the config's payload rules. */
-  private readonly decode: (msg: InputMessage) => DecodedInput;
+  private readonly decode: (msg: EncodedInput) => DecodedInput;
   private readonly clock: (seq: number) => number;
   /** The last sequence of each stream. */
   private readonly seqs: Record<ProjectedStream, number> = { in: 0, groups: 0, unmatched: 0, audit: 0, errors: 0 };
@@ -128,7 +127,7 @@ export class ReadModelFill {
     }
   }
 
-  private add(rows: Rows, stream: ProjectedStream, msg: StreamMessage, decode: (msg: InputMessage) => DecodedInput): void {
+  private add(rows: Rows, stream: ProjectedStream, msg: StreamMessage, decode: (msg: EncodedInput) => DecodedInput): void {
     const made = messageRows(stream, msg, decode);
     switch (made.table) {
       case 'events':

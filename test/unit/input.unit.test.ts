@@ -1,7 +1,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { streamSeqOf } from '../../src/nats/jetstream-input-log.ts';
+import { publishedMsOf, streamSeqOf } from '../../src/nats/jetstream-input-log.ts';
 
 /** A delivered message as the client builds it: its reply subject, and its own `seq` (not to be read). */
 const delivered = (reply: string | undefined) =>
@@ -22,6 +22,16 @@ describe('stream sequence of a delivered message', () => {
         const tail = `${delivery}.${seq}.${consumerSeq}.1700000000000000000.${pending}`;
         expect(streamSeqOf(delivered(`$JS.ACK.${stream}.${consumer}.${tail}`))).toBe(seq);
         expect(streamSeqOf(delivered(`$JS.ACK.${domain}.${hash}.${stream}.${consumer}.${tail}${random ? '.r4nd0m' : ''}`))).toBe(seq);
+      }),
+    );
+  });
+
+  it('gives the publish time, in milliseconds, from the same subject in both forms', () => {
+    fc.assert(
+      fc.property(token, token, token, token, count, fc.integer({ min: 0, max: 4_102_444_800_000 }), fc.integer({ min: 0, max: 999_999 }), fc.boolean(), (domain, hash, stream, consumer, seq, ms, nanos, random) => {
+        const tail = `1.${seq}.2.${BigInt(ms) * 1_000_000n + BigInt(nanos)}.0`;
+        expect(publishedMsOf(delivered(`$JS.ACK.${stream}.${consumer}.${tail}`))).toBe(ms);
+        expect(publishedMsOf(delivered(`$JS.ACK.${domain}.${hash}.${stream}.${consumer}.${tail}${random ? '.r4nd0m' : ''}`))).toBe(ms);
       }),
     );
   });
