@@ -8,6 +8,7 @@ import { benchImport } from './import.bench.ts';
 import { benchProjection } from './projection.bench.ts';
 import { benchQueries } from './query.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
+import { benchTracker } from './tracker.bench.ts';
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
@@ -103,6 +104,21 @@ async function querySection(): Promise<void> {
   );
 }
 
+async function trackerSection(): Promise<void> {
+  const r = await benchTracker(Number(process.env.XREF_BENCH_TRACKER_EVENTS ?? 200_000));
+  process.stdout.write(
+    [
+      `tracker: 3 nested contexts, 2 processors, httpBackend (batches of ${fmt(r.batchSize)}, ${r.inFlight} in flight) into xref serve --no-engine; ${r.layout}`,
+      `  emit                   ${fmt(r.emitRate)} emits/s   best of ${r.emitRounds} rounds of ${fmt(r.events / 2 / r.emitRounds)} (target >= 200,000); all rounds ${fmt(r.emitRateAll)} emits/s`,
+      `  emit latency           p50 ${r.p50Us.toFixed(1)} µs, p99 ${r.p99Us.toFixed(1)} µs (target p99 < 50 µs); p99.9 ${r.p999Us.toFixed(1)} µs, max ${fmt(r.maxUs)} µs; ${fmt(r.events / 2)} emits each timed`,
+      `  delivered              ${fmt(r.deliveredRate)} events/s   (first emit to flush() with all ${fmt(r.events)} stored)`,
+      `  collector ingest       ${fmt(r.ingestRate)} events/s   (POST /v1/events, batches of the same events, autocannon ${r.ingestConnections} connections, ${r.ingestErrors} errors)`,
+      `  ratio delivered/ingest ${(r.deliveredRate / r.ingestRate).toFixed(2)} (target >= 0.8); report: ${fmt(r.report.total.sent)} sent, ${fmt(r.report.total.failed)} failed, ${fmt(r.report.total.dropped)} dropped, ${fmt(r.report.total.pending)} pending`,
+      '',
+    ].join('\n'),
+  );
+}
+
 const only = process.argv[2];
 if (only === undefined || only === 'import') importSection();
 if (only === undefined || only === 'engine') engineSection();
@@ -110,3 +126,4 @@ if (only === undefined || only === 'streaming') await streamingSection();
 if (only === undefined || only === 'http') await httpSection();
 if (only === undefined || only === 'projection') await projectionSection();
 if (only === undefined || only === 'query') await querySection();
+if (only === undefined || only === 'tracker') await trackerSection();

@@ -71,9 +71,33 @@ describe('the packed xref package', () => {
     await expect(run(process.execPath, [tsc, '-p', project], { cwd: project })).resolves.toBeDefined();
   });
 
+  it('serves the tracker as xref/tracker, and its NATS backend as xref/tracker/nats', async () => {
+    const { stdout } = await node(`
+      const tracker = await import('xref/tracker');
+      const nats = await import('xref/tracker/nats');
+      process.stdout.write(JSON.stringify([typeof tracker.createTracker, typeof tracker.httpBackend, typeof tracker.trackerPlugin, typeof nats.natsBackend]));
+    `);
+    expect(JSON.parse(stdout)).toEqual(['function', 'function', 'function', 'function']);
+  });
+
   it('imports the offline library without NATS or fastify installed at all', async () => {
     for (const name of ['fastify', '@nats-io', 'prom-client']) rmSync(join(project, 'node_modules', name), { recursive: true, force: true });
     const { stdout } = await node(`import { groupEvents } from 'xref'; process.stdout.write(String(Object.keys(groupEvents([{ id: 'a', ids: { user_id: 'u' } }]).groups)));`);
     expect(stdout).toBe('user_id');
+  });
+
+  it('runs the tracker from plain Node without NATS or fastify installed at all', async () => {
+    for (const name of ['fastify', '@nats-io']) rmSync(join(project, 'node_modules', name), { recursive: true, force: true });
+    const { stdout } = await node(`
+      import { createTracker, memoryBackend } from 'xref/tracker';
+      const memory = memoryBackend();
+      const tracker = createTracker({ backends: { memory }, ids: { 'context.user_id': 'user_id' } });
+      await tracker.context('request', { user_id: 'u1' }, async () => tracker.emit('signup', { plan: 'pro' }));
+      const report = await tracker.close();
+      process.stdout.write(JSON.stringify({ event: memory.events[0], report }));
+    `);
+    const { event, report } = JSON.parse(stdout) as { event: { name: string; ids: object; data: object }; report: { total: object } };
+    expect(event).toMatchObject({ name: 'signup', ids: { user_id: 'u1' }, data: { plan: 'pro' } });
+    expect(report.total).toEqual({ sent: 1, failed: 0, dropped: 0, pending: 0 });
   });
 });
