@@ -17,7 +17,7 @@ import { InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 import { defaultLimits } from '../domain/limits.ts';
 import { componentLogger } from '../log.ts';
 import { RingQueue } from '../ring-queue.ts';
-import type { BackendHost, BackendStats, DropReason, OnDrop, TrackerEvent, WaitOptions } from './types.ts';
+import type { Backend, BackendHost, BackendStats, DropReason, OnDrop, TrackerEvent, WaitOptions } from './types.ts';
 
 /** Which events make room when the queue is full: the oldest queued (default), or the one being sent. */
 export type OverflowPolicy = 'drop-oldest' | 'drop-newest';
@@ -616,4 +616,29 @@ function validRejections(rejected: readonly ItemRejection[] | undefined, size: n
     out.push(r);
   }
   return out;
+}
+
+/** A backend whose events go through a DeliveryQueue: the Backend methods, handed to it. */
+export abstract class QueuedBackend implements Backend {
+  protected abstract readonly queue: DeliveryQueue;
+
+  attach(host: BackendHost): void {
+    this.queue.attach(host);
+  }
+
+  send(event: TrackerEvent): void {
+    this.queue.send(event);
+  }
+
+  flush(options?: WaitOptions): Promise<void> {
+    return this.queue.flush(options);
+  }
+
+  close(options?: WaitOptions): Promise<void> {
+    return this.queue.close(options);
+  }
+
+  stats(): BackendStats {
+    return this.queue.stats();
+  }
 }

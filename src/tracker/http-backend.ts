@@ -9,8 +9,7 @@
  */
 import { type ErrorCode, ERROR_CATALOGUE, InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 import { defaultLimits } from '../domain/limits.ts';
-import { type BatchAttempt, type DeliveryOptions, DeliveryQueue, type ItemRejection, type Outcome, parseRetryAfter } from './delivery-queue.ts';
-import type { Backend, BackendHost, BackendStats, TrackerEvent, WaitOptions } from './types.ts';
+import { type BatchAttempt, type DeliveryOptions, DeliveryQueue, type ItemRejection, type Outcome, QueuedBackend, parseRetryAfter } from './delivery-queue.ts';
 
 export interface HttpBackendOptions extends DeliveryOptions {
   /** The collector's base URL, e.g. `http://localhost:8080` (the backend POSTs to `<url>/v1/events`). */
@@ -147,10 +146,11 @@ function describeNetworkError(error: unknown): string {
 }
 
 /** A backend that POSTs batches to the collector; see `HttpBackendOptions` and docs/tracker.md. */
-export class HttpBackend implements Backend {
-  private readonly queue: DeliveryQueue;
+export class HttpBackend extends QueuedBackend {
+  protected readonly queue: DeliveryQueue;
 
   constructor(options: HttpBackendOptions) {
+    super();
     if (typeof options !== 'object' || options === null) throw new InvalidConfigError('httpBackend', options, 'must be an options object { url, writeKey }');
     const { url, writeKey } = options;
     if (typeof url !== 'string' || !/^https?:\/\/[^/]/i.test(url) || !URL.canParse(url)) {
@@ -168,25 +168,6 @@ export class HttpBackend implements Backend {
     });
   }
 
-  attach(host: BackendHost): void {
-    this.queue.attach(host);
-  }
-
-  send(event: TrackerEvent): void {
-    this.queue.send(event);
-  }
-
-  flush(options?: WaitOptions): Promise<void> {
-    return this.queue.flush(options);
-  }
-
-  close(options?: WaitOptions): Promise<void> {
-    return this.queue.close(options);
-  }
-
-  stats(): BackendStats {
-    return this.queue.stats();
-  }
 }
 
 /** `httpBackend({ url, writeKey, ...queue options })`: see `HttpBackendOptions`. */

@@ -13,8 +13,8 @@ import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { InvalidConfigError, XrefError } from '../domain/errors.ts';
 import { JetStreamPublisher, type PublishCallback, PublishRejectedError } from '../nats/publisher.ts';
 import { subjects } from '../nats/subjects.ts';
-import { type BatchAttempt, type DeliveryOptions, DeliveryQueue, type ItemRejection, type Outcome } from './delivery-queue.ts';
-import type { Backend, BackendHost, BackendStats, TrackerEvent, WaitOptions } from './types.ts';
+import { type BatchAttempt, type DeliveryOptions, DeliveryQueue, type ItemRejection, type Outcome, QueuedBackend } from './delivery-queue.ts';
+import type { WaitOptions } from './types.ts';
 
 export interface NatsBackendOptions extends DeliveryOptions {
   /** A connection of the caller's: used as it is, and left open by `close()`. Give `nc` or `servers`. */
@@ -42,8 +42,8 @@ function validSubject(subject: unknown): subject is string {
 }
 
 /** A backend that publishes to JetStream; see `NatsBackendOptions` and docs/tracker.md. */
-export class NatsBackend implements Backend {
-  private readonly queue: DeliveryQueue;
+export class NatsBackend extends QueuedBackend {
+  protected readonly queue: DeliveryQueue;
   readonly subject: string;
   private readonly ownConnection: boolean;
   private readonly ackTimeoutMs: number;
@@ -54,6 +54,7 @@ export class NatsBackend implements Backend {
   private closed: Promise<void> | undefined;
 
   constructor(options: NatsBackendOptions) {
+    super();
     if (typeof options !== 'object' || options === null) throw new InvalidConfigError('natsBackend', options, 'must be an options object { nc | servers, subject }');
     const { nc, servers } = options;
     if ((nc === undefined) === (servers === undefined)) {
@@ -82,26 +83,10 @@ export class NatsBackend implements Backend {
     });
   }
 
-  attach(host: BackendHost): void {
-    this.queue.attach(host);
-  }
-
-  send(event: TrackerEvent): void {
-    this.queue.send(event);
-  }
-
-  flush(options?: WaitOptions): Promise<void> {
-    return this.queue.flush(options);
-  }
-
   /** Closes the queue (see DeliveryQueue.close), then the publisher, then the connection if the backend opened it. */
-  close(options?: WaitOptions): Promise<void> {
+  override close(options?: WaitOptions): Promise<void> {
     this.closed ??= this.closeOnce(options);
     return this.closed;
-  }
-
-  stats(): BackendStats {
-    return this.queue.stats();
   }
 
   private async closeOnce(options: WaitOptions | undefined): Promise<void> {
