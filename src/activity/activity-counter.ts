@@ -371,8 +371,11 @@ export class ActivityCounter {
       return column;
     });
     const empty = table.first > table.last;
-    const from = request.from !== undefined ? table.calendar.bound(period, 'from', request.from) : empty ? 0 : table.first;
-    const to = request.to !== undefined ? table.calendar.bound(period, 'to', request.to) : empty ? from : Math.max(from, table.last + 1);
+    // a bound not given is the first (last) period with activity, never past the other bound given
+    const toGiven = request.to === undefined ? undefined : table.calendar.bound(period, 'to', request.to);
+    const fromGiven = request.from === undefined ? undefined : table.calendar.bound(period, 'from', request.from);
+    const from = fromGiven ?? (empty ? (toGiven ?? 0) : toGiven === undefined ? table.first : Math.min(table.first, toGiven));
+    const to = toGiven ?? (empty ? from : Math.max(from, table.last + 1));
     checkRange(period, from, to, request);
     const zeros = new Array<number>(this.rules.columns + 1).fill(0);
     const unattributed = this.rules.columns;

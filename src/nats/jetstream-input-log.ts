@@ -103,8 +103,8 @@ export interface JetStreamInputLogOptions {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly logger: Logger;
-  /** Where waits for NATS show (readiness, metrics). */
-  readonly waits?: NatsWaits;
+  /** Where waits for NATS show (readiness, metrics), and the connection's reconnects, after which each consumer is made again. */
+  readonly waits: NatsWaits;
   /** The log (default XREF_IN) and the subjects read from it (default `xref.in.>`). */
   readonly stream?: string;
   readonly filter?: string;
@@ -220,15 +220,15 @@ class JetStreamDelivery {
     });
     this.messages = messages;
     this.forgetReconnects?.();
-    this.forgetReconnects = waits?.whenReconnected(() => {
-      logger.info({ consumer: this.durable, resumeSeq: this.ordered.resumeSeq }, `reconnected: the ${this.options.consumer} consumer is made again where it was read`);
-      void messages.close();
-    });
     if (this.closing !== undefined) {
       // closed while this consumer was being made again
       await messages.close();
       return;
     }
+    this.forgetReconnects = waits.whenReconnected(() => {
+      logger.info({ consumer: this.durable, resumeSeq: this.ordered.resumeSeq }, `reconnected: the ${this.options.consumer} consumer is made again where it was read`);
+      void messages.close();
+    });
     void (async () => {
       for await (const status of messages.status()) {
         if (status.type === 'consumer_not_found' && status.count >= 2) {

@@ -125,7 +125,16 @@ export class Lease {
     // lease would stay held until a standby had watched it for a whole TTL
     await this.renewing;
     try {
-      await (await this.bucket()).delete(this.name, { previousSeq: this.revision });
+      const kv = await this.bucket();
+      try {
+        await kv.delete(this.name, { previousSeq: this.revision });
+      } catch (error) {
+        // a renewal whose answer never came may have been stored: the lease is still ours, at a
+        // revision this process did not hear of
+        const now = await kv.get(this.name);
+        if (!isHeld(now) || (now.json() as LeaseRecord).holder.id !== this.holder.id) throw error;
+        await kv.delete(this.name, { previousSeq: now.revision });
+      }
     } catch (error) {
       this.logger.debug({ err: error }, 'lease not released (taken over meanwhile, or NATS away)');
     }

@@ -326,9 +326,10 @@ export class PostgresStore implements ReadModelStore {
   }
 
   private async fence(client: pg.PoolClient, what: string, owner: string): Promise<void> {
-    // FOR SHARE: a claim taken meanwhile waits for this batch, or this batch sees it; the batches
-    // of other streams, which only share the row too, are written at the same time
-    const result = await this.run(client, `${CLAIM_OWNER_SQL} FOR SHARE`, []);
+    // FOR UPDATE: a claim taken meanwhile waits for this batch, or this batch sees it (FOR SHARE
+    // would let the streams' batches run side by side, but a stream of them could keep the
+    // claim's renewal, an UPDATE of the same row, waiting past its TTL)
+    const result = await this.run(client, `${CLAIM_OWNER_SQL} FOR UPDATE`, []);
     if ((result.rows[0] as { owner: string | null } | undefined)?.owner !== owner) throw fencedError(what, owner);
   }
 

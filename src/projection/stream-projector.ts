@@ -292,8 +292,9 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   // --- reading ---------------------------------------------------------------------------------
 
   apply(input: InputMessage): Promise<void> | undefined {
-    // delivered as headers only, yet without the header (written by another writer): read whole
-    if (this.names.headersOnly === true && input.header?.(HEADERS.resolution) === undefined) return this.applyWhole(input.seq);
+    // delivered as headers only, yet without the header (written by another writer, or by xref
+    // before it wrote the header): read whole
+    if (this.names.headersOnly === true && input.data.length === 0 && input.header?.(HEADERS.resolution) === undefined) return this.applyWhole(input.seq);
     return this.applyRows(input);
   }
 

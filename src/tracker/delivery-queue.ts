@@ -425,7 +425,8 @@ export class DeliveryQueue {
         return;
       }
       case 'retry': {
-        const delay = outcome.afterMs ?? backoffMs(batch.attempt, this.minRetryDelayMs, this.maxRetryDelayMs, this.random);
+        // a Retry-After of 0 (or a date gone by) still waits the backoff's least: never a retry loop
+        const delay = Math.max(outcome.afterMs ?? 0, backoffMs(batch.attempt, this.minRetryDelayMs, this.maxRetryDelayMs, this.random));
         if (batch.attempt === 1 || batch.attempt % 10 === 0) {
           this.logger.warn({ backend: this.host?.name, events: batch.jsons.length, attempt: batch.attempt, retryInMs: delay, err: outcome.error }, 'delivery failed, will retry');
         }
@@ -464,7 +465,7 @@ export class DeliveryQueue {
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
           resolve();
-        }, Math.max(0, timeoutMs)),
+        }, boundedDelay(timeoutMs)),
       };
       this.waiters.add(waiter);
       this.pump();
@@ -641,4 +642,12 @@ export abstract class QueuedBackend implements Backend {
   stats(): BackendStats {
     return this.queue.stats();
   }
+}
+
+/** The longest delay setTimeout honours (a longer one fires after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A timeout as a timer can wait it: from 0 to about 24.8 days. */
+export function boundedDelay(ms: number): number {
+  return Math.min(MAX_TIMER_MS, Math.max(0, ms));
 }

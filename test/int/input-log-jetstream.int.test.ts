@@ -48,7 +48,7 @@ describe('durable consumers on XREF_IN', () => {
   it("a consumer's delivery deletes its own earlier durable consumers, never another consumer's", async () => {
     const jsm = await jetstreamManager(nats.nc);
     await ensureTopology(nats.nc, jsm, log);
-    const input = new JetStreamInputLog({ js: jetstream(nats.nc), jsm, logger: log });
+    const input = new JetStreamInputLog({ js: jetstream(nats.nc), jsm, logger: log, waits: new NatsWaits(nats.nc) });
     const deliveries = [
       await readFrom(input, 'xref-engine', 1),
       await readFrom(input, 'xref-projection', 1),
@@ -67,7 +67,7 @@ describe('durable consumers on XREF_IN', () => {
   it('no delivery is made under a lease that is not valid, and nothing is deleted', async () => {
     const jsm = await jetstreamManager(nats.nc);
     await ensureTopology(nats.nc, jsm, log);
-    const input = new JetStreamInputLog({ js: jetstream(nats.nc), jsm, logger: log });
+    const input = new JetStreamInputLog({ js: jetstream(nats.nc), jsm, logger: log, waits: new NatsWaits(nats.nc) });
     const held = await input.deliver({ consumer: 'xref-engine', fromSeq: 1, lease: lease(3), delivered: () => {}, fenced: () => {}, failed: () => {} });
     await expect(input.deliver({ consumer: 'xref-engine', fromSeq: 1, lease: lease(4, false), delivered: () => {}, fenced: () => {}, failed: () => {} })).rejects.toBeInstanceOf(
       FencedError,

@@ -1,7 +1,9 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import { logger } from '../../src/log.ts';
+import { Kvm } from '@nats-io/kv';
 import { Lease, thisProcess } from '../../src/nats/lease.ts';
+import { BUCKETS } from '../../src/nats/subjects.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { useNatsServer } from '../helpers/nats-server.ts';
 import { waitFor } from '../helpers/streams.ts';
@@ -73,5 +75,17 @@ describe('the engine lease', () => {
     await renewal;
     expect(await holder.holderNow()).toBeUndefined();
     expect(await lease().tryAcquire()).toEqual({ acquired: true });
+  });
+
+  it('a release after a renewal stored without its answer (a timeout) still frees the lease at once', async () => {
+    await ensureTopology(nats.nc, await jetstreamManager(nats.nc), log);
+    const holder = lease();
+    expect(await holder.tryAcquire()).toEqual({ acquired: true });
+    // the lease renewed behind the holder's back, as a renewal whose answer was lost leaves it
+    const kv = await new Kvm(nats.nc).open(BUCKETS.leases);
+    const entry = (await kv.get('test-consumer'))!;
+    await kv.update('test-consumer', entry.string(), entry.revision);
+    await holder.release();
+    expect(await holder.holderNow()).toBeUndefined();
   });
 });

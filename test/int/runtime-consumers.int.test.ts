@@ -12,6 +12,7 @@ import { EngineService } from '../../src/service/engine-service.ts';
 import { ev } from '../helpers/events.ts';
 import { useNatsServer } from '../helpers/nats-server.ts';
 import { publishEvents, readStream, waitFor } from '../helpers/streams.ts';
+import { NatsWaits } from '../../src/nats/retry.ts';
 
 const PROJECTION = 'xref-test-projection';
 const log = logger.child({ component: 'test-projection' });
@@ -83,7 +84,7 @@ describe('consumers of the log on the runtime', () => {
     await publishEvents(nats.nc, events(600, 400), 'app');
     const settings = loadSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '250' });
     const startEngine = () => EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
-    const input = new JetStreamInputLog({ js: jetstream(nats.nc), jsm, logger: log });
+    const input = new JetStreamInputLog({ js: jetstream(nats.nc), jsm, logger: log, waits: new NatsWaits(nats.nc) });
     const table = new CountsTable();
 
     let engine = await startEngine();

@@ -130,6 +130,14 @@ describe('activity counter', () => {
     expect(counter.series({ period: 'week', buckets: ['all'] }).series).toEqual([{ start: '2024-01-01', counts: { all: 2 }, unattributed: 0 }]);
   });
 
+  it('a range with only one bound runs from (or to) the activity, never past the bound given', () => {
+    expect(day(newCounter(), ['all'], undefined, '2024-04-01')).toEqual([]);
+    const counter = feed(newCounter(), [user('u1', '2024-01-03T10:00:00Z', undefined, 1), user('u2', '2024-01-05T10:00:00Z', undefined, 2)]);
+    expect(day(counter, ['all'], undefined, '2024-01-05').map((point) => point.start)).toEqual(['2024-01-03', '2024-01-04']);
+    expect(day(counter, ['all'], undefined, '2024-01-01')).toEqual([]);
+    expect(day(counter, ['all'], '2024-01-04').map((point) => point.start)).toEqual(['2024-01-04', '2024-01-05']);
+  });
+
   it('closes on the watermark (the greatest event time), with close counts per period kind', () => {
     const counter = feed(newCounter({ close: { day: 0, week: 0, month: 0 } }), [user('u1', '2024-01-31T23:00:00Z', undefined, 1), user('u2', '2024-02-01T00:00:00Z', undefined, 2)]);
     expect(counter.closedThrough('day')).toBe('2024-01-31');
