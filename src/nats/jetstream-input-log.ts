@@ -51,6 +51,24 @@ function replyToken(msg: JsMsg, old: number, withDomain: number): { reply: strin
   return { reply, at };
 }
 
+const CRLF = Buffer.from('\r\n');
+/** `\r\n<name>: ` of the headers read, by name. */
+const HEADER_LINES = new Map<string, Buffer>();
+
+/**
+ * A delivered message's header block as it came (`NATS/1.0\r\nName: value\r\n…`), read from the
+ * client's message where it keeps it: parsing it into the client's header object, for the one
+ * header the projection reads on every resolved event, cost more than the rest of its reading.
+ * undefined where the client keeps it otherwise (its own `headers` is read then).
+ */
+function rawHeaders(msg: JsMsg): Buffer | undefined {
+  const inner = (msg as JsMsg & { readonly msg?: { readonly _rdata?: unknown; readonly _msg?: { readonly hdr?: unknown } } }).msg;
+  const data = inner?._rdata;
+  const length = inner?._msg?.hdr;
+  if (!(data instanceof Uint8Array) || typeof length !== 'number' || length < 0) return undefined;
+  return Buffer.from(data.buffer, data.byteOffset, length);
+}
+
 /** Whether the consumer that delivered a message is still the one pulled from. */
 interface Incarnation {
   current: boolean;
@@ -79,7 +97,14 @@ class DeliveredInput implements InputMessage {
     return publishedMsOf(this.msg);
   }
   header(name: string): string | undefined {
-    return this.msg.headers?.get(name) || undefined;
+    const raw = rawHeaders(this.msg);
+    if (raw === undefined) return this.msg.headers?.get(name) || undefined;
+    let line = HEADER_LINES.get(name);
+    if (line === undefined) HEADER_LINES.set(name, (line = Buffer.from(`\r\n${name}: `)));
+    const at = raw.indexOf(line);
+    if (at < 0) return undefined;
+    const end = raw.indexOf(CRLF, at + line.length);
+    return raw.toString('utf8', at + line.length, end < 0 ? raw.length : end);
   }
   /**
    * With AckPolicy.All, acks every input before it too. Not once its consumer was made again

@@ -1,7 +1,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { publishedMsOf, streamSeqOf } from '../../src/nats/jetstream-input-log.ts';
+import { deliveredInput, publishedMsOf, streamSeqOf } from '../../src/nats/jetstream-input-log.ts';
 
 /** A delivered message as the client builds it: its reply subject, and its own `seq` (not to be read). */
 const delivered = (reply: string | undefined) =>
@@ -40,5 +40,25 @@ describe('stream sequence of a delivered message', () => {
     const fallback = { reply: '_INBOX.abc', seq: 7 } as unknown as JsMsg;
     expect(streamSeqOf(fallback)).toBe(7);
     expect(streamSeqOf({ seq: 8 } as unknown as JsMsg)).toBe(8);
+  });
+});
+
+describe('a header of a delivered message', () => {
+  const block = 'NATS/1.0\r\nNats-Msg-Id: m1\r\nXref-Resolution: {"seq":7,"user":{"kind":"db_id","id":"ü"}}\r\n\r\n';
+  const raw = Buffer.concat([Buffer.from(block), Buffer.from('{"payload":1}')]);
+  const withRaw = (hdr: number) => ({ reply: '_INBOX.x', seq: 1, data: raw.subarray(Math.max(hdr, 0)), msg: { _rdata: raw, _msg: { hdr } } }) as unknown as JsMsg;
+
+  it('is read from the header block as it came, UTF-8 included', () => {
+    const input = deliveredInput(withRaw(Buffer.byteLength(block)));
+    expect(input.header!('Xref-Resolution')).toBe('{"seq":7,"user":{"kind":"db_id","id":"ü"}}');
+    expect(input.header!('Nats-Msg-Id')).toBe('m1');
+    expect(input.header!('Xref-Other')).toBeUndefined();
+  });
+
+  it("is the client's own reading where the block is not where it is looked for", () => {
+    const headers = new Map([['Xref-Resolution', '{"seq":8}']]);
+    const msg = { reply: '_INBOX.x', seq: 1, data: new Uint8Array(0), headers: { get: (name: string) => headers.get(name) ?? '' } } as unknown as JsMsg;
+    expect(deliveredInput(msg).header!('Xref-Resolution')).toBe('{"seq":8}');
+    expect(deliveredInput(withRaw(-1)).header!('Xref-Resolution')).toBeUndefined();
   });
 });
