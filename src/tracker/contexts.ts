@@ -6,6 +6,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { XrefError, quote } from '../domain/errors.ts';
+import { copyJson } from './json-copy.ts';
 
 /** One open context. Immutable: leaving or re-entering builds new frames. */
 export interface ContextFrame {
@@ -17,23 +18,10 @@ export interface ContextFrame {
 }
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({});
-/** Deeper than this, a value is kept as it is rather than copied (a cycle cannot recurse forever). */
-const MAX_COPY_DEPTH = 64;
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
-}
-
-/** A deep copy of the plain objects and arrays in `value`, frozen; anything else (a Date, a Buffer) is kept as it is. */
-function frozenCopy(value: unknown, depth: number): unknown {
-  if (typeof value !== 'object' || value === null || depth > MAX_COPY_DEPTH) return value;
-  if (Array.isArray(value)) return Object.freeze(value.map((item) => frozenCopy(item, depth + 1)));
-  if (!isPlainObject(value)) return value;
-  const copy: Record<string, unknown> = {};
-  for (const key of Object.keys(value)) copy[key] = frozenCopy(value[key], depth + 1);
-  return Object.freeze(copy);
 }
 
 function checkName(name: unknown, what: string): asserts name is string {
@@ -47,7 +35,7 @@ function frameOf(name: unknown, values: unknown, parent: ContextFrame | undefine
   if (values !== undefined && values !== null && !isPlainObject(values)) {
     throw new XrefError('XREF_INVALID_ARGUMENT', `${what} values of context ${quote(name)} must be a plain object, got ${quote(values)}`, { field: 'values' });
   }
-  const copied = values == null ? EMPTY : (frozenCopy(values, 0) as Readonly<Record<string, unknown>>);
+  const copied = values == null ? EMPTY : copyJson(values as Readonly<Record<string, unknown>>, true);
   return link(name, copied, parent);
 }
 

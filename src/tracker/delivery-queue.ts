@@ -17,6 +17,7 @@ import { InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 import { defaultLimits } from '../domain/limits.ts';
 import { componentLogger } from '../log.ts';
 import { RingQueue } from '../ring-queue.ts';
+import { timerMs } from './timing.ts';
 import type { Backend, BackendHost, BackendStats, DropReason, OnDrop, TrackerEvent, WaitOptions } from './types.ts';
 
 /** Which events make room when the queue is full: the oldest queued (default), or the one being sent. */
@@ -465,7 +466,7 @@ export class DeliveryQueue {
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
           resolve();
-        }, boundedDelay(timeoutMs)),
+        }, timerMs(timeoutMs)),
       };
       this.waiters.add(waiter);
       this.pump();
@@ -642,12 +643,4 @@ export abstract class QueuedBackend implements Backend {
   stats(): BackendStats {
     return this.queue.stats();
   }
-}
-
-/** The longest delay setTimeout honours (a longer one fires after 1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** A timeout as a timer can wait it: from 0 to about 24.8 days. */
-export function boundedDelay(ms: number): number {
-  return Math.min(MAX_TIMER_MS, Math.max(0, ms));
 }

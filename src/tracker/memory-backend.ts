@@ -1,6 +1,7 @@
 /**
  * The memory backend: keeps every event it is given in `.events`, in order, for users' own tests.
- * It keeps no stats of its own: its host counts each event it takes as sent.
+ * It keeps no stats of its own: its host counts each event it takes as sent, and after `close()`
+ * keeps nothing more: its host counts each later event as dropped (`closed`).
  */
 import type { Backend, TrackerEvent } from './types.ts';
 

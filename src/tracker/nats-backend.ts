@@ -14,6 +14,7 @@ import { InvalidConfigError, XrefError } from '../domain/errors.ts';
 import { JetStreamPublisher, type PublishCallback, PublishRejectedError } from '../nats/publisher.ts';
 import { subjects } from '../nats/subjects.ts';
 import { type BatchAttempt, type DeliveryOptions, DeliveryQueue, type ItemRejection, type Outcome, QueuedBackend } from './delivery-queue.ts';
+import { settledWithin } from './timing.ts';
 import type { WaitOptions } from './types.ts';
 
 export interface NatsBackendOptions extends DeliveryOptions {
@@ -134,21 +135,6 @@ export class NatsBackend extends QueuedBackend {
       };
       for (let i = 0; i < batch.jsons.length; i++) publisher.publishThen(this.subject, batch.jsons[i]!, batch.ids[i]!, done, i);
     });
-  }
-}
-
-/** Whether `promise` settled within `ms` (0: already settled). */
-async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  const settled = promise.then(
-    () => true,
-    () => true,
-  );
-  try {
-    return await Promise.race([settled, late]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

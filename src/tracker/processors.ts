@@ -154,9 +154,9 @@ export function regexFilter(options: RegexFilterOptions): Processor {
 
 /** Passes only events whose name is one of `names` (exact, case-sensitive); `[]` cancels everything. */
 export function nameAllowlist(names: readonly string[]): Processor {
-  if (!Array.isArray(names)) throw new InvalidConfigError('nameAllowlist names', names, 'must be an array of event names');
+  if (!Array.isArray(names)) throw new InvalidConfigError('nameAllowlist.names', names, 'must be an array of event names');
   names.forEach((name: unknown, i) => {
-    if (typeof name !== 'string') throw new InvalidConfigError(`nameAllowlist names[${i}]`, name, 'must be a string');
+    if (typeof name !== 'string') throw new InvalidConfigError(`nameAllowlist.names[${i}]`, name, 'must be a string');
   });
   const allowed = new Set(names);
   return named('nameAllowlist', (event: TrackerEvent) => {
@@ -171,10 +171,10 @@ export function nameAllowlist(names: readonly string[]): Processor {
  * an open context is never changed.
  */
 export function redact(paths: readonly string[]): Processor {
-  if (!Array.isArray(paths)) throw new InvalidConfigError('redact paths', paths, 'must be an array of dotted paths such as "data.password"');
+  if (!Array.isArray(paths)) throw new InvalidConfigError('redact.paths', paths, 'must be an array of dotted paths such as "data.password"');
   const split = paths.map((path: unknown, i) => {
     if (typeof path !== 'string' || path.split('.').some((segment) => segment === '')) {
-      throw new InvalidConfigError(`redact paths[${i}]`, path, 'must be a dotted path such as "data.password" (no empty segment)');
+      throw new InvalidConfigError(`redact.paths[${i}]`, path, 'must be a dotted path such as "data.password" (no empty segment)');
     }
     return path.split('.');
   });

@@ -9,27 +9,11 @@
 import type { Logger } from 'pino';
 import { InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
+import { copyJson } from './json-copy.ts';
 import { type ProcessorCounters, processorCounters, runProcessors } from './processors.ts';
-import type { Backend, BackendHost, BackendStats, Counts, OnDrop, Processor, TrackerEvent, WaitOptions } from './types.ts';
+import type { Backend, BackendHost, BackendStats, Counts, DropReason, OnDrop, Processor, TrackerEvent, WaitOptions } from './types.ts';
 
-/** Deeper than this, a value is shared rather than copied (a cycle cannot recurse forever). */
-const MAX_COPY_DEPTH = 64;
-
-/** A deep copy of the plain objects and arrays in a JSON-like value; anything else (a Date, a Buffer) is shared. */
-export function copyJson<T>(value: T, depth = 0): T {
-  if (typeof value !== 'object' || value === null || depth > MAX_COPY_DEPTH) return value;
-  if (Array.isArray(value)) {
-    const out = new Array(value.length);
-    for (let i = 0; i < value.length; i++) out[i] = copyJson(value[i], depth + 1);
-    return out as T;
-  }
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return value;
-  const out: Record<string, unknown> = {};
-  const source = value as Record<string, unknown>;
-  for (const key of Object.keys(source)) out[key] = copyJson(source[key], depth + 1);
-  return out as T;
-}
+export { copyJson } from './json-copy.ts';
 
 const NO_CHILDREN: ReadonlyMap<string, Backend> = new Map();
 
@@ -51,21 +35,48 @@ export function hostFor(root: Logger, path: string, onDrop: OnDrop): BackendHost
   return { name: path, logger: root.child({ backend: path }), onDrop, child: (name: string) => hostFor(root, `${path}.${name}`, onDrop) };
 }
 
-function childHost(host: BackendHost, name: string): BackendHost {
-  if (host.child) return host.child(name);
-  const path = `${host.name}.${name}`;
-  return { name: path, logger: host.logger.child({ backend: path }), onDrop: host.onDrop };
+/** An integer-like key (`0`, `42`): JavaScript lists those first, in numeric order, so the order given would be lost. */
+function isIndexKey(name: string): boolean {
+  const n = Number(name);
+  return Number.isInteger(n) && n >= 0 && n < 2 ** 32 - 1 && String(n) === name;
 }
 
-/** Checks a `{ name: backend }` map: names are non-empty and dot-free (a dot joins the tree's paths), values have `send`. */
+/** Refuses a backend name that is empty, holds a dot (a dot joins the tree's paths) or looks like an integer (it would not keep its order). */
+export function checkBackendName(name: string, field: string): void {
+  if (name.length === 0 || name.includes('.')) throw new InvalidConfigError(field, name, 'must be named without dots (a dot separates the levels of the tree in reports)');
+  if (isIndexKey(name)) throw new InvalidConfigError(field, name, 'must not be an integer (JavaScript lists integer keys first, in numeric order, so the backends would not be called in the order given): use a name such as b1');
+}
+
+/** Checks a `{ name: backend }` map: names (checkBackendName), values have `send`, each instance mounted once. */
 export function checkBackends(backends: unknown, field: string): asserts backends is Record<string, Backend> {
   if (typeof backends !== 'object' || backends === null || Array.isArray(backends)) {
     throw new InvalidConfigError(field, backends, 'must be an object of name → backend');
   }
   for (const [name, backend] of Object.entries(backends)) {
-    if (name.length === 0 || name.includes('.')) throw new InvalidConfigError(`${field}.${name}`, name, 'must be named without dots (a dot separates the levels of the tree in reports)');
+    checkBackendName(name, `${field}.${name}`);
     if (typeof backend !== 'object' || backend === null || typeof (backend as Backend).send !== 'function') {
       throw new InvalidConfigError(`${field}.${name}`, backend, 'must be a backend: an object with send(event)');
+    }
+  }
+  checkMountedOnce(Object.entries(backends), field);
+}
+
+/**
+ * Refuses a backend instance mounted twice in the tree under `entries` (it would be attached twice
+ * and counted twice): an XREF_INVALID_CONFIG error naming both paths.
+ */
+export function checkMountedOnce(entries: Iterable<[string, Backend]>, field: string, seen = new Map<Backend, string>()): void {
+  for (const [path, backend] of entries) {
+    const first = seen.get(backend);
+    if (first !== undefined) {
+      throw new XrefError('XREF_INVALID_CONFIG', `config ${field}.${path} is the same backend instance as ${field}.${first}: mount each instance once (make one backend per name)`, { field: `${field}.${path}` });
+    }
+    seen.set(backend, path);
+    const children = backend.children?.();
+    if (children && children.size > 0) {
+      const below: Array<[string, Backend]> = [];
+      for (const [name, child] of children) below.push([`${path}.${name}`, child instanceof BackendSlot ? child.backend : child]);
+      checkMountedOnce(below, field, seen);
     }
   }
 }
@@ -82,6 +93,9 @@ export class BackendSlot implements Backend {
   private readonly countsForIt: boolean;
   private sent = 0;
   private failed = 0;
+  /** Set by `close()`: a later event is dropped as `closed` here when the backend keeps no stats, or given to it to account for. */
+  private closed = false;
+  private droppedClosed = 0;
   private lastLoggedAt = 0;
   private unlogged = 0;
 
@@ -110,12 +124,23 @@ export class BackendSlot implements Backend {
   }
 
   send(event: TrackerEvent): void {
+    if (this.closed && this.countsForIt) {
+      this.droppedClosed++;
+      this.tell([event], 'closed');
+      return;
+    }
     try {
       this.backend.send(event);
       if (this.countsForIt) this.sent++;
     } catch (error) {
       this.fail(event, error);
     }
+  }
+
+  /** Counts `event` as failed for every leaf at or below this slot (the branch above could not give it the event). */
+  failBelow(event: TrackerEvent, error: unknown): void {
+    if (this.backend instanceof RoutingBackend) this.backend.failAll(event, error);
+    else this.fail(event, error);
   }
 
   /** Counts `event` as failed for this backend (its send threw, or the branch could not give it the event). */
@@ -127,8 +152,12 @@ export class BackendSlot implements Backend {
       this.lastLoggedAt = now;
       this.unlogged = 0;
     } else this.unlogged++;
+    this.tell([event], 'rejected', error instanceof Error ? error : new XrefError('XREF_INTERNAL', `the backend threw ${quote(error)}`, { cause: error }));
+  }
+
+  private tell(events: TrackerEvent[], reason: DropReason, error?: Error): void {
     try {
-      this.host.onDrop([event], 'rejected', error instanceof Error ? error : new XrefError('XREF_INTERNAL', `the backend threw ${quote(error)}`, { cause: error }));
+      this.host.onDrop(events, reason, error);
     } catch (dropError) {
       this.host.logger.error({ err: dropError }, 'onDrop threw');
     }
@@ -145,6 +174,10 @@ export class BackendSlot implements Backend {
       stats.failed += this.failed;
       stats.droppedBy.rejected = (stats.droppedBy.rejected ?? 0) + this.failed;
     }
+    if (this.droppedClosed > 0) {
+      stats.dropped += this.droppedClosed;
+      stats.droppedBy.closed = (stats.droppedBy.closed ?? 0) + this.droppedClosed;
+    }
     return stats;
   }
 
@@ -158,6 +191,7 @@ export class BackendSlot implements Backend {
   }
 
   close(options?: WaitOptions): Promise<void> {
+    this.closed = true;
     return this.settle('close', options);
   }
 
@@ -231,7 +265,7 @@ export class RoutingBackend implements Backend {
   attach(host: BackendHost): void {
     this.attached = true;
     this.logger = host.logger;
-    for (const [name, slot] of this.slots) slot.attach(childHost(host, name));
+    for (const [name, slot] of this.slots) slot.attach(host.child(name));
   }
 
   send(event: TrackerEvent): void {
@@ -244,11 +278,16 @@ export class RoutingBackend implements Backend {
       copy = runProcessors(this.processors, copyJson(event), this.logger, this.processorCounters);
     } catch (error) {
       // not a processor's error (those are caught): the branch could not copy the event
-      for (const slot of this.slots.values()) slot.fail(event, error);
+      for (const slot of this.slots.values()) slot.failBelow(event, error);
       return;
     }
     if (copy === undefined) return;
     for (const slot of this.slots.values()) slot.send(copy);
+  }
+
+  /** Counts `event` as failed for every leaf of this branch (a branch above could not copy it). */
+  failAll(event: TrackerEvent, error: unknown): void {
+    for (const slot of this.slots.values()) slot.failBelow(event, error);
   }
 
   children(): ReadonlyMap<string, Backend> {

@@ -1,19 +1,21 @@
 /**
  * `trackerFromConfig(config)`: the whole tracker (processors, the backend tree) from plain config
- * nodes `{ engine, options }`, e.g. from a JSON file. The config is checked whole before anything
- * is built, with errors naming the path (`backends.caliper.options.processors[0].engine`). The
- * NATS backend's module is loaded only when a `nats` node is there.
+ * nodes `{ engine, options }`, e.g. from a JSON file. The nodes' shape (engines, option keys,
+ * names) is checked whole before anything is built; the option values are checked by each
+ * backend's and processor's constructor, their error given at the config's path
+ * (`backends.caliper.options.processors[0].options.patterns[1]`), and what was built before is
+ * closed. The NATS backend's module is loaded only when a `nats` node is there.
  */
 import type { Logger } from 'pino';
 import { InvalidConfigError, XrefError, isXrefError } from '../domain/errors.ts';
 import { subjects } from '../nats/subjects.ts';
 import type { DeliveryOptions } from './delivery-queue.ts';
 import { type HttpBackendOptions, httpBackend } from './http-backend.ts';
-import { LOG_LEVELS, loggerBackend } from './logger-backend.ts';
+import { loggerBackend } from './logger-backend.ts';
 import { memoryBackend } from './memory-backend.ts';
 import type { NatsBackendOptions } from './nats-backend.ts';
-import { nameAllowlist, redact, regexFilter } from './processors.ts';
-import { routingBackend } from './routing-backend.ts';
+import { type RegexFilterOptions, nameAllowlist, redact, regexFilter } from './processors.ts';
+import { checkBackendName, routingBackend } from './routing-backend.ts';
 import { type Tracker, createTracker } from './tracker.ts';
 import type { Backend, OnDrop, Processor } from './types.ts';
 
@@ -83,73 +85,36 @@ function nodeOf(node: unknown, path: string, engines: readonly string[]): { engi
   return { engine: node.engine, options };
 }
 
-function stringArray(value: unknown, path: string, what: string): string[] {
-  if (!Array.isArray(value)) throw new InvalidConfigError(path, value, `must be an array of ${what}`);
-  value.forEach((item, i) => {
-    if (typeof item !== 'string') throw new InvalidConfigError(`${path}[${i}]`, item, `must be a string (${what})`);
-  });
-  return value as string[];
-}
-
 function planProcessors(nodes: unknown, path: string): ProcessorPlan[] {
   if (nodes === undefined) return [];
   if (!Array.isArray(nodes)) throw new InvalidConfigError(path, nodes, `must be an array of processor nodes (${PROCESSOR_ENGINES.join(', ')})`);
   return nodes.map((node, i) => {
     const at = `${path}[${i}]`;
     const { engine, options } = nodeOf(node, at, PROCESSOR_ENGINES);
+    // the keys here; the values are checked by the processor itself when it is made (its error at this path)
     if (engine === 'regex-filter') {
       onlyKeys(options, ['type', 'patterns'], `${at}.options`);
-      if (options.type !== 'allowlist' && options.type !== 'blocklist') throw new InvalidConfigError(`${at}.options.type`, options.type, 'must be "allowlist" or "blocklist"');
-      const patterns = stringArray(options.patterns, `${at}.options.patterns`, 'regular expressions');
-      patterns.forEach((pattern, p) => {
-        try {
-          new RegExp(pattern);
-        } catch (cause) {
-          throw new InvalidConfigError(`${at}.options.patterns[${p}]`, pattern, `must be a valid regular expression (${(cause as Error).message})`);
-        }
-      });
-      const type = options.type;
-      return { path: at, make: () => regexFilter({ type, patterns }) };
+      return { path: at, make: () => regexFilter(options as unknown as RegexFilterOptions) };
     }
     if (engine === 'name-allowlist') {
       onlyKeys(options, ['names'], `${at}.options`);
-      const names = stringArray(options.names, `${at}.options.names`, 'event names');
-      return { path: at, make: () => nameAllowlist(names) };
+      return { path: at, make: () => nameAllowlist(options.names as string[]) };
     }
     onlyKeys(options, ['paths'], `${at}.options`);
-    const paths = stringArray(options.paths, `${at}.options.paths`, 'dotted paths such as data.password');
-    paths.forEach((p, n) => {
-      if (p.split('.').some((segment) => segment === '')) throw new InvalidConfigError(`${at}.options.paths[${n}]`, p, 'must be a dotted path such as data.password (no empty segment)');
-    });
-    return { path: at, make: () => redact(paths) };
+    return { path: at, make: () => redact(options.paths as string[]) };
   });
-}
-
-function positiveInteger(options: Record<string, unknown>, key: string, path: string): void {
-  const value = options[key];
-  if (value !== undefined && (!Number.isInteger(value) || (value as number) <= 0)) throw new InvalidConfigError(`${path}.${key}`, value, 'must be a positive integer');
-}
-
-function checkDelivery(options: Record<string, unknown>, path: string): void {
-  for (const key of DELIVERY_KEYS) if (key !== 'overflow' && key !== 'minRetryDelayMs' && key !== 'maxRetryDelayMs') positiveInteger(options, key, path);
-  for (const key of ['minRetryDelayMs', 'maxRetryDelayMs']) {
-    const value = options[key];
-    if (value !== undefined && (!Number.isInteger(value) || (value as number) < 0)) throw new InvalidConfigError(`${path}.${key}`, value, 'must be a non-negative integer (ms)');
-  }
-  if (options.overflow !== undefined && options.overflow !== 'drop-oldest' && options.overflow !== 'drop-newest') {
-    throw new InvalidConfigError(`${path}.overflow`, options.overflow, 'must be "drop-oldest" or "drop-newest"');
-  }
 }
 
 function planBackends(nodes: unknown, path: string, extras: TrackerConfigExtras): Array<[string, BackendPlan]> {
   if (!isObject(nodes)) throw new InvalidConfigError(path, nodes, `must be an object of name → backend node (${BACKEND_ENGINES.join(', ')})`);
   return Object.entries(nodes).map(([name, node]) => {
     const at = `${path}.${name}`;
-    if (name.length === 0 || name.includes('.')) throw new InvalidConfigError(at, name, 'must be named without dots (a dot separates the levels of the tree in reports)');
+    checkBackendName(name, at);
     return [name, planBackend(node, at, extras)];
   });
 }
 
+/** The keys of a backend node; its values are checked by the backend itself when it is made (its error at this path). */
 function planBackend(node: unknown, path: string, extras: TrackerConfigExtras): BackendPlan {
   const { engine, options } = nodeOf(node, path, BACKEND_ENGINES);
   const at = `${path}.options`;
@@ -162,32 +127,15 @@ function planBackend(node: unknown, path: string, extras: TrackerConfigExtras): 
       return { path, engine, options };
     case 'logger':
       onlyKeys(options, ['level', 'maxEventSize'], at);
-      if (options.level !== undefined && !(LOG_LEVELS as readonly unknown[]).includes(options.level)) throw new InvalidConfigError(`${at}.level`, options.level, `must be one of ${LOG_LEVELS.join(', ')}`);
-      positiveInteger(options, 'maxEventSize', at);
       return { path, engine, options };
-    case 'http': {
+    case 'http':
       onlyKeys(options, HTTP_KEYS, at);
-      if (typeof options.url !== 'string' || !URL.canParse(options.url) || !/^https?:$/.test(new URL(options.url).protocol)) {
-        throw new InvalidConfigError(`${at}.url`, options.url, "must be the collector's base URL, e.g. http://localhost:8080");
-      }
-      if (typeof options.writeKey !== 'string' || options.writeKey.length === 0) throw new InvalidConfigError(`${at}.writeKey`, options.writeKey, 'must be one of the collector\'s write keys');
-      positiveInteger(options, 'requestTimeoutMs', at);
-      positiveInteger(options, 'maxBatchBytes', at);
-      checkDelivery(options, at);
       return { path, engine, options };
-    }
-    default: {
+    default:
       onlyKeys(options, NATS_KEYS, at);
-      const servers = options.servers;
-      if (servers !== undefined && typeof servers !== 'string' && !(Array.isArray(servers) && servers.length > 0 && servers.every((s) => typeof s === 'string'))) {
-        throw new InvalidConfigError(`${at}.servers`, servers, 'must be a NATS server URL or an array of them');
-      }
-      if (servers === undefined && extras.nc === undefined) throw new InvalidConfigError(`${at}.servers`, servers, 'is required when no NATS connection (nc) is given with the config');
-      if (options.subject !== undefined && (typeof options.subject !== 'string' || options.subject.length === 0)) throw new InvalidConfigError(`${at}.subject`, options.subject, 'must be a NATS subject such as xref.in.web');
-      positiveInteger(options, 'ackTimeoutMs', at);
-      checkDelivery(options, at);
+      // not the backend's check: the config's nc is given apart from it
+      if (options.servers === undefined && extras.nc === undefined) throw new InvalidConfigError(`${at}.servers`, options.servers, 'is required when no NATS connection (nc) is given with the config');
       return { path, engine: 'nats', options };
-    }
   }
 }
 
@@ -213,10 +161,18 @@ function withPath(path: string, error: unknown): Error {
   return new XrefError('XREF_INVALID_CONFIG', `config ${path} could not be built: ${(error as Error)?.message ?? String(error)}`, { field: path, cause: error });
 }
 
+function makeProcessor(plan: ProcessorPlan): Processor {
+  try {
+    return plan.make();
+  } catch (error) {
+    throw withPath(plan.path, error);
+  }
+}
+
 /**
  * Builds the tracker of `config` (see TrackerConfig), with `extras` for what a plain config cannot
  * hold (a logger, an onDrop, a NATS connection). Rejects with an XREF_INVALID_CONFIG error naming
- * the path of the first bad field; nothing is built then.
+ * the path of the first bad field; what it built by then is closed.
  */
 export async function trackerFromConfig(config: TrackerConfig, extras: TrackerConfigExtras = {}): Promise<Tracker> {
   if (!isObject(config)) throw new InvalidConfigError('tracker config', config, 'must be an object { source?, ids?, processors?, backends }');
@@ -234,7 +190,7 @@ export async function trackerFromConfig(config: TrackerConfig, extras: TrackerCo
       switch (plan.engine) {
         case 'routing':
           backend = routingBackend({
-            processors: plan.processors.map((p) => p.make()),
+            processors: plan.processors.map(makeProcessor),
             backends: Object.fromEntries(plan.backends.map(([name, child]) => [name, make(child)])),
           });
           break;
@@ -265,12 +221,13 @@ export async function trackerFromConfig(config: TrackerConfig, extras: TrackerCo
     return createTracker({
       source,
       ids: config.ids,
-      processors: processors.map((p) => p.make()),
+      processors: processors.map(makeProcessor),
       backends: Object.fromEntries(backends.map(([name, plan]) => [name, make(plan)])),
       logger: extras.logger,
       onDrop: extras.onDrop,
     });
   } catch (error) {
+    // a top-level processor or the tracker itself refused: close what was built
     await Promise.allSettled(built.map((backend) => backend.close?.({ timeoutMs: 0 })));
     throw error;
   }

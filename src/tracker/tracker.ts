@@ -6,13 +6,15 @@
  */
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
-import { InvalidConfigError, quote } from '../domain/errors.ts';
+import { InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 import { KIND_PATTERN } from '../domain/identifiers.ts';
 import { componentLogger } from '../log.ts';
 import { ContextStack } from './contexts.ts';
+import { DropReports } from './drop-reports.ts';
 import { type ProcessorCounters, processorCounters, runProcessors } from './processors.ts';
 import { BackendSlot, RoutingBackend, addCounts, checkBackends, hostFor, leafStats, walkTree } from './routing-backend.ts';
-import type { Backend, BackendStats, DeliveryReport, DropReason, OnDrop, Processor, TrackerEvent, WaitOptions } from './types.ts';
+import { MAX_TIMER_MS, nextImmediate, settledWithin } from './timing.ts';
+import type { Backend, BackendStats, DeliveryReport, OnDrop, Processor, TrackerEvent, WaitOptions } from './types.ts';
 
 export interface TrackerOptions {
   /** `{ name: backend }`, each given every event in this order; the names show in reports and logs (default none). */
@@ -151,15 +153,6 @@ function dataOf(data: unknown): Record<string, unknown> {
   return { value: data };
 }
 
-/** Resolves true when `promise` settles, false when `ms` passes first. */
-function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  return Promise.race([promise.then(() => true, () => true), timeout]).finally(() => clearTimeout(timer));
-}
-
 export class Tracker {
   /** The name of this event source (option `source`). */
   readonly source: string;
@@ -170,9 +163,9 @@ export class Tracker {
   private readonly idPaths: readonly IdPath[];
   private readonly counters: ProcessorCounters = processorCounters();
   private readonly userOnDrop: OnDrop | undefined;
+  /** What the backends drop, told to `onDrop` a moment later, never inside `emit`. */
+  private readonly drops: DropReports;
   private emitted = 0;
-  /** Events emitted after `close()`: each counted as dropped (`closed`) for every leaf. */
-  private afterClose = 0;
   private closed = false;
   /** Set when `close` stopped waiting: what is still pending then is reported as dropped (`closed`). */
   private closeEnded = false;
@@ -195,7 +188,10 @@ export class Tracker {
     this.source = source;
     this.userOnDrop = onDrop;
     this.logger = logger ? logger.child({ component: 'tracker' }) : componentLogger('tracker');
-    const hostOnDrop: OnDrop = (events, reason, error) => this.dropped(events, reason, error);
+    this.drops = new DropReports(() => [this.userOnDrop], () => this.logger);
+    const hostOnDrop: OnDrop = (events, reason, error) => {
+      if (this.userOnDrop) this.drops.add(events, reason, error);
+    };
     for (const [name, backend] of Object.entries(backends)) {
       const host = hostFor(this.logger, name, hostOnDrop);
       const slot = new BackendSlot(name, backend, host);
@@ -215,11 +211,7 @@ export class Tracker {
       this.emitted++;
       const event: TrackerEvent = { id, name: eventName(name), timestamp: isoOf(now), ids: {}, data: dataOf(data), context: this.contexts.merged() };
       if (this.idPaths.length > 0) event.ids = identifiers(this.idPaths, event);
-      if (this.closed) {
-        this.afterClose++;
-        this.dropped([event], 'closed');
-        return id;
-      }
+      // after close too: each leaf the event reaches accounts for it as dropped (closed)
       const out = this.processors.length === 0 ? event : runProcessors(this.processors, event, this.logger, this.counters);
       if (out === undefined) return id;
       const slots = this.slots;
@@ -270,6 +262,7 @@ export class Tracker {
     try {
       const timeoutMs = this.timeoutOf(options, 'flush');
       await settledWithin(Promise.all(this.slots.map((slot) => slot.flush({ timeoutMs }))), timeoutMs);
+      await this.reportDrops();
     } catch (error) {
       this.logger.error({ err: error }, 'flush failed');
     }
@@ -278,11 +271,17 @@ export class Tracker {
 
   /**
    * Stops taking events (an emit after this is dropped as `closed`), closes every backend with
-   * `timeoutMs` (default 10 s) and reports; what is undelivered at the end is reported as dropped
-   * (`closed`), so `pending` is 0. Idempotent: later calls wait for the same close. Never rejects.
+   * `timeoutMs` (default 10 s, at most 2^31 − 1 ms) and reports; what is undelivered at the end is
+   * reported as dropped (`closed`), so `pending` is 0. Resolves once onDrop heard every drop so
+   * far. Idempotent: later calls wait for the same close. Never rejects.
    */
   close(options: WaitOptions = {}): Promise<DeliveryReport> {
-    if (this.closing) return this.closing.then(() => this.safeReport());
+    if (this.closing) {
+      return this.closing.then(async () => {
+        await this.reportDrops().catch((error: unknown) => this.logger.error({ err: error }, 'close failed'));
+        return this.safeReport();
+      });
+    }
     this.closed = true;
     this.closing = (async () => {
       try {
@@ -292,9 +291,43 @@ export class Tracker {
         this.logger.error({ err: error }, 'close failed');
       }
       this.closeEnded = true;
+      try {
+        this.reportStillPending();
+        await this.reportDrops();
+      } catch (error) {
+        this.logger.error({ err: error }, 'close failed');
+      }
       return this.safeReport();
     })();
     return this.closing;
+  }
+
+  /**
+   * Tells `onDrop` of every drop counted so far: the backends' reports scheduled before now
+   * (setImmediate) reach the tracker first, then the tracker tells `onDrop` of all it holds.
+   */
+  private async reportDrops(): Promise<void> {
+    await nextImmediate();
+    this.drops.drain();
+  }
+
+  /**
+   * At the end of `close`: a leaf that still reports events pending (a backend of the user's,
+   * xref's own drop theirs at their deadline) has them counted as dropped (`closed`) in the
+   * report; `onDrop` is told once per such leaf, with no events (the tracker never held them) and
+   * an XREF_CLOSED error giving the backend's path and the count.
+   */
+  private reportStillPending(): void {
+    if (!this.userOnDrop) return;
+    for (const slot of this.slots) {
+      walkTree(slot, slot.key, (path, leaf) => {
+        const pending = leafStats(leaf).pending;
+        if (pending > 0) {
+          const error = new XrefError('XREF_CLOSED', `backend ${path} closed before ${pending} events it held were delivered: counted as dropped (closed)`, { field: 'pending' });
+          this.drops.add([], 'closed', Object.assign(error, { backend: path, count: pending }));
+        }
+      });
+    }
   }
 
   /** The report as it stands, and what the processors did. */
@@ -323,10 +356,6 @@ export class Tracker {
           stats.droppedBy.closed = (stats.droppedBy.closed ?? 0) + stats.pending;
           stats.pending = 0;
         }
-        if (this.afterClose > 0) {
-          stats.dropped += this.afterClose;
-          stats.droppedBy.closed = (stats.droppedBy.closed ?? 0) + this.afterClose;
-        }
         backends[path] = stats;
         addCounts(total, stats);
       });
@@ -346,18 +375,10 @@ export class Tracker {
   private timeoutOf(options: WaitOptions | undefined, what: string): number {
     const timeoutMs = options?.timeoutMs;
     if (timeoutMs === undefined) return DEFAULT_TIMEOUT_MS;
-    if (typeof timeoutMs === 'number' && timeoutMs >= 0 && Number.isFinite(timeoutMs)) return timeoutMs;
+    // above 2^31 − 1 ms, setTimeout would fire after 1 ms: wait the longest a timer can (about 24.8 days)
+    if (typeof timeoutMs === 'number' && timeoutMs >= 0 && Number.isFinite(timeoutMs)) return Math.min(timeoutMs, MAX_TIMER_MS - CLOSE_GRACE_MS);
     this.logger.warn({ timeoutMs }, `${what} timeoutMs must be a non-negative number, got ${quote(timeoutMs)}: waiting ${DEFAULT_TIMEOUT_MS} ms`);
     return DEFAULT_TIMEOUT_MS;
-  }
-
-  private dropped(events: readonly TrackerEvent[], reason: DropReason, error?: Error): void {
-    if (!this.userOnDrop) return;
-    try {
-      this.userOnDrop(events, reason, error);
-    } catch (dropError) {
-      this.logger.error({ err: dropError, reason }, 'onDrop threw');
-    }
   }
 }
 

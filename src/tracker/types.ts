@@ -34,7 +34,11 @@ export type Processor = (event: TrackerEvent) => TrackerEvent | void;
  */
 export type DropReason = 'overflow' | 'rejected' | 'closed' | 'no_ids' | 'too_large';
 
-/** Told of every event a backend could not deliver, with the server's error for `rejected`. */
+/**
+ * Told of every event a backend could not deliver, with the server's error for `rejected`; never
+ * inside `emit` (a moment later). At the end of `close`, what a backend of the user's still held is
+ * told with no events: `([], 'closed', error)`, the XREF_CLOSED error carrying `backend` and `count`.
+ */
 export type OnDrop = (events: readonly TrackerEvent[], reason: DropReason, error?: Error) => void;
 
 /** One backend's account of the events it was given: `sent + failed + dropped + pending` is all of them. */
@@ -70,14 +74,16 @@ export interface BackendHost {
   readonly name: string;
   /** A child of the tracker's logger for this backend. */
   readonly logger: Logger;
-  /** Drops reported to the tracker's `onDrop` (the backend's own `onDrop` is called by the backend). */
+  /**
+   * Drops reported to the tracker's `onDrop` (the backend's own `onDrop` is called by the backend).
+   * Safe to call from `send`: the tracker tells its `onDrop` a moment later (setImmediate), never inside `emit`.
+   */
   readonly onDrop: OnDrop;
   /**
    * The host of a backend mounted under this one (`<name>.<child>`), with its own child logger;
-   * a routing backend uses it for its children. Optional: without it, the routing backend derives
-   * one from `name`, `logger` and `onDrop`.
+   * a routing backend uses it for its children.
    */
-  readonly child?: (name: string) => BackendHost;
+  readonly child: (name: string) => BackendHost;
 }
 
 /**

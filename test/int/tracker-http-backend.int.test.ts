@@ -54,7 +54,7 @@ function backend(options: Partial<HttpBackendOptions> & { url: string }) {
     onDrop: record(own),
     ...options,
   });
-  const mount: BackendHost = { name: 'xref', logger: logger.child({ component: 'test-tracker' }), onDrop: record(host) };
+  const mount: BackendHost = { name: 'xref', logger: logger.child({ component: 'test-tracker' }), onDrop: record(host), child: () => mount };
   b.attach(mount);
   return { backend: b, own, host, requests: () => requests };
 }

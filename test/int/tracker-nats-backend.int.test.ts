@@ -32,7 +32,7 @@ function backend(options: NatsBackendOptions) {
   const host: Drop[] = [];
   const record = (into: Drop[]) => (events: readonly TrackerEvent[], reason: DropReason, error?: Error) => into.push({ ids: events.map((e) => e.id), reason, error });
   const b = natsBackend({ onDrop: record(own), ...options });
-  const mount: BackendHost = { name: 'xref', logger: logger.child({ component: 'test-tracker' }), onDrop: record(host) };
+  const mount: BackendHost = { name: 'xref', logger: logger.child({ component: 'test-tracker' }), onDrop: record(host), child: () => mount };
   b.attach(mount);
   return { backend: b, own, host };
 }

@@ -133,6 +133,23 @@ describe('trackerFromConfig', () => {
     ]);
   });
 
+  it('takes the backends own checks, at the config path: what the queue refuses, the config refuses', async () => {
+    const [field, message] = await configError({ backends: { c: { engine: 'http', options: { url: 'http://x', writeKey: 'k', minRetryDelayMs: 0 } } } });
+    expect(field).toBe('backends.c.options.minRetryDelayMs');
+    expect(message).toMatch(/^config backends\.c\.options\.minRetryDelayMs must be an integer >= 1, got 0$/);
+    expect(await configError({ backends: { log: { engine: 'logger', options: { maxEventSize: 1.5 } } } })).toEqual([
+      'backends.log.options.maxEventSize',
+      'config backends.log.options.maxEventSize must be a positive integer (bytes), got 1.5',
+    ]);
+  });
+
+  it('refuses a backend name that looks like an integer (it would not keep its order), naming it', async () => {
+    expect(await configError({ backends: { b: { engine: 'memory' }, 2: { engine: 'memory' } } })).toEqual([
+      'backends.2',
+      expect.stringMatching(/^config backends\.2 must not be an integer \(JavaScript lists integer keys first/),
+    ]);
+  });
+
   it('names the path of a bad top-level field', async () => {
     expect((await configError({}))[0]).toBe('backends');
     expect((await configError({ backends: {}, sources: 'x' }))[0]).toBe('tracker config.sources');

@@ -76,7 +76,7 @@ function makeQueue(options: DeliveryOptions & { auto?: (batch: BatchAttempt) => 
     ...(keepIds === undefined ? {} : { keepIds }),
     ...(random === undefined ? {} : { random }),
   });
-  queue.attach({ name: 'xref', logger: logger.child({ component: 'test' }), onDrop: record('host') });
+  queue.attach({ name: 'xref', logger: logger.child({ component: 'test' }), onDrop: record('host'), child: () => { throw new Error('no children') } });
   queues.push(queue);
   const send = (e: TrackerEvent = event()) => {
     given++;
@@ -490,7 +490,7 @@ describe('httpBackend: what the collector answers', () => {
     const { fetch, requests } = answering(400, { success: false, accepted: 0, duplicates: 0, error: 'all 2 events were rejected', code: 'XREF_INVALID_EVENT', rejected: [{ index: 0, code: 'XREF_INVALID_EVENT', error: 'bad 0' }, { index: 1, code: 'XREF_INVALID_EVENT', error: 'bad 1' }] });
     const drops: Array<{ reason: DropReason; message: string | undefined }> = [];
     const backend = httpBackend({ url: 'http://c.test', writeKey: 'k', fetch, flushAt: 2, onDrop: (_events, reason, error) => drops.push({ reason, message: error?.message }) });
-    backend.attach({ name: 'xref', logger: logger.child({ component: 'test' }), onDrop: () => undefined });
+    backend.attach({ name: 'xref', logger: logger.child({ component: 'test' }), onDrop: () => undefined, child: () => { throw new Error('no children') } });
     backend.send(event());
     backend.send(event());
     await backend.flush();

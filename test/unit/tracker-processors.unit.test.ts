@@ -180,7 +180,7 @@ describe('nameAllowlist', () => {
     expect(passes(allow, 'Signup')).toBe(false);
     expect(passes(allow, 'signups')).toBe(false);
     expect(passes(nameAllowlist([]), 'signup')).toBe(false);
-    expect(() => nameAllowlist(['a', 3 as unknown as string])).toThrow('config nameAllowlist names[1] must be a string, got 3');
+    expect(() => nameAllowlist(['a', 3 as unknown as string])).toThrow('config nameAllowlist.names[1] must be a string, got 3');
   });
 });
 
@@ -203,6 +203,6 @@ describe('redact', () => {
   });
 
   it('refuses a path with an empty segment', () => {
-    expect(() => redact(['data..x'])).toThrow('config redact paths[0] must be a dotted path such as "data.password" (no empty segment), got "data..x"');
+    expect(() => redact(['data..x'])).toThrow('config redact.paths[0] must be a dotted path such as "data.password" (no empty segment), got "data..x"');
   });
 });

@@ -80,7 +80,7 @@ describe('routingBackend', () => {
     expect(a.events[0]).toEqual(emitted);
   });
 
-  it('calls its backends in the order given, and one that throws stops none of the others', () => {
+  it('calls its backends in the order given, and one that throws stops none of the others', async () => {
     const order: string[] = [];
     const drops: DropReason[] = [];
     const { logger, lines } = captureLogger();
@@ -106,6 +106,8 @@ describe('routingBackend', () => {
     tracker.emit('x');
     tracker.emit('y');
     expect(order).toEqual(['first', 'broken', 'third', 'first', 'broken', 'third']);
+    expect(drops).toEqual([]); // onDrop never runs inside emit
+    await tracker.flush();
     expect(drops).toEqual(['rejected', 'rejected']);
     expect(tracker.stats().backends).toEqual({
       'fanout.first': { sent: 2, failed: 0, dropped: 0, pending: 0, droppedBy: {} },
@@ -140,12 +142,12 @@ describe('routingBackend', () => {
     expect(stats.processors).toEqual({ cancelled: 1, errors: 0 });
   });
 
-  it('mounts its children as <branch>.<child>, each with its own child logger and the tracker onDrop', () => {
+  it('mounts its children as <branch>.<child>, each with its own child logger and the tracker onDrop', async () => {
     const hosts: BackendHost[] = [];
     const heard: string[] = [];
     const recording = (): Backend => ({ attach: (host) => void hosts.push(host), send() {} });
     const { logger, text } = captureLogger();
-    createTracker({
+    const tracker = createTracker({
       logger,
       onDrop: (events) => heard.push(events[0]?.name ?? ''),
       backends: { analytics: routingBackend({ backends: { caliper: recording(), deep: routingBackend({ backends: { leaf: recording() } }) } }) },
@@ -155,7 +157,37 @@ describe('routingBackend', () => {
     expect(JSON.parse(text.at(-1) as string)).toMatchObject({ backend: 'analytics.deep.leaf', msg: 'hi' });
     expect(text.at(-1)?.match(/"backend"/g)).toHaveLength(1);
     hosts[0]?.onDrop([{ name: 'dropped' } as TrackerEvent], 'overflow');
+    await tracker.flush();
     expect(heard).toEqual(['dropped']);
+  });
+
+  it('an event a branch cannot copy is counted as failed on every leaf below it, nested branches included', async () => {
+    const heard: string[] = [];
+    const top = memoryBackend();
+    const tracker = createTracker({
+      onDrop: (events, reason, error) => heard.push(`${events[0]?.name} ${reason} ${error?.message}`),
+      processors: [
+        (e) => {
+          Object.defineProperty(e.data, 'secret', {
+            enumerable: true,
+            get() {
+              throw new Error('no copy');
+            },
+          });
+        },
+      ],
+      backends: { top, r: routingBackend({ backends: { a: memoryBackend(), inner: routingBackend({ backends: { b: memoryBackend(), c: memoryBackend() } }) } }) },
+    });
+    tracker.emit('x');
+    const failedOnce = { sent: 0, failed: 1, dropped: 0, pending: 0, droppedBy: { rejected: 1 } };
+    expect(tracker.stats().backends).toEqual({
+      top: { sent: 1, failed: 0, dropped: 0, pending: 0, droppedBy: {} },
+      'r.a': failedOnce,
+      'r.inner.b': failedOnce,
+      'r.inner.c': failedOnce,
+    });
+    await tracker.flush();
+    expect(heard).toEqual(['x rejected no copy', 'x rejected no copy', 'x rejected no copy']);
   });
 
   it('works on its own, unmounted: its stats are the sum over its leaves', () => {
@@ -240,7 +272,7 @@ describe('loggerBackend', () => {
     expect(trackerLog.lines).toHaveLength(0);
   });
 
-  it('drops an event over maxEventSize bytes (too_large), counts it and tells both onDrops', () => {
+  it('drops an event over maxEventSize bytes (too_large), counts it and tells both onDrops, after emit', async () => {
     const { logger, lines } = captureLogger();
     const own: Array<[string, DropReason, string | undefined]> = [];
     const tracked: Array<[string, DropReason]> = [];
@@ -253,6 +285,8 @@ describe('loggerBackend', () => {
     // 60 three-byte characters: 60 UTF-16 units, 180 bytes, over the limit with the envelope around them
     tracker.emit('wide', { text: '€'.repeat(60) });
     expect(lines.filter((line) => line.event !== undefined && (line.event as TrackerEvent).data).map((line) => line.msg)).toEqual(['small']);
+    expect([own, tracked]).toEqual([[], []]);
+    await tracker.flush();
     expect(own).toEqual([['wide', 'too_large', expect.stringMatching(/^event is \d+ bytes, over the limit of 300 bytes$/)]]);
     expect(tracked).toEqual([['wide', 'too_large']]);
     expect(tracker.stats().backends.log).toEqual({ sent: 1, failed: 0, dropped: 1, pending: 0, droppedBy: { too_large: 1 } });
@@ -267,7 +301,7 @@ describe('loggerBackend', () => {
       }
       return 'no error';
     };
-    expect(message(() => loggerBackend({ level: 'loud' as 'info' }))).toBe('config loggerBackend level must be one of trace, debug, info, warn, error, fatal, got "loud"');
-    expect(message(() => loggerBackend({ maxEventSize: 0 }))).toBe('config loggerBackend maxEventSize must be a positive integer (bytes), got 0');
+    expect(message(() => loggerBackend({ level: 'loud' as 'info' }))).toBe('config loggerBackend.level must be one of trace, debug, info, warn, error, fatal, got "loud"');
+    expect(message(() => loggerBackend({ maxEventSize: 0 }))).toBe('config loggerBackend.maxEventSize must be a positive integer (bytes), got 0');
   });
 });
