@@ -1,4 +1,4 @@
-import { AckPolicy, type ConsumerMessages, DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager, type JsMsg, type StoredMsg } from '@nats-io/jetstream';
+import { AckPolicy, type ConsumerInfo, type ConsumerMessages, DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager, type JsMsg, type StoredMsg } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { type DeliveryOptions, type InputDelivery, type InputLog, type InputMessage, StoredInput } from '../runtime/input-log.ts';
@@ -72,6 +72,15 @@ function rawHeaders(msg: JsMsg): Buffer | undefined {
 /** Whether the consumer that delivered a message is still the one pulled from. */
 interface Incarnation {
   current: boolean;
+}
+
+/**
+ * The consumers of `stream` (the first page of the server's list, up to 256). A consumer being
+ * deleted while the server lists them comes as `null` (the server has no info for it any more):
+ * left out.
+ */
+export async function consumersOf(jsm: JetStreamManager, stream: string): Promise<ConsumerInfo[]> {
+  return (await jsm.consumers.list(stream).next()).filter((info): info is ConsumerInfo => info !== null && info !== undefined);
 }
 
 /** A message delivered by a consumer (a class, not closures: this runs for every input). */
@@ -207,7 +216,7 @@ class JetStreamDelivery {
     const { jsm } = this.log.options;
     const stream = this.log.stream;
     if (this.options.lease !== undefined && !this.options.lease.valid()) throw new FencedError();
-    for (const info of await jsm.consumers.list(stream).next()) {
+    for (const info of await consumersOf(jsm, stream)) {
       if (!isDurableOf(this.options.consumer, info.name)) continue;
       try {
         await jsm.consumers.delete(stream, info.name);

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import { killOnExit } from '../../src/child-processes.ts';
 import { defaultConfig } from '../../src/domain/config.ts';
@@ -43,6 +43,13 @@ function database(natsUrl: string) {
   return { url, env, open: () => openReadModel({ databaseUrl: url, dataDir: dir, logger: log }) };
 }
 
+/** Messages every projected stream holds (the sum of their last sequences). */
+async function streamEnds(jsm: JetStreamManager): Promise<number> {
+  let sum = 0;
+  for (const stream of PROJECTED_STREAMS) sum += (await jsm.streams.info(PROJECTED_STREAM_NAMES[stream].stream)).state.last_seq;
+  return sum;
+}
+
 /** Messages the read model holds of every stream (the sum of its positions). */
 async function projected(store: ReadModelStore): Promise<number> {
   return [...(await store.positions()).values()].reduce((sum, p) => sum + p.seq, 0);
@@ -79,12 +86,7 @@ describe('xref project survives kill -9', () => {
       await engine.stop();
 
       const last = xref(['project'], db.env);
-      const ends = async () => {
-        let sum = 0;
-        for (const stream of PROJECTED_STREAMS) sum += (await jsm.streams.info(PROJECTED_STREAM_NAMES[stream].stream)).state.last_seq;
-        return sum;
-      };
-      const total = await ends();
+      const total = await streamEnds(jsm);
       await waitFor('the projection to reach the end of every stream', async () => (await projected(store)) >= total, 60_000);
       last.kill('SIGTERM');
       expect(await exited(last), last.output()).toBe(0);
@@ -108,7 +110,11 @@ describe('xref serve and the projection', () => {
     await publishEvents(nats.nc, events);
     const store = await db.open();
     try {
-      await waitFor('the events to be projected', async () => (await store.watermark()) >= events.length, 60_000);
+      // the engine's outputs too: XREF_IN projected does not mean the engine has written them all
+      const jsm = await jetstreamManager(nats.nc);
+      await waitFor('the engine to apply every input', async () => (await ackFloor(jsm)) >= events.length, 60_000);
+      const total = await streamEnds(jsm);
+      await waitFor('the projection to reach the end of every stream', async () => (await projected(store)) >= total, 60_000);
       serve.kill('SIGTERM');
       expect(await exited(serve), serve.output()).toBe(0);
       expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode));

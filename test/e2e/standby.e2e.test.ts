@@ -5,6 +5,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import { logger } from '../../src/log.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
+import { consumersOf } from '../../src/nats/jetstream-input-log.ts';
 import { STREAMS } from '../../src/nats/subjects.ts';
 import { isEngineConsumer } from '../../src/service/engine-service.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
@@ -43,7 +44,7 @@ describe('one engine per log, with a hot standby', () => {
     const port = await freePort();
     const standby = startEngineProcess(nats.server.url, { ...env, PORT: String(port) });
     await waitFor('the second to stand by', () => standby.output().includes('standby: the engine lease is held by'), 30_000);
-    const consumers = async () => (await jsm.consumers.list(STREAMS.in).next()).filter((c) => isEngineConsumer(c.name)).map((c) => `${c.name} ${c.created}`);
+    const consumers = async () => (await consumersOf(jsm, STREAMS.in)).filter((c) => isEngineConsumer(c.name)).map((c) => `${c.name} ${c.created}`);
     const consumer = await consumers();
     await publish(0, log.events.length);
     await waitFor('the first engine to apply the log', async () => (await ackFloor(jsm)) >= (await lastInput()), 60_000);

@@ -6,6 +6,7 @@ import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { onTestFinished } from 'vitest';
 import { killOnExit } from '../../src/child-processes.ts';
 import { isEngineConsumer } from '../../src/service/engine-service.ts';
+import { consumersOf } from '../../src/nats/jetstream-input-log.ts';
 import { STREAMS } from '../../src/nats/subjects.ts';
 
 /**
@@ -63,7 +64,7 @@ export function exited(child: ChildProcess): Promise<number | null> {
 export async function ackFloor(jsm: JetStreamManager, createdAfter?: Date): Promise<number> {
   try {
     // the newest engine's consumer (under a lease each engine has its own)
-    const engines = (await jsm.consumers.list(STREAMS.in).next()).filter((c) => isEngineConsumer(c.name));
+    const engines = (await consumersOf(jsm, STREAMS.in)).filter((c) => isEngineConsumer(c.name));
     const info = engines.sort((a, b) => Date.parse(b.created) - Date.parse(a.created))[0];
     if (info === undefined) return 0;
     // a consumer just created may answer without an ack floor yet

@@ -2,7 +2,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { logger } from '../../src/log.ts';
-import { JetStreamInputLog } from '../../src/nats/jetstream-input-log.ts';
+import { JetStreamInputLog, consumersOf } from '../../src/nats/jetstream-input-log.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
 import { NatsWaits } from '../../src/nats/retry.ts';
 import { FencedError } from '../../src/engine/state-store.ts';
@@ -41,7 +41,7 @@ describe('durable consumers on XREF_IN', () => {
   const nats = useNatsServer('each');
   const consumers = async () => {
     const jsm = await jetstreamManager(nats.nc);
-    return (await jsm.consumers.list(STREAMS.in).next()).map((c) => c.name).sort();
+    return (await consumersOf(jsm, STREAMS.in)).map((c) => c.name).sort();
   };
   const lease = (epoch: number, valid = true) => ({ epoch, valid: () => valid });
 

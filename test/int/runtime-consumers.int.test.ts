@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/domain/config.ts';
 import { loadSettings } from '../../src/settings.ts';
 import { logger } from '../../src/log.ts';
-import { JetStreamInputLog } from '../../src/nats/jetstream-input-log.ts';
+import { JetStreamInputLog, consumersOf } from '../../src/nats/jetstream-input-log.ts';
 import { STREAMS } from '../../src/nats/subjects.ts';
 import type { CheckpointWriteOptions, CheckpointWriter } from '../../src/runtime/checkpointer.ts';
 import { DurableConsumer, type InputHandler, type OutputMessage } from '../../src/runtime/durable-consumer.ts';
@@ -79,7 +79,7 @@ describe('consumers of the log on the runtime', () => {
 
   it('a projection runs beside the engine with its own consumer and checkpoint: neither start deletes the other consumer', async () => {
     const jsm = await jetstreamManager(nats.nc);
-    const consumers = async () => new Map((await jsm.consumers.list(STREAMS.in).next()).map((c) => [c.name, c.created]));
+    const consumers = async () => new Map((await consumersOf(jsm, STREAMS.in)).map((c) => [c.name, c.created]));
     await publishEvents(nats.nc, events(0, 600), 'web');
     await publishEvents(nats.nc, events(600, 400), 'app');
     const settings = loadSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '250' });
