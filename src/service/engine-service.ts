@@ -158,9 +158,12 @@ export class EngineService {
       users: new KvSnapshotStore('u', state, loaded.userAddresses),
     };
     const outbox: OutboundMessage[] = [];
-    const engine = new IdentityEngine({
+    const engine: IdentityEngine = new IdentityEngine({
       config: options.config,
-      sink: messageSink((message) => outbox.push(message)),
+      sink: messageSink(
+        (message) => outbox.push(message),
+        (): number => engine.seq,
+      ),
       maxLiveActors: settings.maxLiveActors,
       dedupWindow: settings.dedupLookback,
       identifierStore: stores.identifiers,

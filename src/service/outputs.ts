@@ -13,11 +13,18 @@ export interface OutboundMessage {
 
 /**
  * A resolved event on its user's subject: `{ seq, user, via, event }`, event last; the same
- * without the event in the `Xref-Resolution` header (JSON has no raw CR or LF, and begins with `{`).
+ * without the event, with `at`, the input whose applying resolved it (the event's own, or a later
+ * link that flushed it from a buffer), in the `Xref-Resolution` header (JSON has no raw CR or LF,
+ * and begins with `{`).
  */
-export function resolvedMessage(r: Resolved): OutboundMessage {
+export function resolvedMessage(r: Resolved, at: number): OutboundMessage {
   const head = JSON.stringify({ seq: r.seq, user: r.user, via: r.via });
-  return { subject: subjects.group(r.user.kind, r.user.id), msgId: r.outputId, payload: `${head.slice(0, -1)},"event":${JSON.stringify(r.event)}}`, header: { name: HEADERS.resolution, value: head } };
+  return {
+    subject: subjects.group(r.user.kind, r.user.id),
+    msgId: r.outputId,
+    payload: `${head.slice(0, -1)},"event":${JSON.stringify(r.event)}}`,
+    header: { name: HEADERS.resolution, value: `${head.slice(0, -1)},"at":${at}}` },
+  };
 }
 
 /** An unplaced event on `xref.unmatched.<kind>`: `{ seq, reason, identifier, event }`. */
@@ -43,10 +50,13 @@ export function errorMessage(record: ErrorRecord): OutboundMessage {
   return { subject: subjects.errors(record.reason), msgId: record.id, payload: JSON.stringify(record) };
 }
 
-/** A sink that turns every decision of the engine into its message and hands it to `send`. */
-export function messageSink(send: (message: OutboundMessage) => void): Sink {
+/**
+ * A sink that turns every decision of the engine into its message and hands it to `send`;
+ * `applying` is the input the engine applies (it decides only while applying one).
+ */
+export function messageSink(send: (message: OutboundMessage) => void, applying: () => number): Sink {
   return {
-    resolved: (r) => send(resolvedMessage(r)),
+    resolved: (r) => send(resolvedMessage(r, applying())),
     unmatched: (u) => send(unmatchedMessage(u)),
     audit: (a) => send(auditMessage(a)),
   };

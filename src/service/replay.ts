@@ -68,8 +68,8 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   }
   const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId, undefined, out.header);
   // without --republish the outputs are counted, not built
-  const sink = publisher === undefined ? { resolved: () => {}, unmatched: () => {}, audit: () => {} } : messageSink(publish);
-  const engine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER, dedupWindow: options.dedupWindow });
+  const sink = publisher === undefined ? { resolved: () => {}, unmatched: () => {}, audit: () => {} } : messageSink(publish, (): number => engine.seq);
+  const engine: IdentityEngine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER, dedupWindow: options.dedupWindow });
   const decode = inputDecoder(options.config, options.limits ?? defaultLimits());
   const budget = new ErrorBudget(options.errorsPerSecond ?? settingDefaults().errorsPerSecond);
   let events = 0;

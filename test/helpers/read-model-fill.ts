@@ -81,7 +81,7 @@ export class ReadModelFill {
     const config = resolveConfig(options.config ?? {});
     this.decode = inputDecoder(config, options.limits ?? defaultLimits());
     this.clock = options.clock ?? ((seq) => BASE_MS + seq);
-    this.engine = new IdentityEngine({ config, sink: messageSink((message) => this.outbox.push(message)) });
+    this.engine = new IdentityEngine({ config, sink: messageSink((message) => this.outbox.push(message), (): number => this.engine.seq) });
   }
 
   /** The XREF_IN sequence of the last input. */

@@ -6,6 +6,8 @@ import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { groupEvents } from '../../src/group.ts';
 import { logger } from '../../src/log.ts';
 import { EngineService } from '../../src/service/engine-service.ts';
+import { HEADERS, STREAMS } from '../../src/nats/subjects.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { idsOf } from '../helpers/events.ts';
 import { useNatsServer } from '../helpers/nats-server.ts';
 import { groupsFromMessages, publishEvents, readStream, sortLists, waitFor } from '../helpers/streams.ts';
@@ -61,6 +63,32 @@ describe('streaming engine on JetStream', () => {
       expect(onSubject, `order ${orders[n]!.join(',')}`).toEqual(log.map((e) => e.id).filter((id) => onSubject.includes(id)));
       expect(onSubject.sort()).toEqual([`o${n}-e0`, `o${n}-e1`, `o${n}-e2`]);
     });
+  });
+
+  it("a resolved event's Xref-Resolution header is its message without the event, and names the input that resolved it", async () => {
+    const settings = loadSettings({ NATS_URL: nats.server.url });
+    const service = await EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
+    const before = service.seq;
+    // an anonymous visit, the login that links its cookie (and flushes the visit), a signed-in event
+    await publishEvents(nats.nc, [
+      { id: 'at-visit', ids: { cookie: 'at-c' } },
+      { id: 'at-login', ids: { cookie: 'at-c', db_id: 'at-u' } },
+      { id: 'at-later', ids: { db_id: 'at-u' } },
+    ]);
+    await waitFor('the engine to apply the three', () => service.seq >= before + 3);
+    await service.stop();
+    const jsm = await jetstreamManager(nats.nc);
+    const { last_seq } = (await jsm.streams.info(STREAMS.groups)).state;
+    const headers: Record<string, unknown> = {};
+    for (let seq = 1; seq <= last_seq; seq++) {
+      const stored = (await jsm.streams.getMessage(STREAMS.groups, { seq }))!;
+      const body = stored.json<{ event: { id: string } }>();
+      const header = JSON.parse(stored.header.get(HEADERS.resolution)) as Record<string, unknown>;
+      const { event, ...rest } = body as Record<string, unknown> & { event: { id: string } };
+      expect({ ...header, at: undefined }).toEqual({ ...rest, at: undefined });
+      headers[event.id] = header.at;
+    }
+    expect([headers['at-visit'], headers['at-login'], headers['at-later']]).toEqual([before + 2, before + 2, before + 3]);
   });
 });
 
