@@ -2,6 +2,7 @@
  * `npm run bench`: every figure is measured side by side in this one run, and printed with the
  * ratio to its yardstick. Machine noise moves both sides of a ratio together.
  */
+import { fmt } from '../src/cli/progress.ts';
 import { benchEngine } from './engine.bench.ts';
 import { benchHttp } from './http.bench.ts';
 import { benchImport } from './import.bench.ts';
@@ -10,7 +11,6 @@ import { benchQueries } from './query.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
 import { benchTracker } from './tracker.bench.ts';
 
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
 
 function engineSection(): void {

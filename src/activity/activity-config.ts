@@ -1,4 +1,4 @@
-import { InvalidConfigError } from '../domain/errors.ts';
+import { InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 
 // No date library here: the config module loads this, and the `xref` entry point stays light.
 
@@ -25,6 +25,13 @@ export function canonicalZone(zone: unknown): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The canonical name of a zone a request (or a caller) names, or an XrefError naming `named` (field `tz`). */
+export function requestedZone(zone: unknown, named = 'tz'): string {
+  const canonical = canonicalZone(zone);
+  if (canonical === undefined) throw new XrefError('XREF_INVALID_ARGUMENT', `${named} must be an IANA time zone (e.g. UTC, Europe/Paris), got ${quote(zone)}`, { field: 'tz' });
+  return canonical;
 }
 
 /** A value `equals` compares with (strictly: `"1"` is not `1`). */

@@ -5,7 +5,7 @@ import { idKey, junkRule, type JunkRule } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { ALL, type ActivityConfig, resolveActivityConfig } from './activity-config.ts';
 import { BucketRules } from './bucket-rules.ts';
-import { canonicalZone, checkRange, isPeriodKind, PERIOD_KINDS, type PeriodKind, periodStart, ZoneCalendar } from './periods.ts';
+import { checkRange, isPeriodKind, PERIOD_KINDS, type PeriodKind, periodStart, requestedZone, ZoneCalendar } from './periods.ts';
 
 /**
  * Active people per period, counted incrementally in log order (docs/activity.md). Pure: no I/O,
@@ -268,11 +268,7 @@ export class ActivityCounter {
     this.activity = config.activity ?? resolveActivityConfig({});
     this.rules = new BucketRules(this.activity);
     this.timeZone = this.activity.timeZone;
-    const extra = (options.extraTimeZones ?? []).map((zone) => {
-      const canonical = canonicalZone(zone);
-      if (canonical === undefined) throw new XrefError('XREF_INVALID_ARGUMENT', `tz must be an IANA time zone (e.g. UTC, Europe/Paris), got ${quote(zone)}`, { field: 'tz' });
-      return canonical;
-    });
+    const extra = (options.extraTimeZones ?? []).map((zone) => requestedZone(zone));
     this.zones = [...new Set([this.timeZone, ...this.activity.extraTimeZones, ...extra])];
     for (const zone of this.zones) {
       const calendar = new ZoneCalendar(zone);
@@ -484,8 +480,7 @@ export class ActivityCounter {
   private table(period: PeriodKind, tz: string | undefined): PeriodTable {
     let zone = this.timeZone;
     if (tz !== undefined) {
-      const canonical = canonicalZone(tz);
-      if (canonical === undefined) throw new XrefError('XREF_INVALID_ARGUMENT', `tz must be an IANA time zone (e.g. UTC, Europe/Paris), got ${quote(tz)}`, { field: 'tz' });
+      const canonical = requestedZone(tz);
       if (!this.zones.includes(canonical)) {
         throw new XrefError('XREF_INVALID_ARGUMENT', `tz ${quote(tz)} is not a zone activity is counted in (counted: ${this.zones.join(', ')}; add it to activity.extraTimeZones)`, { field: 'tz' });
       }

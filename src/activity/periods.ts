@@ -1,8 +1,8 @@
 import { DateTime } from 'luxon';
 import { XrefError, quote } from '../domain/errors.ts';
-import { canonicalZone, type PeriodKind } from './activity-config.ts';
+import { type PeriodKind, requestedZone } from './activity-config.ts';
 
-export { canonicalZone, isPeriodKind, PERIOD_KINDS, type PeriodKind } from './activity-config.ts';
+export { isPeriodKind, PERIOD_KINDS, type PeriodKind, requestedZone } from './activity-config.ts';
 
 /**
  * Periods of activity in an IANA time zone: the day, the ISO week (Monday first) and the calendar
@@ -72,10 +72,8 @@ export class ZoneCalendar {
   private cachedDay = 0;
 
   constructor(zone: string) {
-    const canonical = canonicalZone(zone);
-    if (canonical === undefined) throw new XrefError('XREF_INVALID_ARGUMENT', `time zone must be an IANA time zone (e.g. UTC, Europe/Paris), got ${quote(zone)}`, { field: 'tz' });
-    this.zone = canonical;
-    this.utc = canonical === 'UTC';
+    this.zone = requestedZone(zone, 'time zone');
+    this.utc = this.zone === 'UTC';
   }
 
   /** The local day (days since 1970-01-01) of an instant (epoch ms). */

@@ -15,3 +15,8 @@ export function progressBar(total: number, unit: string, enabled = process.stder
   bar.start(total, 0);
   return { update: (value) => bar.update(value), stop: () => bar.stop() };
 }
+
+/** A count for people: rounded, with thousands separators (`1,234,567`). */
+export function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}

@@ -11,7 +11,7 @@ import { PROJECTED_STREAMS, type ReadModelStore } from '../projection/read-model
 import { inputDecoder } from '../service/input.ts';
 import type { Settings } from '../settings.ts';
 import { type CommandIo, loadConfigFile } from './group-command.ts';
-import { progressBar } from './progress.ts';
+import { fmt, progressBar } from './progress.ts';
 import { connectOrEmbed } from './serve-command.ts';
 
 export interface ProjectCommandOptions {
@@ -20,8 +20,6 @@ export interface ProjectCommandOptions {
   /** JSON config file (default: XREF_CONFIG). */
   config?: string;
 }
-
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /**
  * `xref project`: fills the read model from the streams until SIGINT/SIGTERM, then writes what it

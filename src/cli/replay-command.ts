@@ -10,7 +10,7 @@ import { ensureTopology } from '../nats/topology.ts';
 import { ENGINE_CONSUMER } from '../service/engine-service.ts';
 import { compareStates, replayLog } from '../service/replay.ts';
 import { type CommandIo, loadConfigFile } from './group-command.ts';
-import { progressBar } from './progress.ts';
+import { fmt, progressBar } from './progress.ts';
 import type { NatsTarget } from './publish-command.ts';
 import { connectOrEmbed } from './serve-command.ts';
 
@@ -20,8 +20,6 @@ export interface ReplayCommandOptions {
   republish?: boolean;
   config?: string;
 }
-
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /**
  * `xref replay`: rebuilds the engine's state from XREF_IN. With `--verify`, replays up to the live

@@ -11,44 +11,52 @@ const CONSUMER_NOT_FOUND = 10014;
 
 /**
  * The stream sequence of a delivered message, read in place from its reply subject
- * (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…`, or with a domain and an account
- * hash after `ACK` in the newer form): the client's `seq` splits the subject into a dozen strings
- * and builds an object of them, for every message.
+ * (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<nanos>.<pending>`, or
+ * with a domain and an account hash after `ACK` in the newer form): the client's `seq` splits the
+ * subject into a dozen strings and builds an object of them, for every message.
  */
 export function streamSeqOf(msg: JsMsg): number {
-  const token = replyToken(msg, 5, 7);
-  if (token === undefined) return msg.seq; // not a form read here: the client says why
-  const { reply } = token;
-  let seq = 0;
-  for (let at = token.at, c = reply.charCodeAt(at); c >= 48 && c <= 57; c = reply.charCodeAt(++at)) seq = seq * 10 + (c - 48);
-  return seq;
+  const reply = replyOf(msg);
+  const at = reply === undefined ? -1 : seqTokenAt(reply);
+  return at < 0 ? msg.seq : digitsAt(reply!, at); // not a form read here: the client says why
 }
 
 /** When a delivered message was published (epoch ms), read in place from the same reply subject (its nanoseconds token). */
 export function publishedMsOf(msg: JsMsg): number {
-  const token = replyToken(msg, 7, 9);
-  if (token === undefined) return Number(msg.timestampNanos / 1_000_000n);
-  const { reply, at } = token;
+  const reply = replyOf(msg);
+  const at = reply === undefined ? -1 : seqTokenAt(reply);
+  return at < 0 ? Number(msg.timestampNanos / 1_000_000n) : publishedMsAfter(reply!, at);
+}
+
+/** The reply subject the client's message has, though its JsMsg type does not declare it. */
+function replyOf(msg: JsMsg): string | undefined {
+  const reply = (msg as JsMsg & { readonly reply?: unknown }).reply;
+  return typeof reply === 'string' ? reply : undefined;
+}
+
+/** Where the stream sequence token of an ack subject begins (after 5 dots, or 7 in the form with a domain); -1 for a subject of neither form. */
+function seqTokenAt(reply: string): number {
+  if (!reply.startsWith(JS_ACK_PREFIX)) return -1;
+  let dots = 0;
+  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++;
+  if (dots < 8) return -1;
+  let at = 0;
+  for (let token = dots === 8 ? 5 : 7; token > 0; token--) at = reply.indexOf('.', at) + 1;
+  return at;
+}
+
+function digitsAt(reply: string, at: number): number {
+  let n = 0;
+  for (let c = reply.charCodeAt(at); c >= 48 && c <= 57; c = reply.charCodeAt(++at)) n = n * 10 + (c - 48);
+  return n;
+}
+
+/** The publish time (epoch ms) in the nanoseconds token, two tokens after the stream sequence's at `seqAt`. */
+function publishedMsAfter(reply: string, seqAt: number): number {
+  const at = reply.indexOf('.', reply.indexOf('.', seqAt) + 1) + 1;
   const end = reply.indexOf('.', at);
   // the nanoseconds exceed a double's integers: the milliseconds are the digits but the last six
   return Number(reply.slice(at, (end < 0 ? reply.length : end) - 6));
-}
-
-/**
- * The reply subject of a delivered message and where its token `old` (the `$JS.ACK.<stream>.…`
- * form, 9 tokens) or `withDomain` (the newer form with a domain and an account hash after `ACK`,
- * 12 tokens) begins; undefined when the subject is of neither form.
- */
-function replyToken(msg: JsMsg, old: number, withDomain: number): { reply: string; at: number } | undefined {
-  // the client's message has the reply subject, though its JsMsg type does not declare it
-  const reply = (msg as JsMsg & { readonly reply?: unknown }).reply;
-  if (typeof reply !== 'string' || !reply.startsWith(JS_ACK_PREFIX)) return undefined;
-  let dots = 0;
-  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++;
-  if (dots < 8) return undefined;
-  let at = 0;
-  for (let token = dots === 8 ? old : withDomain; token > 0; token--) at = reply.indexOf('.', at) + 1;
-  return { reply, at };
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -87,13 +95,18 @@ export async function consumersOf(jsm: JetStreamManager, stream: string): Promis
 class DeliveredInput implements InputMessage {
   readonly ackable = true;
   readonly seq: number;
+  /** Where the stream sequence is in the reply subject (-1: a form not read here). */
+  private readonly seqAt: number;
   /** Read once: the client slices it off the headers again on every read. */
   readonly data: Uint8Array;
   constructor(
     private readonly msg: JsMsg,
     private readonly incarnation: Incarnation = { current: true },
   ) {
-    this.seq = streamSeqOf(msg);
+    // the reply subject read once, for the sequence now and the publish time when asked
+    const reply = replyOf(msg);
+    this.seqAt = reply === undefined ? -1 : seqTokenAt(reply);
+    this.seq = this.seqAt < 0 ? msg.seq : digitsAt(reply!, this.seqAt);
     this.data = msg.data;
   }
   get subject() {
@@ -103,7 +116,7 @@ class DeliveredInput implements InputMessage {
     return this.msg.redelivered;
   }
   publishedMs() {
-    return publishedMsOf(this.msg);
+    return this.seqAt < 0 ? Number(this.msg.timestampNanos / 1_000_000n) : publishedMsAfter(replyOf(this.msg)!, this.seqAt);
   }
   header(name: string): string | undefined {
     const raw = rawHeaders(this.msg);

@@ -2,6 +2,7 @@ import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscrip
 import type { Logger } from 'pino';
 import { XrefError } from '../domain/errors.ts';
 import { RingQueue } from '../ring-queue.ts';
+import type { OutputHeader } from '../runtime/durable-consumer.ts';
 import { HEADERS } from './subjects.ts';
 
 export interface PublishAck {
@@ -23,17 +24,11 @@ interface Waiting {
   /** Stored only if the subject's last message is this one (compare-and-set); undefined: always. */
   readonly expect?: number;
   /** One more header, e.g. what the projection reads of a resolved event (`HEADERS.resolution`). */
-  readonly header?: MessageHeader;
+  readonly header?: OutputHeader;
   readonly done: PublishCallback<unknown>;
   readonly token: unknown;
   sentAt: number;
   attempts: number;
-}
-
-/** A header of a published message: its value holds no CR or LF, and neither begins nor ends with a space. */
-export interface MessageHeader {
-  readonly name: string;
-  readonly value: string;
 }
 
 /** JetStream refused the message for good (not a timeout or an outage, which are retried). */
@@ -92,7 +87,7 @@ export class JetStreamPublisher {
    */
   private readonly header = { bytes: new Uint8Array(0), encode() { return this.bytes; } };
   /** Messages stored in the last `retainMs`, oldest first, sent again after a reconnect. */
-  private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string; expect: number | undefined; header: MessageHeader | undefined }>();
+  private recent = new RingQueue<{ at: number; subject: string; data: Uint8Array; msgId: string; expect: number | undefined; header: OutputHeader | undefined }>();
   private disconnected = false;
   /** While disconnected: resolves at the reconnect. */
   private reconnected: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -181,7 +176,7 @@ export class JetStreamPublisher {
    * Publishes until stored; with `expectLastSeq`, only if the subject's last message in the stream
    * is at that sequence (0: none), else rejected with a PublishRejectedError (compare-and-set).
    */
-  publish(subject: string, data: Uint8Array | string, msgId: string, expectLastSeq?: number, header?: MessageHeader): Promise<PublishAck> {
+  publish(subject: string, data: Uint8Array | string, msgId: string, expectLastSeq?: number, header?: OutputHeader): Promise<PublishAck> {
     return new Promise((resolve, reject) => {
       const done: PublishCallback = (error, ack) => (error ? reject(error) : resolve(ack!));
       this.enqueue({ subject, data: toBytes(data), msgId, expect: expectLastSeq, header, done: done as PublishCallback<unknown>, token: undefined, sentAt: 0, attempts: 0 });
@@ -189,7 +184,7 @@ export class JetStreamPublisher {
   }
 
   /** `publish` without a promise per message, for hot paths: `done` is called once, with `token`. */
-  publishThen<T>(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback<T>, token: T, header?: MessageHeader): void {
+  publishThen<T>(subject: string, data: Uint8Array | string, msgId: string, done: PublishCallback<T>, token: T, header?: OutputHeader): void {
     this.enqueue({ subject, data: toBytes(data), msgId, header, done: done as PublishCallback<unknown>, token, sentAt: 0, attempts: 0 });
   }
 

@@ -12,7 +12,13 @@ export interface OutputMessage {
   readonly msgId: string;
   readonly payload: string | Uint8Array;
   /** One more header to publish it with. */
-  readonly header?: { readonly name: string; readonly value: string };
+  readonly header?: OutputHeader;
+}
+
+/** A header of an output: its value holds no CR or LF, and neither begins nor ends with a space. */
+export interface OutputHeader {
+  readonly name: string;
+  readonly value: string;
 }
 
 /** Where outputs go: JetStreamPublisher (pipelined, each sent until stored or refused for good). */
@@ -24,7 +30,7 @@ export interface OutputPublisher {
     msgId: string,
     done: (error: Error | undefined, ack: unknown, token: T) => void,
     token: T,
-    header?: { readonly name: string; readonly value: string },
+    header?: OutputHeader,
   ): void;
   /** Published and not yet stored (or refused). */
   readonly pending: number;

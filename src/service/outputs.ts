@@ -1,6 +1,6 @@
 import type { ErrorRecord } from '../domain/error-record.ts';
 import type { AuditRecord, Resolved, Sink, Unmatched } from '../engine/outputs.ts';
-import type { MessageHeader } from '../nats/publisher.ts';
+import type { OutputHeader } from '../runtime/durable-consumer.ts';
 import { HEADERS, subjects } from '../nats/subjects.ts';
 
 /** One message to publish: where, what, and its deterministic id (the JetStream dedup key). */
@@ -8,7 +8,7 @@ export interface OutboundMessage {
   readonly subject: string;
   readonly msgId: string;
   readonly payload: string;
-  readonly header?: MessageHeader;
+  readonly header?: OutputHeader;
 }
 
 /**

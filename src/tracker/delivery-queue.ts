@@ -17,7 +17,7 @@ import { InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 import { defaultLimits } from '../domain/limits.ts';
 import { componentLogger } from '../log.ts';
 import { RingQueue } from '../ring-queue.ts';
-import { timerMs } from './timing.ts';
+import { LogThrottle, timerMs } from './timing.ts';
 import type { Backend, BackendHost, BackendStats, DropReason, OnDrop, TrackerEvent, WaitOptions } from './types.ts';
 
 /** Which events make room when the queue is full: the oldest queued (default), or the one being sent. */
@@ -227,7 +227,7 @@ export class DeliveryQueue {
 
   private reports: DropReport[] = [];
   private reportScheduled = false;
-  private readonly lastDropLog = new Map<DropReason, { at: number; unlogged: number }>();
+  private readonly dropLogs = new Map<DropReason, LogThrottle>();
 
   private closing = false;
   private closed: Promise<void> | undefined;
@@ -588,14 +588,10 @@ export class DeliveryQueue {
 
   /** A warning per reason at most every 5 s, with the count since the last one. */
   private logDrop(reason: DropReason, count: number, error: Error | undefined): void {
-    const now = Date.now();
-    const last = this.lastDropLog.get(reason) ?? { at: 0, unlogged: 0 };
-    last.unlogged += count;
-    this.lastDropLog.set(reason, last);
-    if (now - last.at < 5000) return;
-    this.logger.warn({ backend: this.host?.name, reason, events: last.unlogged, err: error }, `events not delivered: ${reason}`);
-    last.at = now;
-    last.unlogged = 0;
+    let throttle = this.dropLogs.get(reason);
+    if (throttle === undefined) this.dropLogs.set(reason, (throttle = new LogThrottle(5000)));
+    const unlogged = throttle.due(count);
+    if (unlogged !== undefined) this.logger.warn({ backend: this.host?.name, reason, events: unlogged + count, err: error }, `events not delivered: ${reason}`);
   }
 }
 

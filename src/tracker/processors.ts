@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import { InvalidConfigError, XrefError, quote } from '../domain/errors.ts';
 import type { Processor, TrackerEvent } from './types.ts';
+import { LogThrottle } from './timing.ts';
 
 const EXIT_BRAND = Symbol.for('xref.tracker.EventEmissionExit');
 
@@ -31,13 +32,12 @@ export function isEmissionExit(error: unknown): boolean {
 export interface ProcessorCounters {
   cancelled: number;
   errors: number;
-  /** When an error was last logged (epoch ms), and how many were not logged since: at most one line a second. */
-  lastLoggedAt?: number;
-  unlogged?: number;
+  /** Errors are logged at most one line a second. */
+  readonly log: LogThrottle;
 }
 
 export function processorCounters(): ProcessorCounters {
-  return { cancelled: 0, errors: 0 };
+  return { cancelled: 0, errors: 0, log: new LogThrottle(1000) };
 }
 
 /** A copy deep enough to undo what a processor does to the event's own fields and to data, context and ids. */
@@ -50,17 +50,9 @@ function snapshot(event: TrackerEvent): TrackerEvent {
 }
 
 function logFailure(logger: Logger, counters: ProcessorCounters, error: unknown, processor: string, event: TrackerEvent): void {
-  const now = Date.now();
-  if (counters.lastLoggedAt !== undefined && now - counters.lastLoggedAt < 1000) {
-    counters.unlogged = (counters.unlogged ?? 0) + 1;
-    return;
-  }
-  logger.warn(
-    { err: error, processor, event: { id: event.id, name: event.name }, errors: counters.errors, unlogged: counters.unlogged ?? 0 },
-    'a processor failed: going on with the event as it was before it',
-  );
-  counters.lastLoggedAt = now;
-  counters.unlogged = 0;
+  const unlogged = counters.log.due();
+  if (unlogged === undefined) return;
+  logger.warn({ err: error, processor, event: { id: event.id, name: event.name }, errors: counters.errors, unlogged }, 'a processor failed: going on with the event as it was before it');
 }
 
 /**

@@ -12,6 +12,7 @@ import { componentLogger } from '../log.ts';
 import { copyJson } from './json-copy.ts';
 import { type ProcessorCounters, processorCounters, runProcessors } from './processors.ts';
 import type { Backend, BackendHost, BackendStats, Counts, DropReason, OnDrop, Processor, TrackerEvent, WaitOptions } from './types.ts';
+import { LogThrottle } from './timing.ts';
 
 export { copyJson } from './json-copy.ts';
 
@@ -96,8 +97,7 @@ export class BackendSlot implements Backend {
   /** Set by `close()`: a later event is dropped as `closed` here when the backend keeps no stats, or given to it to account for. */
   private closed = false;
   private droppedClosed = 0;
-  private lastLoggedAt = 0;
-  private unlogged = 0;
+  private readonly failures = new LogThrottle(1000);
 
   constructor(
     readonly key: string,
@@ -146,12 +146,8 @@ export class BackendSlot implements Backend {
   /** Counts `event` as failed for this backend (its send threw, or the branch could not give it the event). */
   fail(event: TrackerEvent, error: unknown): void {
     this.failed++;
-    const now = Date.now();
-    if (now - this.lastLoggedAt >= 1000) {
-      this.host.logger.error({ err: error, event: { id: event.id, name: event.name }, failed: this.failed, unlogged: this.unlogged }, 'a backend failed to take an event: counted as failed');
-      this.lastLoggedAt = now;
-      this.unlogged = 0;
-    } else this.unlogged++;
+    const unlogged = this.failures.due();
+    if (unlogged !== undefined) this.host.logger.error({ err: error, event: { id: event.id, name: event.name }, failed: this.failed, unlogged }, 'a backend failed to take an event: counted as failed');
     this.tell([event], 'rejected', error instanceof Error ? error : new XrefError('XREF_INTERNAL', `the backend threw ${quote(error)}`, { cause: error }));
   }
 

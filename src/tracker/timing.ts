@@ -27,3 +27,25 @@ export async function settledWithin(promise: Promise<unknown>, ms: number): Prom
 export function nextImmediate(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
+
+/**
+ * At most one log line every `everyMs`: `due(count)` counts what happened and says whether a line
+ * is due now, and how many went unlogged since the last one (undefined: not now).
+ */
+export class LogThrottle {
+  private lastAt = Number.NEGATIVE_INFINITY;
+  private unlogged = 0;
+
+  constructor(private readonly everyMs: number) {}
+
+  due(count = 1, now = Date.now()): number | undefined {
+    if (now - this.lastAt < this.everyMs) {
+      this.unlogged += count;
+      return undefined;
+    }
+    const unlogged = this.unlogged;
+    this.lastAt = now;
+    this.unlogged = 0;
+    return unlogged;
+  }
+}

@@ -13,7 +13,7 @@ import { ContextStack } from './contexts.ts';
 import { DropReports } from './drop-reports.ts';
 import { type ProcessorCounters, processorCounters, runProcessors } from './processors.ts';
 import { BackendSlot, RoutingBackend, addCounts, checkBackends, hostFor, leafStats, walkTree } from './routing-backend.ts';
-import { MAX_TIMER_MS, nextImmediate, settledWithin } from './timing.ts';
+import { LogThrottle, MAX_TIMER_MS, nextImmediate, settledWithin } from './timing.ts';
 import type { Backend, BackendStats, DeliveryReport, OnDrop, Processor, TrackerEvent, WaitOptions } from './types.ts';
 
 export interface TrackerOptions {
@@ -170,7 +170,7 @@ export class Tracker {
   /** Set when `close` stopped waiting: what is still pending then is reported as dropped (`closed`). */
   private closeEnded = false;
   private closing: Promise<DeliveryReport> | undefined;
-  private lastFailureLoggedAt = 0;
+  private readonly failures = new LogThrottle(1000);
 
   constructor(options: TrackerOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new InvalidConfigError('tracker options', options, 'must be an object');
@@ -217,11 +217,8 @@ export class Tracker {
       const slots = this.slots;
       for (let i = 0; i < slots.length; i++) (slots[i] as BackendSlot).send(out);
     } catch (error) {
-      const at = Date.now();
-      if (at - this.lastFailureLoggedAt >= 1000) {
-        this.lastFailureLoggedAt = at;
-        this.logger.error({ err: error, event: { id } }, 'emit failed');
-      }
+      const unlogged = this.failures.due();
+      if (unlogged !== undefined) this.logger.error({ err: error, event: { id }, unlogged }, 'emit failed');
     }
     return id;
   }
