@@ -29,13 +29,13 @@ export interface QueryBenchResult {
   documentEvents: number;
 }
 
-function percentiles(ms: number[]): Percentiles {
+export function percentiles(ms: number[]): Percentiles {
   const sorted = [...ms].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
   return { p50: at(0.5), p95: at(0.95) };
 }
 
-async function timed(runs: number, run: (i: number) => Promise<unknown>): Promise<Percentiles> {
+export async function timed(runs: number, run: (i: number) => Promise<unknown>): Promise<Percentiles> {
   for (let i = 0; i < 20; i++) await run(i); // warm up
   const ms: number[] = [];
   for (let i = 0; i < runs; i++) {

@@ -6,6 +6,7 @@ import { fmt } from '../src/cli/progress.ts';
 import { benchEngine } from './engine.bench.ts';
 import { benchHttp } from './http.bench.ts';
 import { benchImport } from './import.bench.ts';
+import { benchActivity } from './activity.bench.ts';
 import { benchProjection } from './projection.bench.ts';
 import { benchQueries } from './query.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
@@ -104,6 +105,28 @@ async function querySection(): Promise<void> {
   );
 }
 
+async function activitySection(): Promise<void> {
+  const r = await benchActivity(Number(process.env.XREF_BENCH_ACTIVITY_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ACTIVITY_PEOPLE ?? 1_000_000));
+  const ms = (n: number) => `${n.toFixed(1).padStart(6)} ms`;
+  const row = (name: string, q: Record<'sqlite' | 'postgres', { p50: number; p95: number }>) =>
+    `  ${name.padEnd(22)} ${ms(q.sqlite.p50).padStart(10)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`;
+  process.stdout.write(
+    [
+      `active-people counts: the projection with them off and on, beside the engine, ${fmt(r.events)} events in one run (SQLite)`,
+      `  engine end to end      ${fmt(r.engine)} events/s`,
+      `  projection, counts off ${fmt(r.projection.off)} events/s   ratio ${(r.projection.off / r.engine).toFixed(2)}`,
+      `  projection, counts on  ${fmt(r.projection.on)} events/s   ratio ${(r.projection.on / r.engine).toFixed(2)} (target >= 1.0; start to every input counted)`,
+      `lookups over a year of ${fmt(r.people)} people (${fmt(r.personDays)} person-days), p50 / p95 of 200 each (target p95 < 100 ms); counts loaded at SQLite ${fmt(r.load.sqlite)}, PostgreSQL ${fmt(r.load.postgres)} rows/s`,
+      `  ${'lookup'.padEnd(22)} ${'SQLite p50'.padStart(10)} ${'p95'.padStart(9)}   ${'PostgreSQL p50'.padStart(14)} ${'p95'.padStart(9)}`,
+      row('DAU, 365 days', r.lookups.dau),
+      row('WAU, 52 weeks', r.lookups.wau),
+      row('MAU, 12 months', r.lookups.mau),
+      `  bytes per active person-day: SQLite ${fmt(r.bytesPerPersonDay.sqlite)}, PostgreSQL ${fmt(r.bytesPerPersonDay.postgres)} (person rows of every zone and period kind, counts, clusters)`,
+      '',
+    ].join('\n'),
+  );
+}
+
 async function trackerSection(): Promise<void> {
   const r = await benchTracker(Number(process.env.XREF_BENCH_TRACKER_EVENTS ?? 200_000));
   process.stdout.write(
@@ -126,4 +149,5 @@ if (only === undefined || only === 'streaming') await streamingSection();
 if (only === undefined || only === 'http') await httpSection();
 if (only === undefined || only === 'projection') await projectionSection();
 if (only === undefined || only === 'query') await querySection();
+if (only === undefined || only === 'activity') await activitySection();
 if (only === undefined || only === 'tracker') await trackerSection();

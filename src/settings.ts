@@ -42,6 +42,8 @@ export interface Settings {
   readonly projectionBatch: number;
   /** XREF_PROJECTION_MS: the longest the projection holds what it read before writing it (default 50). */
   readonly projectionMs: number;
+  /** XREF_NO_ACTIVITY=1: the projection does not count active people (docs/activity.md; default: it does). */
+  readonly noActivity: boolean;
   /** XREF_USER_EVENTS_CAP: the most events `GET /v1/users/:kind/:id` returns: the newest, with `truncated` (default 10000). */
   readonly userEventsCap: number;
   /** XREF_ERRORS_PER_SECOND: error records kept in full per reason per second; the rest are only counted (default 100). */
@@ -93,6 +95,7 @@ export function settingDefaults(): Settings {
     databaseUrl: undefined,
     projectionBatch: 20_000,
     projectionMs: 50,
+    noActivity: false,
     userEventsCap: 10_000,
     errorsPerSecond: 100,
     port: 8080,
@@ -134,6 +137,7 @@ export function loadSettings(env: Env = process.env): Settings {
     databaseUrl: databaseUrl(env),
     projectionBatch: int('XREF_PROJECTION_BATCH', d.projectionBatch),
     projectionMs: int('XREF_PROJECTION_MS', d.projectionMs),
+    noActivity: envFlag(env, 'XREF_NO_ACTIVITY'),
     userEventsCap: int('XREF_USER_EVENTS_CAP', d.userEventsCap),
     errorsPerSecond: int('XREF_ERRORS_PER_SECOND', d.errorsPerSecond),
     port: int('PORT', d.port, 0),

@@ -3,9 +3,10 @@ import type { XrefEvent } from '../domain/envelope.ts';
 import { XrefError, quote } from '../domain/errors.ts';
 import { idKey, junkRule, type JunkRule } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
-import { ALL, type ActivityConfig, resolveActivityConfig } from './activity-config.ts';
+import { type ActivityConfig, resolveActivityConfig } from './activity-config.ts';
+import { type ActivitySeries, type CountsSource, type SeriesRequest, planSeries, seriesOf, zoneOf } from './activity-series.ts';
 import { BucketRules } from './bucket-rules.ts';
-import { checkRange, isPeriodKind, PERIOD_KINDS, type PeriodKind, periodStart, requestedZone, ZoneCalendar } from './periods.ts';
+import { PERIOD_KINDS, type PeriodKind, periodStart, requestedZone, ZoneCalendar } from './periods.ts';
 
 /**
  * Active people per period, counted incrementally in log order (docs/activity.md). Pure: no I/O,
@@ -17,38 +18,7 @@ import { checkRange, isPeriodKind, PERIOD_KINDS, type PeriodKind, periodStart, r
  * The same calls give the same counts, frozen ones included, however the log is split.
  */
 
-/** One period of an answer. */
-export interface ActivityPoint {
-  /** The period's first day in the zone, `YYYY-MM-DD`. */
-  start: string;
-  /** People per key asked: frozen when the period is closed, else as known now. */
-  counts: Record<string, number>;
-  /** A closed period only, where what is known now differs from the frozen counts: the counts now. */
-  restated?: Record<string, number>;
-  /** Junk-only events (no person to count), frozen like `counts` when the period is closed. */
-  unattributed: number;
-  /** A closed period only, where it differs: the junk-only events known now. */
-  restatedUnattributed?: number;
-}
-
-export interface ActivitySeries {
-  period: PeriodKind;
-  timeZone: string;
-  series: ActivityPoint[];
-}
-
-export interface SeriesRequest {
-  /** `day`, `week` or `month`. */
-  period: string;
-  /** Inclusive: a date (`YYYY-MM-DD`) or an ISO time. Default: the first period with activity. */
-  from?: string;
-  /** Exclusive: a date or an ISO time. Default: after the last period with activity. */
-  to?: string;
-  /** Buckets and aggregates to answer (default: `all`). */
-  buckets?: readonly string[];
-  /** The zone of the periods: the configured one (default) or one of `extraTimeZones`. */
-  tz?: string;
-}
+export type { ActivityPoint, ActivitySeries, SeriesRequest } from './activity-series.ts';
 
 /** One person's presence in one period: what `rows()` exports. */
 export interface PersonPeriodRow {
@@ -75,34 +45,84 @@ export interface CounterSummary {
   anonymous: number;
 }
 
-/** A compact, JSON-serializable image of a counter: `ActivityCounter.restore` continues from it. */
-export interface CounterState {
+/** The small part of a counter's image: what it was made with, and where it is. */
+export interface CounterScalars {
   version: 1;
   /** What the image was made with: restoring under other buckets or zones is refused. */
   columns: string[];
   zones: string[];
   watermark: number | null;
   summary: Omit<CounterSummary, 'anonymous'>;
+  /** An input whose `endOfInput` has not come yet: [seq, its anonymous identifier keys, resolved, its event while not placed]. */
+  current: [number, string[], boolean, [string, number, number[]] | null] | null;
+  tables: TableBounds[];
+}
+
+/** A compact, JSON-serializable image of a counter: `ActivityCounter.restore` continues from it. */
+export interface CounterState extends Omit<CounterScalars, 'tables'> {
   /** Union-find over anonymous identifier keys: [key, parent] for non-roots, [root, size] for roots of more than one. */
   parents: [string, string][];
   sizes: [string, number][];
   /** Events still anonymous: [seq, anchor identifier key, time, matched bucket indexes]. */
   pending: [number, string, number, number[]][];
-  /** An input whose `endOfInput` has not come yet: [seq, its anonymous identifier keys, resolved, its event while not placed]. */
-  current: [number, string[], boolean, [string, number, number[]] | null] | null;
   tables: TableState[];
 }
 
-interface TableState {
+/** One zone × period kind: how far it is closed, and the periods anything was counted in. */
+export interface TableBounds {
   zone: string;
   period: PeriodKind;
   closedThrough: number | null;
   /** The first and last periods anything was counted in. */
   extent: [number, number] | null;
+}
+
+export interface TableState extends TableBounds {
   /** [period index, person, events, hits per bucket]. */
   rows: [number, string, number, number[]][];
   unattributed: [number, number][];
   frozen: [number, number[]][];
+}
+
+/** A person row now (`events` 0: it is gone). */
+export interface RowChange {
+  zone: string;
+  period: PeriodKind;
+  index: number;
+  person: string;
+  events: number;
+  hits: number[];
+}
+
+/** A period's counts now: every column then the junk-only events, and its frozen counts once closed. */
+export interface CountChange {
+  zone: string;
+  period: PeriodKind;
+  index: number;
+  counts: number[];
+  frozen: number[] | null;
+}
+
+/** An anonymous identifier key now: its parent (null: a root) and size (null: a root of one, or not a root); both null: gone. */
+export interface KeyChange {
+  id: string;
+  parent: string | null;
+  size: number | null;
+}
+
+/** An event still anonymous now: [anchor identifier key, time, matched bucket indexes], or null once placed. */
+export interface PendingChange {
+  seq: number;
+  pending: [string, number, number[]] | null;
+}
+
+/** Everything that changed in a counter since the last `takeChanges`. */
+export interface CounterChanges {
+  rows: RowChange[];
+  counts: CountChange[];
+  keys: KeyChange[];
+  pending: PendingChange[];
+  scalars: CounterScalars;
 }
 
 interface Row {
@@ -133,6 +153,9 @@ class PeriodTable {
   readonly open = new Set<number>();
   /** Anonymous person → periods where it has a row (for merges). */
   readonly anonPeriods = new Map<string, Set<number>>();
+  /** What changed since the last `takeChanges`: person rows per period, and periods' counts. */
+  readonly changedRows = new Map<number, Set<string>>();
+  readonly changedCounts = new Set<number>();
   closedThrough = -Infinity;
   first = Infinity;
   last = -Infinity;
@@ -144,7 +167,9 @@ class PeriodTable {
     private readonly rules: BucketRules,
   ) {}
 
+  /** A period's counts, to be changed. */
   counts(index: number): number[] {
+    this.changedCounts.add(index);
     let counts = this.current.get(index);
     if (counts === undefined) {
       counts = new Array<number>(this.rules.columns + 1).fill(0);
@@ -163,6 +188,7 @@ class PeriodTable {
     if (people === undefined) this.rows.set(index, (people = new Map()));
     let row = people.get(person);
     const linked = isLinked(person);
+    this.rowChanged(index, person);
     if (row === undefined) {
       if (sign < 0) return;
       row = { events: 0, hits: new Array<number>(this.rules.buckets.length).fill(0) };
@@ -190,6 +216,8 @@ class PeriodTable {
       const people = this.rows.get(index)!;
       const moved = people.get(from)!;
       const counts = this.counts(index);
+      this.rowChanged(index, from);
+      this.rowChanged(index, into);
       people.delete(from);
       this.rules.tally(counts, moved.events, moved.hits, false, -1);
       const row = people.get(into);
@@ -217,9 +245,16 @@ class PeriodTable {
     for (const index of this.open) {
       if (index > through) continue;
       this.frozen.set(index, [...this.current.get(index)!]);
+      this.changedCounts.add(index);
       this.open.delete(index);
     }
     this.closedThrough = through;
+  }
+
+  rowChanged(index: number, person: string): void {
+    let people = this.changedRows.get(index);
+    if (people === undefined) this.changedRows.set(index, (people = new Set()));
+    people.add(person);
   }
 
   private periodsOf(person: string): Set<number> {
@@ -254,6 +289,9 @@ export class ActivityCounter {
   private readonly parent = new Map<string, string>();
   private readonly size = new Map<string, number>();
   private readonly pending = new Map<number, Pending>();
+  /** Identifier keys whose parent or size changed, and events whose pending entry did, since the last `takeChanges`. */
+  private readonly changedKeys = new Set<string>();
+  private readonly changedPending = new Set<number>();
   private readonly counted = { events: 0, untimed: 0, unattributed: 0 };
   private watermarkMs = -Infinity;
   /**
@@ -330,6 +368,7 @@ export class ActivityCounter {
     const pending = this.pending.get(eventSeq);
     if (pending === undefined) return;
     this.pending.delete(eventSeq);
+    this.changedPending.add(eventSeq);
     const from = ANON + this.find(pending.anchor);
     for (const table of this.tables) {
       const index = table.calendar.periodOf(table.kind, pending.time);
@@ -348,6 +387,7 @@ export class ActivityCounter {
       if (event !== undefined) {
         // still unresolved: it counts for its anonymous person
         this.pending.set(current.seq, event);
+        this.changedPending.add(current.seq);
         const person = ANON + this.find(event.anchor);
         for (const table of this.tables) table.add(table.calendar.periodOf(table.kind, event.time), person, event.matched, 1);
       }
@@ -357,36 +397,9 @@ export class ActivityCounter {
 
   /** The periods of a range and their counts, ascending (docs/activity.md, the answer). */
   series(request: SeriesRequest): ActivitySeries {
-    const period = request.period;
-    if (!isPeriodKind(period)) throw new XrefError('XREF_INVALID_ARGUMENT', `period must be day, week or month, got ${quote(period)}`, { field: 'period' });
-    const table = this.table(period, request.tz);
-    const names = request.buckets === undefined || request.buckets.length === 0 ? [ALL] : [...new Set(request.buckets)];
-    const columns = names.map((name) => {
-      const column = this.rules.column(name);
-      if (column === undefined) throw new XrefError('XREF_INVALID_ARGUMENT', `bucket ${quote(name)} is not a configured bucket (known: ${this.rules.names().join(', ')})`, { field: 'bucket' });
-      return column;
-    });
-    const empty = table.first > table.last;
-    // a bound not given is the first (last) period with activity, never past the other bound given
-    const toGiven = request.to === undefined ? undefined : table.calendar.bound(period, 'to', request.to);
-    const fromGiven = request.from === undefined ? undefined : table.calendar.bound(period, 'from', request.from);
-    const from = fromGiven ?? (empty ? (toGiven ?? 0) : toGiven === undefined ? table.first : Math.min(table.first, toGiven));
-    const to = toGiven ?? (empty ? from : Math.max(from, table.last + 1));
-    checkRange(period, from, to, request);
-    const zeros = new Array<number>(this.rules.columns + 1).fill(0);
-    const unattributed = this.rules.columns;
-    const series: ActivityPoint[] = [];
-    for (let index = from; index < to; index++) {
-      const now = table.current.get(index) ?? zeros;
-      const closed = index <= table.closedThrough;
-      const shown = closed ? (table.frozen.get(index) ?? zeros) : now;
-      const point: Partial<ActivityPoint> = { start: periodStart(period, index), counts: pick(names, columns, shown) };
-      if (closed && columns.some((column) => shown[column] !== now[column])) point.restated = pick(names, columns, now);
-      point.unattributed = shown[unattributed]!;
-      if (closed && shown[unattributed] !== now[unattributed]) point.restatedUnattributed = now[unattributed]!;
-      series.push(point as ActivityPoint);
-    }
-    return { period, timeZone: table.calendar.zone, series };
+    const plan = planSeries(request, this.source);
+    const table = this.table(plan.period, plan.zone);
+    return seriesOf(plan, this.rules.columns, (index) => ({ current: table.current.get(index), frozen: table.frozen.get(index) }));
   }
 
   /** The start of the last closed period (undefined: none closed yet). */
@@ -415,21 +428,14 @@ export class ActivityCounter {
   state(): CounterState {
     const byKey = <T>(a: [string, T], b: [string, T]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
     const byIndex = <T extends [number, ...unknown[]]>(a: T, b: T) => a[0] - b[0];
+    const scalars = this.scalars();
     return {
-      version: 1,
-      columns: this.rules.names(),
-      zones: [...this.zones],
-      watermark: Number.isFinite(this.watermarkMs) ? this.watermarkMs : null,
-      summary: { ...this.counted },
+      ...scalars,
       parents: [...this.parent].sort(byKey),
       sizes: [...this.size].sort(byKey),
       pending: [...this.pending].map(([seq, p]): [number, string, number, number[]] => [seq, p.anchor, p.time, [...p.matched]]).sort(byIndex),
-      current: this.current === undefined ? null : [this.current.seq, [...this.current.keys], this.current.resolved, this.current.unplaced === undefined ? null : [this.current.unplaced.anchor, this.current.unplaced.time, [...this.current.unplaced.matched]]],
-      tables: this.tables.map((table) => ({
-        zone: table.calendar.zone,
-        period: table.kind,
-        closedThrough: Number.isFinite(table.closedThrough) ? table.closedThrough : null,
-        extent: table.first <= table.last ? [table.first, table.last] : null,
+      tables: this.tables.map((table, i) => ({
+        ...scalars.tables[i]!,
         rows: [...table.rows]
           .flatMap(([index, people]) => [...people].map(([person, row]): [number, string, number, number[]] => [index, person, row.events, [...row.hits]]))
           .sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)),
@@ -437,6 +443,61 @@ export class ActivityCounter {
         frozen: [...table.frozen].map(([index, counts]): [number, number[]] => [index, [...counts]]).sort(byIndex),
       })),
     };
+  }
+
+  /** The state's small part: its config, watermark, summary, the input under way, and each table's bounds. */
+  scalars(): CounterScalars {
+    const current = this.current;
+    return {
+      version: 1,
+      columns: this.rules.names(),
+      zones: [...this.zones],
+      watermark: Number.isFinite(this.watermarkMs) ? this.watermarkMs : null,
+      summary: { ...this.counted },
+      current: current === undefined ? null : [current.seq, [...current.keys], current.resolved, current.unplaced === undefined ? null : [current.unplaced.anchor, current.unplaced.time, [...current.unplaced.matched]]],
+      tables: this.tables.map((table) => ({
+        zone: table.calendar.zone,
+        period: table.kind,
+        closedThrough: Number.isFinite(table.closedThrough) ? table.closedThrough : null,
+        extent: table.first <= table.last ? [table.first, table.last] : null,
+      })),
+    };
+  }
+
+  /**
+   * What changed since the last call (or the counter's making or restoring): the rows, counts,
+   * identifier keys and pending events to write over their stored copies, and the scalars. Written
+   * over a stored `state()` of the earlier point, they give the `state()` of this one.
+   */
+  takeChanges(): CounterChanges {
+    const rows: RowChange[] = [];
+    const counts: CountChange[] = [];
+    const zeros = new Array<number>(this.rules.columns + 1).fill(0);
+    for (const table of this.tables) {
+      const { zone } = table.calendar;
+      const period = table.kind;
+      for (const [index, people] of table.changedRows) {
+        const stored = table.rows.get(index);
+        for (const person of people) {
+          const row = stored?.get(person);
+          rows.push({ zone, period, index, person, events: row?.events ?? 0, hits: row === undefined ? [] : [...row.hits] });
+        }
+      }
+      for (const index of table.changedCounts) {
+        const frozen = table.frozen.get(index);
+        counts.push({ zone, period, index, counts: [...(table.current.get(index) ?? zeros)], frozen: frozen === undefined ? null : [...frozen] });
+      }
+      table.changedRows.clear();
+      table.changedCounts.clear();
+    }
+    const keys = [...this.changedKeys].map((id): KeyChange => ({ id, parent: this.parent.get(id) ?? null, size: this.size.get(id) ?? null }));
+    const pending = [...this.changedPending].map((seq): PendingChange => {
+      const p = this.pending.get(seq);
+      return { seq, pending: p === undefined ? null : [p.anchor, p.time, [...p.matched]] };
+    });
+    this.changedKeys.clear();
+    this.changedPending.clear();
+    return { rows, counts, keys, pending, scalars: this.scalars() };
   }
 
   /** A counter continuing from `state()`, under the same config (buckets and zones). */
@@ -474,18 +535,22 @@ export class ActivityCounter {
       for (const [index, n] of saved.unattributed) table.counts(index)[counter.rules.columns] = n;
       if (saved.extent !== null) [table.first, table.last] = [Math.min(table.first, saved.extent[0]), Math.max(table.last, saved.extent[1])];
     });
+    counter.takeChanges();
     return counter;
   }
 
+  /** The counts as an answer reads them. */
+  private get source(): CountsSource {
+    return {
+      columns: this.rules.names(),
+      timeZone: this.timeZone,
+      zones: this.zones,
+      extent: (zone, period) => this.table(period, zone),
+    };
+  }
+
   private table(period: PeriodKind, tz: string | undefined): PeriodTable {
-    let zone = this.timeZone;
-    if (tz !== undefined) {
-      const canonical = requestedZone(tz);
-      if (!this.zones.includes(canonical)) {
-        throw new XrefError('XREF_INVALID_ARGUMENT', `tz ${quote(tz)} is not a zone activity is counted in (counted: ${this.zones.join(', ')}; add it to activity.extraTimeZones)`, { field: 'tz' });
-      }
-      zone = canonical;
-    }
+    const zone = zoneOf(tz, this);
     return this.tables.find((table) => table.calendar.zone === zone && table.kind === period)!;
   }
 
@@ -495,7 +560,10 @@ export class ActivityCounter {
       const up = this.parent.get(at);
       if (up === undefined) return at;
       const above = this.parent.get(up);
-      if (above !== undefined) this.parent.set(at, above); // path halving
+      if (above !== undefined) {
+        this.parent.set(at, above); // path halving
+        this.changedKeys.add(at);
+      }
       at = above ?? up;
     }
   }
@@ -511,12 +579,8 @@ export class ActivityCounter {
     this.parent.set(small, big);
     this.size.delete(small);
     this.size.set(big, bigSize + smallSize);
+    this.changedKeys.add(small);
+    this.changedKeys.add(big);
     for (const table of this.tables) table.merge(ANON + small, ANON + big);
   }
-}
-
-function pick(names: readonly string[], columns: readonly number[], counts: readonly number[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  names.forEach((name, i) => (out[name] = counts[columns[i]!]!));
-  return out;
 }

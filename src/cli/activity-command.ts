@@ -7,6 +7,7 @@ import type { OfflineSummary } from '../activity/offline-activity.ts';
 import { XrefError, quote } from '../domain/errors.ts';
 import { type CommandIo, loadConfigFile } from './group-command.ts';
 import { openInput, readNdjson } from './ndjson.ts';
+import { type QuerySettings, type RemoteOptions, withAnswers } from './query-commands.ts';
 
 export interface ActivityCommandOptions {
   period?: string;
@@ -23,14 +24,18 @@ export interface ActivityCommandOptions {
 const BAR_WIDTH = 24;
 
 /**
- * `xref activity FILE|-`: the active people of an NDJSON log, counted offline as the streaming
- * service counts them (docs/activity.md): a table with a bar per row, or `--json` the API's
- * document; `--plot FILE.svg` also writes a chart. Bad lines go to stderr as `line N: reason` and
- * the rest is still counted. Returns the exit status: 1 if any line was rejected, else 0.
+ * `xref activity [FILE|-]`: the active people of an NDJSON log, counted offline as the streaming
+ * service counts them (docs/activity.md), or without a file as the projection counted them (the
+ * read model, or a server's `GET /v1/activity` with `--url`): a table with a bar per row, or
+ * `--json` the API's document; `--plot FILE.svg` also writes a chart. Bad lines go to stderr as
+ * `line N: reason` and the rest is still counted. Returns the exit status: 1 if any line was
+ * rejected, else 0.
  */
-export async function activityCommand(file: string, options: ActivityCommandOptions, io: CommandIo): Promise<number> {
+export async function activityCommand(file: string | undefined, options: ActivityCommandOptions & RemoteOptions, io: CommandIo, settings?: () => QuerySettings): Promise<number> {
   const period = options.period ?? 'day';
   if (!isPeriodKind(period)) throw new XrefError('XREF_INVALID_ARGUMENT', `--period must be day, week or month, got ${quote(period)}`, { field: 'period' });
+  if (file === undefined) return countedActivity(period, options, io, settings!());
+  if (options.url !== undefined) throw new XrefError('XREF_INVALID_ARGUMENT', `--url asks a server for its counts: give no FILE with it, got ${quote(file)}`, { field: 'url' });
   // loaded here (with its date library), not at the CLI's start
   const { OfflineActivity } = await import('../activity/offline-activity.ts');
   // the offline run counts in any zone asked for: it is counted from the file
@@ -53,6 +58,19 @@ export async function activityCommand(file: string, options: ActivityCommandOpti
     io.stderr.write(`wrote ${options.plot}\n`);
   }
   return rejected > 0 ? 1 : 0;
+}
+
+/** The counts the projection kept: from the read model, or a server with `--url`. */
+async function countedActivity(period: string, options: ActivityCommandOptions & RemoteOptions, io: CommandIo, settings: QuerySettings): Promise<number> {
+  const params = { period, from: options.from, to: options.to, bucket: options.bucket, tz: options.tz };
+  const doc = await withAnswers(options, settings, (answers) => answers.activity(Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined))));
+  if (options.json) io.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+  else io.stdout.write(`${renderTable(doc, doc.closedThrough ?? undefined)}\ncounted through input ${doc.watermark}\n`);
+  if (options.plot !== undefined) {
+    writeFileSync(options.plot, await renderChart(doc, doc.closedThrough ?? undefined));
+    io.stderr.write(`wrote ${options.plot}\n`);
+  }
+  return 0;
 }
 
 function summaryLine(summary: OfflineSummary): string {

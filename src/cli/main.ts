@@ -42,8 +42,8 @@ export function buildProgram(): Command {
 
   program
     .command('activity')
-    .description('count active people per day, week or month in an NDJSON file offline, with no server (frozen and restated counts, buckets)')
-    .argument('<file>', 'NDJSON file of events, or - for standard input')
+    .description('active people per day, week or month (frozen and restated counts, buckets): counted offline from an NDJSON file with no server, or, with no file, as xref serve counted them (the read model, or --url)')
+    .argument('[file]', 'NDJSON file of events, or - for standard input (none: the read model\'s counts)')
     .option('-p, --period <period>', 'day, week or month', 'day')
     .option('-c, --config <file>', 'JSON config file (its "activity" key: timeZone, close, buckets, aggregates)')
     .option('--from <time>', 'first period: the one holding this date (YYYY-MM-DD) or ISO time (default: the first with activity)')
@@ -52,8 +52,10 @@ export function buildProgram(): Command {
     .option('--tz <zone>', 'IANA time zone of the periods (default: the config\'s activity.timeZone, else UTC)')
     .option('--json', 'print the API document { period, timeZone, series } instead of a table')
     .option('--plot <file.svg>', 'also write a chart of the series as SVG')
-    .action(async (file: string, options) => {
-      process.exitCode = await activityCommand(file, options, { stdout: process.stdout, stderr: process.stderr });
+    .option('--url <url>', 'with no file: ask this running server (GET /v1/activity) instead of reading the database')
+    .option('--token <token>', 'the read token for --url (default: XREF_READ_TOKEN)')
+    .action(async (file: string | undefined, options) => {
+      process.exitCode = await activityCommand(file, options, { stdout: process.stdout, stderr: process.stderr }, settings);
     });
 
   program

@@ -31,13 +31,14 @@ export interface ProjectCommandOptions {
 export async function projectCommand(options: ProjectCommandOptions, io: CommandIo, settings: Settings, signal: AbortSignal): Promise<number> {
   const logger = componentLogger('project');
   // the same config as the engine: an input it rejects is no event in the read model either
-  const decode = inputDecoder(resolveConfig(loadConfigFile(options.config ?? settings.configFile)));
+  const config = resolveConfig(loadConfigFile(options.config ?? settings.configFile));
+  const decode = inputDecoder(config);
   const running = await connectOrEmbed(settings.natsUrl, settings.dataDir, 'xref-project');
   try {
     await ensureTopology(running.nc, await jetstreamManager(running.nc), logger);
     const store = await openReadModel({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir, logger: componentLogger('read-model') });
     try {
-      const base = { nc: running.nc, store, settings, logger: componentLogger('projection'), decode };
+      const base = { nc: running.nc, store, settings, logger: componentLogger('projection'), decode, ...(settings.noActivity ? {} : { activity: config }) };
       return options.rebuild === true ? await rebuild(base, io, settings, signal, logger) : await projectUntilStopped(base, signal);
     } finally {
       await store.close();
@@ -47,7 +48,7 @@ export async function projectCommand(options: ProjectCommandOptions, io: Command
   }
 }
 
-type BaseOptions = Pick<ProjectionOptions, 'nc' | 'store' | 'settings' | 'logger' | 'decode'>;
+type BaseOptions = Pick<ProjectionOptions, 'nc' | 'store' | 'settings' | 'logger' | 'decode' | 'activity'>;
 
 /** Resolves once `signal` is aborted. */
 function aborted(signal: AbortSignal): Promise<void> {
@@ -113,7 +114,12 @@ async function rebuild(base: BaseOptions, io: CommandIo, settings: Settings, sig
     const live = projection;
     const done = () => [...ends].reduce((sum, [stream, end]) => sum + Math.min(end.seq, live.positions.get(stream)?.seq ?? 0), 0);
     projection.onWritten(() => progress?.update(done()));
-    const outcome = await Promise.race([projection.caughtUp(ends).then(() => 'done' as const), failure, aborted(signal).then(() => 'stopped' as const)]);
+    // then the active-people counts, through what the engine has decided of those inputs
+    const outcome = await Promise.race([
+      projection.caughtUp(ends).then(() => live.activityCaughtUp().then(() => 'done' as const)),
+      failure,
+      aborted(signal).then(() => 'stopped' as const),
+    ]);
     progress?.update(done());
     endProgress();
     await projection.stop();
@@ -134,6 +140,7 @@ async function rebuild(base: BaseOptions, io: CommandIo, settings: Settings, sig
         `rows: ${Object.entries(counts)
           .map(([table, n]) => `${table} ${fmt(n)}`)
           .join(', ')}`,
+        ...(base.activity === undefined ? [] : [`active people counted through input ${fmt(projection.activityPosition)}`]),
         '',
       ].join('\n'),
     );

@@ -14,8 +14,8 @@ import { resolveConfig } from '../domain/config.ts';
 import { ERROR_CATALOGUE, type ErrorCode, XrefError, isXrefError, quote } from '../domain/errors.ts';
 import { componentLogger } from '../log.ts';
 import { openReadModel } from '../projection/open-store.ts';
-import { type QueryString, checkIdentifier, checkUser, parseEventsQuery } from '../projection/query-params.ts';
-import { type EventJson, type EventsAnswer, type IdentifierAnswer, ReadModelQueries, type UserAnswer } from '../projection/queries.ts';
+import { type QueryString, checkIdentifier, checkUser, parseActivityQuery, parseEventsQuery } from '../projection/query-params.ts';
+import { type ActivityAnswer, type EventJson, type EventsAnswer, type IdentifierAnswer, ReadModelQueries, type UserAnswer } from '../projection/queries.ts';
 import type { Settings } from '../settings.ts';
 import { type CommandIo, loadConfigFile } from './group-command.ts';
 
@@ -35,6 +35,7 @@ const REMOTE_TIMEOUT_MS = 30_000;
 /** The answers the commands print, wherever they come from. */
 interface Answers {
   events(params: QueryString): Promise<EventsAnswer>;
+  activity(params: QueryString): Promise<ActivityAnswer>;
   identifier(kind: string, value: string): Promise<IdentifierAnswer>;
   user(kind: string, id: string): Promise<UserAnswer>;
   close(): Promise<void>;
@@ -49,6 +50,7 @@ async function localAnswers(settings: QuerySettings): Promise<Answers> {
   const queries = new ReadModelQueries(store, { config, userEventsCap: settings.userEventsCap, logger });
   return {
     events: (params) => queries.events(parseEventsQuery(params, queries)),
+    activity: (params) => queries.activity(parseActivityQuery(params)),
     identifier: (kind, value) => queries.identifier(checkIdentifier(kind, value)),
     user: (kind, id) => queries.user(checkUser('kind', kind, id, queries)),
     close: () => store.close(),
@@ -66,7 +68,7 @@ function remoteAnswers(url: string, token: string | undefined): Answers {
   if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new XrefError('XREF_INVALID_ARGUMENT', `--url must be the server's http:// or https:// address (e.g. http://localhost:8080), got ${quote(url)}`, { field: 'url' });
   const get = async <T>(path: string, params: QueryString = {}): Promise<T> => {
     const target = new URL(path, base);
-    for (const [name, value] of Object.entries(params)) if (typeof value === 'string') target.searchParams.append(name, value);
+    for (const [name, value] of Object.entries(params)) for (const one of Array.isArray(value) ? value : [value]) if (typeof one === 'string') target.searchParams.append(name, one);
     let response: Response;
     try {
       response = await fetch(target, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(REMOTE_TIMEOUT_MS) });
@@ -90,6 +92,7 @@ function remoteAnswers(url: string, token: string | undefined): Answers {
   const part = encodeURIComponent;
   return {
     events: (params) => get('/v1/events', params),
+    activity: (params) => get('/v1/activity', params),
     identifier: (kind, value) => get(`/v1/identifiers/${part(kind)}/${part(value)}`),
     user: (kind, id) => get(`/v1/users/${part(kind)}/${part(id)}`),
     close: async () => undefined,
@@ -98,7 +101,7 @@ function remoteAnswers(url: string, token: string | undefined): Answers {
 
 
 /** Runs `work` on the answers `options` point at, closing them after. */
-async function withAnswers<T>(options: RemoteOptions, settings: QuerySettings, work: (answers: Answers) => Promise<T>): Promise<T> {
+export async function withAnswers<T>(options: RemoteOptions, settings: QuerySettings, work: (answers: Answers) => Promise<T>): Promise<T> {
   const answers = options.url === undefined ? await localAnswers(settings) : remoteAnswers(options.url, options.token ?? settings.readToken);
   try {
     return await work(answers);

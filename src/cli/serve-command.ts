@@ -131,6 +131,7 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
           settings,
           logger: componentLogger('projection'),
           decode: inputDecoder(config),
+          ...(settings.noActivity ? {} : { activity: config }),
           onFailure: () => shutdown('the projection stopped processing'),
         })
       : undefined;

@@ -6,6 +6,7 @@
  *   GET /v1/users/:kind/:id                a user's document, linked identifiers, counts
  *   GET /v1/identifiers/:kind/:value       linked | buffering | unmatched | unknown
  *   GET /v1/unmatched, /v1/audit, /v1/errors   records by reason, kind and time
+ *   GET /v1/activity                       active people per day, week or month, per bucket
  *
  * PUT, PATCH, DELETE and POST on /v1/events/:id get a 405 with `Allow: GET`, whatever the
  * credential. The last path part (an event id, a user id, an identifier value) is taken whole,
@@ -14,7 +15,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { XrefError, quote } from '../domain/errors.ts';
-import { type QueryString, checkIdentifier, checkUser, parseEventsQuery, parseRecordsQuery } from '../projection/query-params.ts';
+import { type QueryString, checkIdentifier, checkUser, parseActivityQuery, parseEventsQuery, parseRecordsQuery } from '../projection/query-params.ts';
 import { NotCaughtUpError, type ReadModelQueries } from '../projection/queries.ts';
 import type { RecordList } from '../projection/read-model.ts';
 import { type ReadTokensSetting, requireCredential } from './auth.ts';
@@ -30,7 +31,8 @@ export interface QueryRoutesOptions {
 }
 
 /** What the 404 of an unknown route lists. */
-export const QUERY_ROUTES_TEXT = 'GET /v1/events, GET /v1/events/<id>, GET /v1/users/<kind>/<id>, GET /v1/identifiers/<kind>/<value>, GET /v1/unmatched, GET /v1/audit, GET /v1/errors';
+export const QUERY_ROUTES_TEXT =
+  'GET /v1/events, GET /v1/events/<id>, GET /v1/users/<kind>/<id>, GET /v1/identifiers/<kind>/<value>, GET /v1/unmatched, GET /v1/audit, GET /v1/errors, GET /v1/activity';
 
 const RECORD_LISTS: readonly RecordList[] = ['unmatched', 'audit', 'errors'];
 
@@ -89,6 +91,8 @@ export const queryRoutes: FastifyPluginAsync<QueryRoutesOptions> = async (app, o
       const { kind } = request.params as { kind: string };
       return queries.identifier(checkIdentifier(kind, lastPart(request.params, 'value')));
     });
+
+    scope.get('/v1/activity', async (request) => queries.activity(parseActivityQuery(request.query as QueryString)));
 
     for (const list of RECORD_LISTS) {
       scope.get(`/v1/${list}`, async (request) => queries.records(list, parseRecordsQuery(list, request.query as QueryString)));

@@ -73,8 +73,36 @@ function schemaV1(dialect: Dialect): string[] {
   ];
 }
 
+/**
+ * Version 2: which input decided each resolution (`decided_seq`, the `at` of its `Xref-Resolution`
+ * header; rows written before it take their event's own seq), and the active-people counts
+ * (docs/activity.md): the counter's position, its person rows, its counts per period (now and
+ * frozen), its anonymous clusters and the events still anonymous.
+ */
+function schemaV2(dialect: Dialect): string[] {
+  const { int, text, key } = types(dialect);
+  const noRowid = dialect === 'sqlite' ? ' WITHOUT ROWID' : '';
+  return [
+    `ALTER TABLE resolutions ADD COLUMN decided_seq ${int}`,
+    'UPDATE resolutions SET decided_seq = event_seq',
+    'CREATE INDEX resolutions_decided ON resolutions (decided_seq)',
+    // one row, always: its generation goes up whenever the counts are deleted, so that a write
+    // counted before can tell (seq 0: nothing counted)
+    `CREATE TABLE activity_state (id ${int} PRIMARY KEY CHECK (id = 1), generation ${int} NOT NULL, seq ${int} NOT NULL, columns ${text}, zones ${text}, scalars ${text})`,
+    'INSERT INTO activity_state (id, generation, seq) VALUES (1, 0, 0)',
+    `CREATE TABLE activity_people (zone ${key} NOT NULL, period ${key} NOT NULL, idx ${int} NOT NULL, start ${text} NOT NULL, person ${key} NOT NULL, events ${int} NOT NULL, hits ${text} NOT NULL, PRIMARY KEY (zone, period, idx, person))${noRowid}`,
+    `CREATE INDEX activity_people_person ON activity_people (person)`,
+    `CREATE TABLE activity_counts (zone ${key} NOT NULL, period ${key} NOT NULL, idx ${int} NOT NULL, start ${text} NOT NULL, counts ${text} NOT NULL, frozen ${text}, PRIMARY KEY (zone, period, idx))${noRowid}`,
+    `CREATE TABLE activity_anon (id ${key} PRIMARY KEY, parent ${key}, size ${int})${noRowid}`,
+    `CREATE TABLE activity_pending (seq ${int} PRIMARY KEY, anchor ${key} NOT NULL, time_ms ${int} NOT NULL, matched ${text} NOT NULL)`,
+  ];
+}
+
 /** Every migration, in version order. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, description: 'the read model: events, resolutions, records, links, positions', statements: schemaV1 }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, description: 'the read model: events, resolutions, records, links, positions', statements: schemaV1 },
+  { version: 2, description: 'the input that decided each resolution; the active-people counts', statements: schemaV2 },
+];
 
 /** The table of applied versions, made before anything else. */
 export function migrationsTable(dialect: Dialect): string {

@@ -1,7 +1,8 @@
 /**
  * The read model on PostgreSQL (pg.Pool), for scale. A batch is one transaction on one client,
- * each table written by one statement over the whole of its rows (`INSERT … SELECT … FROM
- * json_to_recordset($1)`), so a batch of thousands of rows costs a few round trips. int8 comes back as a number (a per-pool type
+ * each table written by one statement over the whole of its rows (a COPY of new rows,
+ * postgres-copy.ts; `INSERT … SELECT … FROM json_to_recordset($1)` when some are there already),
+ * so a batch of thousands of rows costs a few round trips. int8 comes back as a number (a per-pool type
  * parser: sequences and epoch ms stay far below 2^53). Every statement is named, so each
  * connection parses and plans it once. Failures are XREF_DATABASE saying what was being done,
  * never with the URL's password.
@@ -12,6 +13,8 @@ import { XrefError, isXrefError } from '../domain/errors.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { type MigrationTransaction, runMigrations } from './migrations.ts';
+import { type PostgresAccess, PostgresActivity } from './postgres-activity.ts';
+import { copyRows, isUniqueViolation, pgText } from './postgres-copy.ts';
 import {
   BUFFERED_EVENTS_SQL,
   BUFFERED_SUMMARY_SQL,
@@ -26,7 +29,7 @@ import {
   POSITIONS_SQL,
   RELEASE_SQL,
   SCHEMA_VERSION_SQL,
-  STREAM_TABLES,
+  STREAM_RESETS,
   type Statement,
   type Value,
   UNMATCHED_REASONS_SQL,
@@ -97,16 +100,6 @@ function numbered(sql: string): string {
 }
 
 /**
- * PostgreSQL's text holds no NUL character and no lone surrogate (SQLite's takes both): a key
- * column gets U+FFFD in their place, and so do the query values compared with it, so such a value
- * is still found. A body is JSON text from JSON.stringify, where both are escapes.
- */
-function pgText(value: string): string {
-  const text = value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value;
-  return text.isWellFormed() ? text : text.toWellFormed();
-}
-
-/**
  * Rows as the JSON array of objects `json_to_recordset` reads: one parameter for a whole table,
  * serialized natively (far cheaper than pg's array literals). A body goes in as a JSON string of
  * its JSON text: PostgreSQL's json input refuses a lone surrogate's escape, which a record may
@@ -141,12 +134,18 @@ const EVENTS_SQL =
   `WITH stored AS (INSERT INTO events (${COLUMNS.events.join(', ')}) SELECT ${COLUMNS.events.map((c) => `x.${c}`).join(', ')} FROM ${fromRecordset('events', 1)} ON CONFLICT DO NOTHING RETURNING seq) ` +
   `INSERT INTO event_ids (kind, value, seq) SELECT x.kind, x.value, x.seq FROM ${fromRecordset('event_ids', 2)} WHERE x.seq IN (SELECT seq FROM stored) ON CONFLICT DO NOTHING`;
 
+/** A batch's rows, per table, as its columns take them. */
+type BatchRows = Record<WrittenTable, Value[][]>;
+/** The tables whose rows are only ever added (DO NOTHING on a key there already): written by COPY. */
+const COPIED = ['events', 'event_ids', 'resolutions', 'unmatched', 'audit', 'errors'] as const satisfies readonly WrittenTable[];
+
 export class PostgresStore implements ReadModelStore {
   readonly dialect = 'postgres' as const;
+  readonly activity: PostgresActivity = new PostgresActivity(this.activityAccess());
   private readonly pool: pg.Pool;
   /** Statement names by text: each named statement is prepared once per connection. */
   private readonly names = new Map<string, string>();
-  private readonly url: string;
+  readonly url: string;
 
   constructor(
     url: string,
@@ -208,19 +207,27 @@ export class PostgresStore implements ReadModelStore {
 
   async apply(batch: ProjectionBatch, owner: string): Promise<void> {
     const what = 'applying a projection batch';
-    await this.guard(what, () =>
-      this.inTransaction(async (client) => {
-        await this.fence(client, what, owner);
-        const events = eventsInOrder(batch.events);
-        if (events.length > 0) await this.run(client, EVENTS_SQL, [recordset('events', events.map(eventValues)), recordset('event_ids', events.flatMap(eventIdValues))]);
-        await this.bulk(client, 'resolutions', batch.resolutions.map(resolutionValues));
-        await this.bulk(client, 'unmatched', batch.unmatched.map(unmatchedValues));
-        await this.bulk(client, 'audit', batch.audit.map(auditValues));
-        await this.bulk(client, 'errors', batch.errors.map(errorValues));
-        await this.bulk(client, 'links', linkValues(batch.audit));
-        await this.bulk(client, 'positions', latestPositions(batch.positions).map(positionValues));
-      }),
-    );
+    await this.guard(what, async () => {
+      const events = eventsInOrder(batch.events);
+      const rows: BatchRows = {
+        events: events.map(eventValues),
+        event_ids: events.flatMap(eventIdValues),
+        resolutions: batch.resolutions.map(resolutionValues),
+        unmatched: batch.unmatched.map(unmatchedValues),
+        audit: batch.audit.map(auditValues),
+        errors: batch.errors.map(errorValues),
+        links: linkValues(batch.audit),
+        positions: latestPositions(batch.positions).map(positionValues),
+      };
+      try {
+        await this.write(rows, 'copy', what, owner);
+      } catch (error) {
+        if (!isUniqueViolation(error)) throw error;
+        // a row there already (a batch written again, an event id seen before): the batch again,
+        // written row by row past the ones stored
+        await this.write(rows, 'insert', what, owner);
+      }
+    });
   }
 
   async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
@@ -229,7 +236,7 @@ export class PostgresStore implements ReadModelStore {
       this.inTransaction(async (client) => {
         await this.fence(client, what, owner);
         const unique = [...new Set(streams)];
-        for (const table of unique.flatMap((stream) => STREAM_TABLES[stream])) await client.query(`DELETE FROM ${table}`);
+        for (const sql of new Set(unique.flatMap((stream) => STREAM_RESETS[stream]))) await client.query(sql);
         await this.run(client, 'DELETE FROM positions WHERE stream = ANY($1::text[])', [unique]);
       }),
     );
@@ -308,6 +315,38 @@ export class PostgresStore implements ReadModelStore {
 
   // --- plumbing ---------------------------------------------------------------------------------
 
+  /** What the active-people counts (postgres-activity.ts) use of this store. */
+  private activityAccess(): PostgresAccess {
+    return {
+      rows: (sql, params, what) => this.rows(sql, params, what),
+      snapshot: (what, read) =>
+        this.guard(what, async () => {
+          const client = await this.pool.connect();
+          let broken = false;
+          try {
+            await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+            const result = await read(async (sql, params) => (await this.run(client, sql, params.map((v) => (typeof v === 'string' ? pgText(v) : v)))).rows);
+            await client.query('COMMIT');
+            return result;
+          } catch (error) {
+            // a client whose rollback failed is in no known state: the pool drops it
+            await client.query('ROLLBACK').catch(() => (broken = true));
+            throw error;
+          } finally {
+            client.release(broken);
+          }
+        }),
+      write: (what, owner, work) =>
+        this.guard(what, () =>
+          this.inTransaction(async (client) => {
+            await this.fence(client, what, owner);
+            return work(async (sql, values) => (await this.run(client, sql, values)).rows);
+          }),
+        ),
+      text: pgText,
+    };
+  }
+
   /** A migration transaction, once this client holds the migration lock. */
   private locked(client: pg.PoolClient): MigrationTransaction {
     let lock: Promise<unknown> | undefined;
@@ -326,11 +365,34 @@ export class PostgresStore implements ReadModelStore {
   }
 
   private async fence(client: pg.PoolClient, what: string, owner: string): Promise<void> {
-    // FOR UPDATE: a claim taken meanwhile waits for this batch, or this batch sees it (FOR SHARE
-    // would let the streams' batches run side by side, but a stream of them could keep the
-    // claim's renewal, an UPDATE of the same row, waiting past its TTL)
+    // FOR UPDATE: a claim taken meanwhile waits for this batch, or this batch sees it. A batch
+    // checks it last, right before its commit, so the row is locked only that long: the streams'
+    // batches are written side by side and the claim's renewal waits at most for one commit
+    // (FOR SHARE held through a batch would let a stream of them keep the renewal waiting)
     const result = await this.run(client, `${CLAIM_OWNER_SQL} FOR UPDATE`, []);
     if ((result.rows[0] as { owner: string | null } | undefined)?.owner !== owner) throw fencedError(what, owner);
+  }
+
+  /**
+   * One batch in one transaction. `copy`: the keyed rows (events and their identifiers,
+   * resolutions, records) by COPY straight into their tables, the cheapest way in, refused as a
+   * whole (unique_violation) if one of them is there already; `insert`: by INSERT … ON CONFLICT DO
+   * NOTHING, keeping the stored ones (events: the identifiers of those stored only). Links and
+   * positions are upserts either way.
+   */
+  private write(rows: BatchRows, how: 'copy' | 'insert', what: string, owner: string): Promise<void> {
+    return this.inTransaction(async (client) => {
+      if (how === 'copy') {
+        for (const table of COPIED) await copyRows(client, table, rows[table]);
+      } else {
+        if (rows.events.length > 0) await this.run(client, EVENTS_SQL, [recordset('events', rows.events), recordset('event_ids', rows.event_ids)]);
+        for (const table of COPIED) if (table !== 'events' && table !== 'event_ids') await this.bulk(client, table, rows[table]);
+      }
+      await this.bulk(client, 'links', rows.links);
+      await this.bulk(client, 'positions', rows.positions);
+      // last, right before the commit: the claim's row is locked only that long (see fence)
+      await this.fence(client, what, owner);
+    });
   }
 
   private async bulk(client: pg.PoolClient, table: WrittenTable, rows: Value[][]): Promise<void> {

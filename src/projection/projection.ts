@@ -10,8 +10,12 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import type { Config } from '../domain/config.ts';
+import { engineDecidedThrough } from '../nats/engine-progress.ts';
 import { NatsWaits } from '../nats/retry.ts';
+import { STREAMS } from '../nats/subjects.ts';
 import type { Settings } from '../settings.ts';
+import { ActivityStage } from './activity-stage.ts';
 import { StoreClaim, projectionOwner } from './claim.ts';
 import { PROJECTED_STREAMS, type ProjectedStream, type ReadModelStore, type StreamPosition } from './read-model.ts';
 import { type InputDecoder, type ProjectorContext, StreamProjector, type StreamStats, incarnationNow } from './stream-projector.ts';
@@ -42,6 +46,13 @@ export interface ProjectionOptions {
   readonly streams?: readonly ProjectedStream[];
   /** How often the streams are looked at (default 2 s). */
   readonly checkMs?: number;
+  /**
+   * Counts active people (docs/activity.md) with this resolved config (its `activity`, junk rules
+   * and internal kinds), from the events and resolutions projected; undefined: not counted.
+   */
+  readonly activity?: Config;
+  /** How often the counts look for inputs to count besides each batch of events or resolutions written (default 250 ms). */
+  readonly activityMs?: number;
   /** Called once if processing stops for good (a bug; outages of NATS or the database are waited out). */
   readonly onFailure?: (error: Error) => void;
 }
@@ -67,6 +78,9 @@ export class Projection {
   private readonly now = new Map<ProjectedStream, StreamPosition>();
   private readonly listeners = new Set<(position: StreamPosition) => void>();
   private projectors: StreamProjector[] = [];
+  private stage: ActivityStage | undefined;
+  private activitySeq = 0;
+  private readonly activityListeners = new Set<(seq: number) => void>();
   private readonly counted = new Map<ProjectedStream, StreamStats>();
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -114,6 +128,11 @@ export class Projection {
     return this.now.get('in')?.seq ?? 0;
   }
 
+  /** The last input the active-people counts are written through (0: none, or not counted). */
+  get activityPosition(): number {
+    return this.activitySeq;
+  }
+
   /** Per stream: messages read, those that gave no row, batches written, resets (since the start). */
   get stats(): ReadonlyMap<ProjectedStream, StreamStats> {
     return this.counted;
@@ -156,6 +175,28 @@ export class Projection {
     await Promise.all(
       [...targets].map(([stream, end]) => (end.seq === 0 ? undefined : this.until(stream, (position) => position.created === end.created && position.seq >= end.seq))),
     );
+  }
+
+  /**
+   * Resolves once the active-people counts are written through every input the engine has
+   * decided and the events projection has written, as of this call (after `caughtUp`, for a
+   * rebuild); at once when they are not counted. Never, while this projection stands by.
+   */
+  async activityCaughtUp(): Promise<number> {
+    if (this.options.activity === undefined) return 0;
+    const jsm = await jetstreamManager(this.options.nc);
+    const groups = await incarnationNow(jsm, STREAMS.groups);
+    const target = Math.min(await engineDecidedThrough(jsm, groups === undefined ? 0 : Date.parse(groups.created)), this.watermark);
+    if (this.activitySeq >= target) return this.activitySeq;
+    await new Promise<void>((resolve) => {
+      const listener = (seq: number) => {
+        if (seq < target) return;
+        this.activityListeners.delete(listener);
+        resolve();
+      };
+      this.activityListeners.add(listener);
+    });
+    return this.activitySeq;
   }
 
   /** Resolves true once the position of `stream` satisfies `done`, or false after `timeoutMs`. */
@@ -261,6 +302,23 @@ export class Projection {
     logger.info({ consumer: this.consumer, positions: Object.fromEntries([...this.now].map(([s, p]) => [s, p.seq])) }, 'projecting into the read model');
     this.projectors = this.streams.map((stream) => new StreamProjector(stream, ctx, positions.get(stream), this.counted.get(stream)!));
     await Promise.all(this.projectors.map((p) => p.check()));
+    const activity = this.options.activity;
+    if (activity !== undefined) {
+      this.stage = await ActivityStage.start({
+        store,
+        config: activity,
+        jsm: ctx.jsm,
+        owner: this.claim.owner,
+        logger: logger.child({ component: 'activity' }),
+        positions: () => this.now,
+        chunk: settings.projectionBatch,
+        everyMs: this.options.activityMs ?? 250,
+        written: (seq) => this.activityWritten(seq),
+        fenced: (why) => this.endHolding?.(why),
+      });
+      // what the read model holds already counts as written (for those waiting on it)
+      this.activityWritten(this.stage.position);
+    }
     this.timer = setInterval(() => {
       for (const p of this.projectors) void p.check();
     }, this.options.checkMs ?? CHECK_MS);
@@ -278,12 +336,23 @@ export class Projection {
     this.projectors = [];
     if (fencedBy !== undefined) for (const p of projectors) p.fence(fencedBy);
     await Promise.all(projectors.map((p) => p.stop()));
+    // the counts last: what the streams wrote at their stop is counted (unless the claim is lost)
+    const stage = this.stage;
+    this.stage = undefined;
+    if (stage !== undefined && fencedBy === undefined) stage.wake();
+    await stage?.stop();
   }
 
   private written(position: StreamPosition): void {
     if (position.seq === 0) this.now.delete(position.stream);
     else this.now.set(position.stream, position);
+    if (position.stream === 'in' || position.stream === 'groups') this.stage?.wake();
     for (const listener of [...this.listeners]) listener(position);
+  }
+
+  private activityWritten(seq: number): void {
+    this.activitySeq = seq;
+    for (const listener of [...this.activityListeners]) listener(seq);
   }
 
   private fail(error: Error): void {

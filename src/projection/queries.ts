@@ -5,6 +5,9 @@
  * the database or a server.
  */
 import type { Logger } from 'pino';
+import { resolveActivityConfig } from '../activity/activity-config.ts';
+import { type ActivitySeries, type SeriesRequest, configuredSource, countedSource, planSeries, seriesOf } from '../activity/activity-series.ts';
+import { periodStart } from '../activity/periods.ts';
 import type { Config } from '../domain/config.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import { XrefError, quote } from '../domain/errors.ts';
@@ -40,6 +43,14 @@ export interface EventsAnswer {
   /** The cursor of the next page; null on the last. */
   readonly next: string | null;
   /** The last input sequence projected when the page was read. */
+  readonly watermark: number;
+}
+
+/** `GET /v1/activity`: the series, and the last input counted. */
+export interface ActivityAnswer extends ActivitySeries {
+  /** The start of the last closed period (its counts frozen), or null. */
+  readonly closedThrough: string | null;
+  /** The last input counted. */
   readonly watermark: number;
 }
 
@@ -182,6 +193,19 @@ export class ReadModelQueries {
   }
 
   /** A page of unmatched records, audit records or errors. */
+  /**
+   * `GET /v1/activity`: active people per period, as the projection counted them (before it
+   * counted anything: every period 0, under the config's buckets and zones).
+   */
+  async activity(request: SeriesRequest): Promise<ActivityAnswer> {
+    const stored = await this.store.activity.scalars();
+    const source = stored === undefined ? configuredSource(this.options.config.activity ?? resolveActivityConfig({})) : countedSource(stored.scalars);
+    const plan = planSeries(request, source);
+    const counts = stored === undefined ? new Map() : await this.store.activity.counts({ zone: plan.zone, period: plan.period, from: plan.from, to: plan.to });
+    const closedThrough = Number.isFinite(plan.closedThrough) ? periodStart(plan.period, plan.closedThrough) : null;
+    return { ...seriesOf(plan, source.columns.length, (index) => counts.get(index) ?? {}), closedThrough, watermark: stored?.seq ?? 0 };
+  }
+
   async records(list: RecordList, query: PageQuery<RecordFilter>): Promise<RecordsAnswer> {
     const { rows, next } = await this.page(list, query, (q) => this.store.records(list, q), (row) => ({ timeMs: row.timeMs, seq: row.seq }));
     return { records: rows.map((row) => row.record), next };

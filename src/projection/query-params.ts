@@ -11,6 +11,7 @@
  * filters or another order is refused instead of paging the wrong list.
  */
 import { createHash } from 'node:crypto';
+import type { SeriesRequest } from '../activity/activity-series.ts';
 import { XrefError, quote } from '../domain/errors.ts';
 import { type Identifier, KIND_PATTERN } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
@@ -31,6 +32,8 @@ export type PagedList = 'events' | RecordList;
 export const EVENT_PARAMS = ['session_id', 'category', 'name', 'source', 'user', 'identifier', 'after', 'before', 'order', 'limit', 'cursor', 'min_seq', 'wait_ms'] as const;
 /** The parameters of `GET /v1/unmatched`, `/v1/audit` and `/v1/errors`. */
 export const RECORD_PARAMS = ['reason', 'kind', 'after', 'before', 'order', 'limit', 'cursor'] as const;
+/** The parameters of `GET /v1/activity` (`bucket` may repeat). */
+export const ACTIVITY_PARAMS = ['period', 'from', 'to', 'bucket', 'tz'] as const;
 /** The origins of error records (the `kind` filter of `/v1/errors`). */
 export const ERROR_ORIGINS = ['http', 'publish', 'engine'] as const;
 
@@ -132,6 +135,16 @@ class Params {
     }
   }
 
+  /** Every value of a name that may repeat: non-empty strings. */
+  strings(name: string): string[] {
+    const value = this.raw[name];
+    const values = value === undefined ? [] : Array.isArray(value) ? (value as unknown[]) : [value];
+    for (const one of values) {
+      if (typeof one !== 'string' || one === '') throw invalid(name, `${name} must be a non-empty string, got ${quote(one)}`);
+    }
+    return values as string[];
+  }
+
   /** The value of `name`: a non-empty string, or undefined when absent. */
   string(name: string): string | undefined {
     const value = this.raw[name];
@@ -161,6 +174,20 @@ function paging<F extends EventFilter | RecordFilter>(params: Params, list: Page
   const cursor = params.string('cursor');
   if (cursor === undefined) return { filter, order, limit };
   return { filter, order, limit, from: decodeCursor(cursor, list, order, filterHash(list, filter)) };
+}
+
+/**
+ * The query of `GET /v1/activity` (and `xref activity` without a file): the period (required),
+ * the range, the buckets and the zone; their values are checked against the counts themselves
+ * (src/activity/activity-series.ts planSeries).
+ */
+export function parseActivityQuery(raw: QueryString): SeriesRequest {
+  const params = new Params(raw, ACTIVITY_PARAMS);
+  const period = params.string('period');
+  if (period === undefined) throw invalid('period', 'period is required: day, week or month');
+  const [from, to, tz] = [params.string('from'), params.string('to'), params.string('tz')];
+  const buckets = params.strings('bucket');
+  return { period, ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }), ...(buckets.length === 0 ? {} : { buckets }), ...(tz === undefined ? {} : { tz }) };
 }
 
 /** The query of `GET /v1/events` (and `xref events`). */

@@ -49,7 +49,7 @@ const orNull = (value: string | undefined): string | null => value ?? null;
 export const COLUMNS = {
   events: ['seq', 'id', 'name', 'category', 'session_id', 'source', 'time_ms', 'body'],
   event_ids: ['kind', 'value', 'seq'],
-  resolutions: ['event_seq', 'user_kind', 'user_id', 'via_kind', 'via_value'],
+  resolutions: ['event_seq', 'user_kind', 'user_id', 'via_kind', 'via_value', 'decided_seq'],
   unmatched: ['output_id', 'stream_seq', 'event_seq', 'reason', 'kind', 'value', 'time_ms', 'body'],
   audit: ['output_id', 'stream_seq', 'reason', 'kind', 'value', 'user_kind', 'user_id', 'event_seq', 'event_id', 'time_ms', 'body'],
   errors: ['id', 'stream_seq', 'reason', 'origin', 'time_ms', 'body'],
@@ -59,7 +59,7 @@ export const COLUMNS = {
 
 export type WrittenTable = keyof typeof COLUMNS;
 /** The integer columns (bigint in PostgreSQL); every other one is text. */
-export const INT_COLUMNS: ReadonlySet<string> = new Set(['seq', 'time_ms', 'stream_seq', 'event_seq']);
+export const INT_COLUMNS: ReadonlySet<string> = new Set(['seq', 'time_ms', 'stream_seq', 'event_seq', 'decided_seq']);
 
 /** A link written over the stored one only when it comes from a later event. */
 const LINK_CONFLICT =
@@ -85,7 +85,7 @@ export const eventValues = (row: EventRow): Value[] => {
 };
 /** One row per identifier of the event. */
 export const eventIdValues = (row: EventRow): Value[][] => Object.entries(row.event.ids).map(([kind, value]) => [kind, value, row.seq]);
-export const resolutionValues = (row: ResolutionRow): Value[] => [row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value];
+export const resolutionValues = (row: ResolutionRow): Value[] => [row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value, row.decidedSeq];
 export const unmatchedValues = (row: UnmatchedRow): Value[] => [
   row.outputId,
   row.streamSeq,
@@ -150,13 +150,24 @@ export function latestPositions(positions: readonly StreamPosition[]): StreamPos
   return [...latest.values()];
 }
 
-/** The tables filled from each stream: what `resetStreams` empties. */
-export const STREAM_TABLES: Readonly<Record<ProjectedStream, readonly string[]>> = {
-  in: ['events', 'event_ids'],
-  groups: ['resolutions'],
-  unmatched: ['unmatched'],
-  audit: ['audit', 'links'],
-  errors: ['errors'],
+/**
+ * What deletes the active-people counts (made from the events and their resolutions: deleted
+ * with either): their rows, and their state back to nothing counted, one generation on.
+ */
+export const ACTIVITY_RESET_SQL: readonly string[] = [
+  ...['activity_people', 'activity_counts', 'activity_anon', 'activity_pending'].map((table) => `DELETE FROM ${table}`),
+  'UPDATE activity_state SET generation = generation + 1, seq = 0, columns = NULL, zones = NULL, scalars = NULL WHERE id = 1',
+];
+
+const emptied = (...tables: string[]) => tables.map((table) => `DELETE FROM ${table}`);
+
+/** What `resetStreams` runs per stream: the rows read from it deleted, and what was made from them. */
+export const STREAM_RESETS: Readonly<Record<ProjectedStream, readonly string[]>> = {
+  in: [...emptied('events', 'event_ids'), ...ACTIVITY_RESET_SQL],
+  groups: [...emptied('resolutions'), ...ACTIVITY_RESET_SQL],
+  unmatched: emptied('unmatched'),
+  audit: emptied('audit', 'links'),
+  errors: emptied('errors'),
 };
 
 /** Rejection of a write by a process that does not hold the claim. */
@@ -320,9 +331,16 @@ export const DUMP_TABLES: Readonly<Record<string, string>> = {
   audit: 'output_id',
   errors: 'id',
   links: 'kind, value',
+  activity_state: 'id',
+  activity_people: 'zone, period, idx, person',
+  activity_counts: 'zone, period, idx',
+  activity_anon: 'id',
+  activity_pending: 'seq',
 };
 
-export const dumpSql = (table: string): string => `SELECT * FROM ${table} ORDER BY ${DUMP_TABLES[table]}`;
+/** A table's dump: every column (the counts' state without its generation, which only says how often they were deleted). */
+export const dumpSql = (table: string): string =>
+  `SELECT ${table === 'activity_state' ? 'seq, columns, zones, scalars' : '*'} FROM ${table} ORDER BY ${DUMP_TABLES[table]}`;
 
 /** A dumped row: its JSON body parsed. */
 export function dumpRow(row: Record<string, unknown>): Record<string, unknown> {

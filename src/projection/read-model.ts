@@ -4,9 +4,14 @@
  * (sqlite-store.ts, the embedded default) and PostgreSQL (postgres-store.ts); one contract suite
  * (test/helpers/read-model-contract.ts) runs against both. Nothing here knows SQL or NATS.
  */
+import type { CounterChanges, CounterScalars, CounterState } from '../activity/activity-counter.ts';
+import type { PeriodCounts } from '../activity/activity-series.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
+
+export type { ActivityEvent, ActivityInputs, ActivityMark, ActivityResolution, CountsRange } from './activity-sql.ts';
+import type { ActivityInputs, ActivityMark, CountsRange } from './activity-sql.ts';
 
 /** The streams the projection reads, by their role (the names are in src/nats/subjects.ts STREAMS). */
 export type ProjectedStream = 'in' | 'groups' | 'unmatched' | 'audit' | 'errors';
@@ -45,6 +50,12 @@ export interface ResolutionRow {
   readonly eventSeq: number;
   readonly user: UserRef;
   readonly via: Identifier;
+  /**
+   * The XREF_IN sequence of the input whose applying resolved it (`at` in its `Xref-Resolution`
+   * header): the event's own, or a later link's that flushed it from a buffer. A message without
+   * `at` (published before the engine wrote it) takes the event's own.
+   */
+  readonly decidedSeq: number;
 }
 
 /** An event that left a buffer unplaced (XREF_UNMATCHED). */
@@ -200,9 +211,37 @@ export interface UserEvents {
   readonly events: ReadonlyArray<{ readonly seq: number; readonly event: XrefEvent; readonly via: Identifier }>;
 }
 
+/**
+ * The active-people counts (docs/activity.md): the counter's image, kept up to date by its
+ * changes, each write one transaction with the counter's position (the last input it applied).
+ */
+export interface ActivityStore {
+  /** The counter's image (undefined: nothing counted) and where it is stored. */
+  load(): Promise<{ mark: ActivityMark; state?: CounterState }>;
+  /** Its scalars only (the columns, zones, and each table's bounds): what an answer reads first. */
+  scalars(): Promise<{ seq: number; scalars: CounterScalars } | undefined>;
+  /** The counts of one zone × period kind over the periods [from, to). */
+  counts(range: CountsRange): Promise<ReadonlyMap<number, PeriodCounts>>;
+  /** The events after `afterSeq` through `toSeq`, `limit` at most, and the resolutions those inputs decided. */
+  inputs(afterSeq: number, toSeq: number, limit: number): Promise<ActivityInputs>;
+  /**
+   * Writes the counter's changes since `from` (the mark it was loaded or last written at) and
+   * its position `seq`, in one transaction, and resolves true; false, writing nothing, when the
+   * stored mark is not `from` (the counts were deleted, or written by another, meanwhile).
+   * XREF_FENCED, writing nothing, unless `owner` holds the claim.
+   */
+  write(changes: CounterChanges, from: ActivityMark, seq: number, owner: string): Promise<boolean>;
+  /** Deletes every count (counted under another config, to be counted again); XREF_FENCED unless `owner` holds the claim. */
+  reset(owner: string): Promise<void>;
+}
+
 export interface ReadModelStore {
   /** `sqlite` or `postgres`: for logs and reports. */
   readonly dialect: 'sqlite' | 'postgres';
+  /** Where it is: `sqlite:<path>` (`sqlite::memory:`), or the PostgreSQL URL (never logged: it may hold a password). */
+  readonly url: string;
+  /** The active-people counts, in the same database. */
+  readonly activity: ActivityStore;
   /** Applies the migrations not applied yet, in version order, each in its own transaction. */
   migrate(): Promise<void>;
   /** The schema version now in force (the highest migration applied). */

@@ -92,9 +92,9 @@ export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode:
     const header = msg.header?.(HEADERS.resolution);
     const head = header === undefined ? resolutionHead(msg) : parse(header);
     if (head === undefined) return { table: 'none', why: 'not a JSON object' };
-    const { seq, user, via } = head;
+    const { seq, user, via, at } = head;
     if (typeof seq !== 'number' || !isRef(user) || !isIdentifier(via)) return { table: 'none', why: 'not a resolved event' };
-    return { table: 'resolutions', row: { eventSeq: seq, user, via } };
+    return { table: 'resolutions', row: { eventSeq: seq, user, via, decidedSeq: typeof at === 'number' && at >= seq ? at : seq } };
   }
   const body = parse(msg);
   if (body === undefined) return { table: 'none', why: 'not a JSON object' };

@@ -11,6 +11,7 @@ import { XrefError, isXrefError } from '../domain/errors.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { type MigrationTarget, runMigrations } from './migrations.ts';
+import { SqliteActivity } from './sqlite-activity.ts';
 import { SqliteWriter, applyRequest, resetRequest, writeSpec } from './sqlite-writer.ts';
 import { Fenced, sqliteWrites } from './sqlite-writes.mjs';
 import {
@@ -90,6 +91,17 @@ function prepareWrites(db: Db) {
 
 export class SqliteStore implements ReadModelStore {
   readonly dialect = 'sqlite' as const;
+  readonly activity = new SqliteActivity({
+    all: (sql, ...params) => this.read(sql).all(...params),
+    snapshot: (read) => this.db.transaction(read)(),
+    write: async (what, statements, owner, expect) => {
+      const writer = this.writer();
+      if (writer !== undefined) return writer.run(what, statements, owner, expect);
+      let written = false;
+      this.writeInline(what, owner, (writes) => (written = writes.run({ owner, statements, expect })));
+      return written;
+    },
+  });
   private readonly db: Db;
   private writes: ReturnType<typeof prepareWrites> | undefined;
   /** The writer thread (a file's). */
@@ -99,6 +111,10 @@ export class SqliteStore implements ReadModelStore {
   /** The writes of a database in memory, on this thread (a file's go to its writer thread). */
   private inline: ReturnType<typeof sqliteWrites> | undefined;
   private optimizedAt = 0;
+
+  get url(): string {
+    return `sqlite:${this.path === '' ? ':memory:' : this.path}`;
+  }
 
   /** `path`: a file (made when missing; its directory must exist) or `:memory:`. */
   constructor(

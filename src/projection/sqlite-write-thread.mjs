@@ -21,9 +21,11 @@ parentPort.on('message', (request) => {
     return;
   }
   try {
+    let result;
     if (request.reset !== undefined) writes.reset(request.reset);
+    else if (request.run !== undefined) result = writes.run(request.run);
     else writes.apply(request.apply);
-    parentPort.postMessage({ id: request.id });
+    parentPort.postMessage({ id: request.id, result });
   } catch (error) {
     parentPort.postMessage({ id: request.id, ...(error instanceof Fenced ? { fenced: true } : { error: error instanceof Error ? error.message : String(error) }) });
   }

@@ -9,7 +9,7 @@ import { XrefError } from '../domain/errors.ts';
 import {
   CLAIM_OWNER_SQL,
   COLUMNS,
-  STREAM_TABLES,
+  STREAM_RESETS,
   type Value,
   type WrittenTable,
   auditValues,
@@ -28,6 +28,9 @@ import {
 } from './read-model-sql.ts';
 import type { ProjectedStream, ProjectionBatch } from './read-model.ts';
 
+/** Statements, each run once per row of values. */
+export type SqlRuns = ReadonlyArray<{ readonly sql: string; readonly rows: ReadonlyArray<readonly Value[]> }>;
+
 /** Rows per INSERT statement: 64 × at most 11 columns stays far below SQLite's 32,766 parameters. */
 export const ROWS_PER_INSERT = 64;
 
@@ -37,7 +40,7 @@ interface FlatRows {
   readonly values: Value[];
 }
 
-type Reply = { id: number; fenced?: true; error?: string; closed?: true };
+type Reply = { id: number; fenced?: true; error?: string; closed?: true; result?: unknown };
 
 /** The rows `valuesOf` gives, end to end (a loop: `Array.prototype.flat` is several times slower). */
 function flat<R>(table: WrittenTable, rows: readonly R[], valuesOf: (row: R) => Value[]): FlatRows {
@@ -61,7 +64,7 @@ export function writeSpec() {
       },
     ]),
   );
-  const emptied = Object.fromEntries(Object.entries(STREAM_TABLES).map(([stream, tables]) => [stream, tables.map((t) => `DELETE FROM ${t}`)]));
+  const emptied = STREAM_RESETS;
   return { ownerSql: CLAIM_OWNER_SQL, inserts, links: insertRowSql('links'), position: insertRowSql('positions'), emptied, forget: 'DELETE FROM positions WHERE stream = ?' };
 }
 
@@ -89,7 +92,7 @@ export function resetRequest(streams: readonly ProjectedStream[], owner: string)
 export class SqliteWriter {
   private readonly worker: Worker;
   private next = 0;
-  private readonly waiting = new Map<number, { resolve: () => void; reject: (error: unknown) => void; what: string; owner: string }>();
+  private readonly waiting = new Map<number, { resolve: (result: unknown) => void; reject: (error: unknown) => void; what: string; owner: string }>();
   private failure: Error | undefined;
 
   /** `pragmas`: the connection's settings, as the main connection has them. */
@@ -102,13 +105,21 @@ export class SqliteWriter {
   }
 
   /** Writes the batch in one transaction (rejects with XREF_FENCED, writing nothing, unless `owner` holds the claim). */
-  apply(batch: ProjectionBatch, owner: string): Promise<void> {
-    return this.request('applying a projection batch', owner, { apply: applyRequest(batch, owner) });
+  async apply(batch: ProjectionBatch, owner: string): Promise<void> {
+    await this.request('applying a projection batch', owner, { apply: applyRequest(batch, owner) });
   }
 
   /** Deletes the rows read from `streams` and their positions, after the writes asked before. */
-  resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
-    return this.request(`resetting the read model's ${streams.join(', ')} rows`, owner, { reset: resetRequest(streams, owner) });
+  async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
+    await this.request(`resetting the read model's ${streams.join(', ')} rows`, owner, { reset: resetRequest(streams, owner) });
+  }
+
+  /**
+   * Runs `statements`, each for each of its rows, in one transaction (XREF_FENCED unless `owner`
+   * holds the claim); with `expect`, only if its query gives its value (false otherwise).
+   */
+  async run(what: string, statements: SqlRuns, owner: string, expect?: { sql: string; value: unknown }): Promise<boolean> {
+    return (await this.request(what, owner, { run: { owner, statements, expect } })) as boolean;
   }
 
   /** Closes the write connection once the writes asked before are done. */
@@ -119,12 +130,12 @@ export class SqliteWriter {
     await this.worker.terminate();
   }
 
-  private request(what: string, owner: string, body: object): Promise<void> {
+  private request(what: string, owner: string, body: object): Promise<unknown> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const id = this.next++;
     // the thread keeps the process alive only while a write is under way (a store left open does not)
     if (this.waiting.size === 0) this.worker.ref();
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, what, owner });
       this.worker.postMessage({ id, ...body });
     });
@@ -139,7 +150,7 @@ export class SqliteWriter {
     else if (reply.error !== undefined) waiting.reject(new XrefError('XREF_DATABASE', `${waiting.what}: ${reply.error}`));
     else {
       if (reply.closed) this.failure = new XrefError('XREF_DATABASE', 'the SQLite writer is closed');
-      waiting.resolve();
+      waiting.resolve(reply.result);
     }
   }
 

@@ -7,7 +7,7 @@
 /** The claim is not the writer's: nothing was written. */
 export class Fenced {}
 
-/** The apply and reset transactions of `db`, from `spec` (see `writeSpec`). */
+/** The apply, reset and run transactions of `db`, from `spec` (see `writeSpec`). */
 export function sqliteWrites(db, spec) {
   const { ownerSql, inserts, links, position, emptied, forget } = spec;
   const owner = db.prepare(ownerSql).pluck();
@@ -62,5 +62,20 @@ export function sqliteWrites(db, spec) {
     }
   }).immediate;
 
-  return { apply, reset };
+  /**
+   * Statements each run for every row of values (`{ sql, rows }`), in order, in one transaction:
+   * the active-people counts' writes. With `expect` (`{ sql, value }`), only if that query gives
+   * that value: false, and nothing written, otherwise.
+   */
+  const run = db.transaction((request) => {
+    if (owner.get() !== request.owner) throw new Fenced();
+    if (request.expect !== undefined && prepare(request.expect.sql).pluck().get() !== request.expect.value) return false;
+    for (const { sql, rows } of request.statements) {
+      const statement = prepare(sql);
+      for (const values of rows) statement.run(values);
+    }
+    return true;
+  }).immediate;
+
+  return { apply, reset, run };
 }

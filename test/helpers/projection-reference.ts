@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeliverPolicy, type JsMsg, JetStreamApiError, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { Config } from '../../src/domain/config.ts';
 import { logger } from '../../src/log.ts';
+import { engineDecidedThrough } from '../../src/nats/engine-progress.ts';
+import { STREAMS } from '../../src/nats/subjects.ts';
+import { ActivityCounting } from '../../src/projection/activity-counting.ts';
 import { openReadModel } from '../../src/projection/open-store.ts';
 import { PROJECTED_STREAMS, type ProjectedStream, type ProjectionBatch, type ReadModelStore } from '../../src/projection/read-model.ts';
 import { type StreamMessage, messageRows } from '../../src/projection/rows.ts';
@@ -31,7 +35,8 @@ export async function streamMessages(nc: NatsConnection, stream: string): Promis
     const consumer = await jetstream(nc).consumers.get(stream, { deliver_policy: DeliverPolicy.All });
     for await (const msg of (await consumer.consume({ max_messages: 2000 })) as AsyncIterable<JsMsg>) {
       const publishedMs = Number(msg.timestampNanos / 1_000_000n);
-      messages.push({ seq: msg.seq, subject: msg.subject, data: msg.data, publishedMs: () => publishedMs });
+      const headers = msg.headers;
+      messages.push({ seq: msg.seq, subject: msg.subject, data: msg.data, publishedMs: () => publishedMs, header: (name) => headers?.get(name) || undefined });
       if (msg.seq >= info.state.last_seq || msg.info.pending === 0) break;
     }
   }
@@ -56,10 +61,20 @@ export async function referenceStore(nc: NatsConnection, decode: InputDecoder, s
   return store;
 }
 
-/** The dump of a clean projection of the streams as they are now. */
-export async function referenceDump(nc: NatsConnection, decode: InputDecoder): Promise<Readonly<Record<string, readonly unknown[]>>> {
+/**
+ * The dump of a clean projection of the streams as they are now; with `activity`, the active
+ * people counted under that config, through every input the engine has decided.
+ */
+export async function referenceDump(nc: NatsConnection, decode: InputDecoder, activity?: Config): Promise<Readonly<Record<string, readonly unknown[]>>> {
   const store = await referenceStore(nc, decode);
   try {
+    if (activity !== undefined) {
+      const jsm = await jetstreamManager(nc);
+      const groups = await jsm.streams.info(STREAMS.groups).catch(() => undefined);
+      const target = Math.min(await engineDecidedThrough(jsm, groups === undefined ? 0 : Date.parse(groups.created)), await store.watermark());
+      const counting = await ActivityCounting.open({ store, config: activity, owner: 'reference', logger: logger.child({ component: 'reference' }), chunk: 1_000_000 });
+      await counting.advance(target, () => {}, () => false);
+    }
     return await store.dump();
   } finally {
     await store.close();

@@ -9,6 +9,7 @@ import type { XrefEvent } from '../../src/domain/envelope.ts';
 import type { Identifier } from '../../src/domain/identifiers.ts';
 import type { UserRef } from '../../src/engine/outputs.ts';
 import { auditId, unmatchedId } from '../../src/engine/records.ts';
+import { activityStoreContract } from './activity-store-contract.ts';
 import type {
   AuditRow,
   ErrorRow,
@@ -73,7 +74,7 @@ const firstId = (row: EventRow): Identifier => {
 };
 
 export function resolutionRow(row: EventRow, user: UserRef, via: Identifier = firstId(row)): ResolutionRow {
-  return { eventSeq: row.seq, user, via };
+  return { eventSeq: row.seq, user, via, decidedSeq: row.seq };
 }
 
 export function unmatchedRow(streamSeq: number, row: EventRow, reason: string, identifier: Identifier = firstId(row)): UnmatchedRow {
@@ -173,15 +174,15 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
     const page = (store: ReadModelStore, filter: EventFilter, order: Order = 'asc', limit = 100) => store.events({ filter, order, limit });
 
     describe('migrations and identity', () => {
-      it('is at schema version 1, and migrating again changes nothing (its instance id included)', async () => {
+      it('is at schema version 2, and migrating again changes nothing (its instance id included)', async () => {
         const store = await fresh();
-        expect(await store.schemaVersion()).toBe(1);
+        expect(await store.schemaVersion()).toBe(2);
         const id = await store.instanceId();
         expect(id).toMatch(/^[0-9a-f]{12}$/);
         await store.apply(scene().batch, OWNER);
         const before = await store.dump();
         await store.migrate();
-        expect(await store.schemaVersion()).toBe(1);
+        expect(await store.schemaVersion()).toBe(2);
         expect(await store.instanceId()).toBe(id);
         expect(await store.dump()).toEqual(before);
       });
@@ -191,7 +192,21 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
         expect((await store.positions()).size).toBe(0);
         expect(await store.watermark()).toBe(0);
         expect(await store.counts()).toEqual({ events: 0, resolutions: 0, unmatched: 0, audit: 0, errors: 0, links: 0 });
-        expect(await store.dump()).toEqual({ positions: [], events: [], event_ids: [], resolutions: [], unmatched: [], audit: [], errors: [], links: [] });
+        expect(await store.dump()).toEqual({
+          positions: [],
+          events: [],
+          event_ids: [],
+          resolutions: [],
+          unmatched: [],
+          audit: [],
+          errors: [],
+          links: [],
+          activity_state: [{ seq: 0, columns: null, zones: null, scalars: null }],
+          activity_people: [],
+          activity_counts: [],
+          activity_anon: [],
+          activity_pending: [],
+        });
       });
     });
 
@@ -544,7 +559,21 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
         const { batch, e1, e4 } = scene();
         await store.apply(batchOf({ ...batch, events: [...batch.events].reverse(), errors: [errorRow(2, 'invalid_json', 'http', 0), errorRow(1, 'invalid_json', 'publish', 0)] }), OWNER);
         const dump = await store.dump();
-        expect(Object.keys(dump).sort()).toEqual(['audit', 'errors', 'event_ids', 'events', 'links', 'positions', 'resolutions', 'unmatched']);
+        expect(Object.keys(dump).sort()).toEqual([
+          'activity_anon',
+          'activity_counts',
+          'activity_pending',
+          'activity_people',
+          'activity_state',
+          'audit',
+          'errors',
+          'event_ids',
+          'events',
+          'links',
+          'positions',
+          'resolutions',
+          'unmatched',
+        ]);
         expect(dump.events?.[0]).toEqual({ seq: 1, id: 'e1', name: 'page', category: 'web', session_id: 's1', source: 'web', time_ms: e1.timeMs, body: e1.event });
         expect(dump.events?.[3]).toMatchObject({ seq: 4, category: null, session_id: null, body: e4.event });
         expect((dump.resolutions as Array<{ event_seq: number; user_id: string }>).map((r) => `${r.event_seq}:${r.user_id}`)).toEqual(['1:u1', '2:u1', '3:u0', '3:u2']);
@@ -554,6 +583,8 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
         expect(dump.audit?.[0]).toMatchObject({ reason: 'link', body: batch.audit[0]?.record });
       });
     });
+
+    activityStoreContract(fresh);
 
     it('keeps text as it was given: quotes, unicode, and keys that sort bytewise', async () => {
       const store = await fresh();

@@ -60,16 +60,16 @@ async function runEngine(nc: NatsConnection, settings: Settings, input: ReturnTy
   await engine.stop();
 }
 
-/** Waits until the projection has written every stream through its end now. */
+/** Waits until the projection has written every stream through its end now, and counted the active people of what the engine decided. */
 async function caughtUp(projection: Projection): Promise<void> {
   await Promise.race([
-    projection.caughtUp(),
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`the projection did not catch up: at ${JSON.stringify([...projection.positions])}`)), 30_000)),
+    projection.caughtUp().then(() => projection.activityCaughtUp()),
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`the projection did not catch up: at ${JSON.stringify([...projection.positions])}, active people counted through ${projection.activityPosition}`)), 30_000)),
   ]);
 }
 
 const start = (nc: NatsConnection, store: ReadModelStore, settings: Settings, extra: Partial<Parameters<typeof Projection.start>[0]> = {}) =>
-  Projection.start({ nc, store, settings, logger: log, decode, checkMs: 100, ...extra });
+  Projection.start({ nc, store, settings, logger: log, decode, activity: config, activityMs: 50, checkMs: 100, ...extra });
 
 /** The whole test of a database: the live projection equals a clean one, a restart changes nothing. */
 function projectsEveryStream(nats: ReturnType<typeof useNatsServer>, open: () => Promise<ReadModelStore>) {
@@ -81,7 +81,7 @@ function projectsEveryStream(nats: ReturnType<typeof useNatsServer>, open: () =>
       await runEngine(nats.nc, settings, someLog(3000, 1));
       await caughtUp(projection);
       const dump = await store.dump();
-      expect(dump).toEqual(await referenceDump(nats.nc, decode));
+      expect(dump).toEqual(await referenceDump(nats.nc, decode, config));
       const counts = await store.counts();
       const jsm = await jetstreamManager(nats.nc);
       const held = async (stream: string) => (await jsm.streams.info(stream)).state.messages;
@@ -111,7 +111,7 @@ function projectsEveryStream(nats: ReturnType<typeof useNatsServer>, open: () =>
       await caughtUp(again);
       expect(again.stats.get('groups')!.readWhole).toBe(1);
       await again.stop();
-      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode));
+      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode, config));
     } finally {
       await store.close();
     }
@@ -136,7 +136,7 @@ describe('the projection on SQLite', () => {
       await replayLog({ nc: nats.nc, natsUrl: nats.server.url, config, logger: log, republish: true });
       await waitFor('the republished streams to be read anew', () => projection.positions.get('groups')?.created !== before.created);
       await caughtUp(projection);
-      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode));
+      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode, config));
       expect(projection.stats.get('groups')!.resets).toBe(1);
 
       // other content: XREF_GROUPS with more messages than before (only its creation time tells), XREF_AUDIT empty
@@ -158,7 +158,7 @@ describe('the projection on SQLite', () => {
       await waitFor('the rows of the old XREF_AUDIT to go', async () => (await store.counts()).audit === 0 && !projection.positions.has('audit'));
       await caughtUp(projection);
       const dump = await store.dump();
-      expect(dump).toEqual(await referenceDump(nats.nc, decode));
+      expect(dump).toEqual(await referenceDump(nats.nc, decode, config));
       expect(dump.resolutions).toHaveLength(other.length);
       expect(dump.links).toEqual([]);
       expect(auditCreated).not.toBe((await jsm.streams.info(STREAMS.audit)).created);
@@ -180,7 +180,7 @@ describe('the projection on SQLite', () => {
       const second = await start(nats.nc, store, settings);
       await caughtUp(second);
       await second.stop();
-      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode));
+      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode, config));
       expect(second.stats.get('groups')!.resets).toBe(1);
       expect(second.stats.get('in')!.resets).toBe(0);
       expect(second.stats.get('in')!.inputs).toBe(0);
@@ -202,12 +202,12 @@ describe('the projection on SQLite', () => {
       expect(projection.watermark).toBeLessThan(ends.get('in')!.seq);
       await nats.server.restart();
       await Promise.race([
-        projection.caughtUp(ends),
+        projection.caughtUp(ends).then(() => projection.activityCaughtUp()),
         new Promise((_, reject) =>
           setTimeout(() => reject(new Error(`not caught up: ${JSON.stringify([...projection.positions])} of ${JSON.stringify([...ends])}, ${JSON.stringify([...projection.stats])}`)), 30_000),
         ),
       ]);
-      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode));
+      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode, config));
     } finally {
       await projection.stop();
       await store.close();
@@ -229,7 +229,7 @@ describe('the projection on SQLite', () => {
       await runEngine(nats.nc, settings, someLog(1000, 6));
       await caughtUp(second);
       await second.stop();
-      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode));
+      expect(await store.dump()).toEqual(await referenceDump(nats.nc, decode, config));
     } finally {
       await store.close();
     }

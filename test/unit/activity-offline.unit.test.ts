@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { CounterImage } from '../../src/activity/counter-image.ts';
 import { ActivityCounter } from '../../src/activity/activity-counter.ts';
 import { activityOfLog, OfflineActivity } from '../../src/activity/offline-activity.ts';
 import { type ConfigInput, resolveConfig } from '../../src/domain/config.ts';
@@ -245,6 +246,20 @@ describe('activity offline (the engine feeding the counter)', () => {
         for (const period of ['day', 'week', 'month'] as const) {
           expect(resumed.series({ period, buckets: ['all', 'auth', 'anon', 'total'] })).toEqual(counter.series({ period, buckets: ['all', 'auth', 'anon', 'total'] }));
         }
+
+        // its changes, taken every few calls and written over a stored image (as the read model
+        // stores them), give its state at each of those points
+        const changing = new ActivityCounter(resolveConfig(input));
+        const image = new CounterImage();
+        calls.forEach((call, i) => {
+          apply(changing, call);
+          if ((i + cut) % 4 === 0 || i === at - 1) {
+            image.apply(changing.takeChanges());
+            expect(image.state()).toEqual(changing.state());
+          }
+        });
+        image.apply(changing.takeChanges());
+        expect(image.state()).toEqual(counter.state());
       }),
       { numRuns: 150 },
     );

@@ -17,19 +17,36 @@ afterEach(() => open.splice(0).forEach((db) => db.close()));
 
 const tables = (db: Database.Database) => db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
 const versions = (db: Database.Database) => db.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all();
-const v2: Migration = { version: 2, description: 'a column more', statements: () => ['ALTER TABLE events ADD COLUMN extra TEXT', 'CREATE INDEX events_extra ON events (extra)'] };
+const v3: Migration = { version: 3, description: 'a column more', statements: () => ['ALTER TABLE events ADD COLUMN extra TEXT', 'CREATE INDEX events_extra ON events (extra)'] };
 
 describe('read-model migrations', () => {
-  it('applies version 1 (the whole schema, a claim row, an instance id) and records it with its time', async () => {
+  it('applies versions 1 and 2 (the whole schema, a claim row, an instance id, the activity tables) and records each with its time', async () => {
     const db = memory();
-    expect(await runMigrations(sqliteMigrationTarget(db))).toEqual([1]);
-    expect(tables(db)).toEqual(['audit', 'claim', 'errors', 'event_ids', 'events', 'instance', 'links', 'positions', 'resolutions', 'schema_migrations', 'unmatched']);
-    const [row] = db.prepare('SELECT version, applied_at FROM schema_migrations').all() as Array<{ version: number; applied_at: string }>;
+    expect(await runMigrations(sqliteMigrationTarget(db))).toEqual([1, 2]);
+    expect(tables(db)).toEqual([
+      'activity_anon',
+      'activity_counts',
+      'activity_pending',
+      'activity_people',
+      'activity_state',
+      'audit',
+      'claim',
+      'errors',
+      'event_ids',
+      'events',
+      'instance',
+      'links',
+      'positions',
+      'resolutions',
+      'schema_migrations',
+      'unmatched',
+    ]);
+    const [row] = db.prepare('SELECT version, applied_at FROM schema_migrations ORDER BY version').all() as Array<{ version: number; applied_at: string }>;
     expect(row?.version).toBe(1);
     expect(Date.parse(row?.applied_at ?? '')).not.toBeNaN();
     expect(db.prepare('SELECT id, owner, expires_ms FROM claim').all()).toEqual([{ id: 1, owner: null, expires_ms: 0 }]);
     expect(db.prepare('SELECT id FROM instance').pluck().all()).toEqual([expect.stringMatching(/^[0-9a-f]{12}$/)]);
-    expect(latestVersion()).toBe(1);
+    expect(latestVersion()).toBe(2);
   });
 
   it('applies each version once: running again does nothing, and a new version is one more entry', async () => {
@@ -37,36 +54,44 @@ describe('read-model migrations', () => {
     await runMigrations(sqliteMigrationTarget(db));
     const instance = db.prepare('SELECT id FROM instance').pluck().get();
     expect(await runMigrations(sqliteMigrationTarget(db))).toEqual([]);
-    expect(await runMigrations(sqliteMigrationTarget(db), [v2, ...MIGRATIONS])).toEqual([2]);
-    expect(await runMigrations(sqliteMigrationTarget(db), [...MIGRATIONS, v2])).toEqual([]);
-    expect(versions(db)).toEqual([1, 2]);
+    expect(await runMigrations(sqliteMigrationTarget(db), [v3, ...MIGRATIONS])).toEqual([3]);
+    expect(await runMigrations(sqliteMigrationTarget(db), [...MIGRATIONS, v3])).toEqual([]);
+    expect(versions(db)).toEqual([1, 2, 3]);
     expect(db.prepare('SELECT id FROM instance').pluck().all()).toEqual([instance]);
     expect((db.prepare('PRAGMA table_info(events)').all() as Array<{ name: string }>).map((c) => c.name)).toContain('extra');
   });
 
   it('applies versions in order on an empty database, whatever order they are listed in', async () => {
     const db = memory();
-    expect(await runMigrations(sqliteMigrationTarget(db), [v2, ...MIGRATIONS])).toEqual([1, 2]);
-    expect(versions(db)).toEqual([1, 2]);
+    expect(await runMigrations(sqliteMigrationTarget(db), [v3, ...MIGRATIONS])).toEqual([1, 2, 3]);
+    expect(versions(db)).toEqual([1, 2, 3]);
   });
 
   it('rolls a failing migration back whole: neither its statements nor its version stay, earlier ones do', async () => {
     const db = memory();
-    const broken: Migration = { version: 2, description: 'broken', statements: () => ['CREATE TABLE half_done (x INTEGER)', 'ALTER TABLE nowhere ADD COLUMN y TEXT'] };
+    const broken: Migration = { version: 3, description: 'broken', statements: () => ['CREATE TABLE half_done (x INTEGER)', 'ALTER TABLE nowhere ADD COLUMN y TEXT'] };
     await expect(runMigrations(sqliteMigrationTarget(db), [...MIGRATIONS, broken])).rejects.toThrow(/nowhere/);
-    expect(versions(db)).toEqual([1]);
+    expect(versions(db)).toEqual([1, 2]);
     expect(tables(db)).not.toContain('half_done');
     expect(db.inTransaction).toBe(false);
   });
 
+  it('version 2 gives the resolutions of a version-1 database the input that decided them: their own event\'s', async () => {
+    const db = memory();
+    await runMigrations(sqliteMigrationTarget(db), MIGRATIONS.slice(0, 1));
+    db.prepare("INSERT INTO resolutions (event_seq, user_kind, user_id, via_kind, via_value) VALUES (7, 'user', 'u1', 'cookie', 'c1')").run();
+    expect(await runMigrations(sqliteMigrationTarget(db))).toEqual([2]);
+    expect(db.prepare('SELECT event_seq, decided_seq FROM resolutions').all()).toEqual([{ event_seq: 7, decided_seq: 7 }]);
+  });
+
   it('refuses a database at a version newer than it knows', async () => {
     const db = memory();
-    await runMigrations(sqliteMigrationTarget(db), [...MIGRATIONS, v2]);
-    await expect(runMigrations(sqliteMigrationTarget(db))).rejects.toMatchObject({ code: 'XREF_DATABASE', message: expect.stringMatching(/schema version 2, newer than this xref knows \(1\)/) });
+    await runMigrations(sqliteMigrationTarget(db), [...MIGRATIONS, v3]);
+    await expect(runMigrations(sqliteMigrationTarget(db))).rejects.toMatchObject({ code: 'XREF_DATABASE', message: expect.stringMatching(/schema version 3, newer than this xref knows \(2\)/) });
   });
 
   it('refuses a list with a version twice or a version that is not a positive integer', async () => {
-    await expect(runMigrations(sqliteMigrationTarget(memory()), [...MIGRATIONS, { ...v2, version: 1 }])).rejects.toMatchObject({ code: 'XREF_INTERNAL' });
-    await expect(runMigrations(sqliteMigrationTarget(memory()), [{ ...v2, version: 0 }])).rejects.toMatchObject({ code: 'XREF_INTERNAL' });
+    await expect(runMigrations(sqliteMigrationTarget(memory()), [...MIGRATIONS, { ...v3, version: 1 }])).rejects.toMatchObject({ code: 'XREF_INTERNAL' });
+    await expect(runMigrations(sqliteMigrationTarget(memory()), [{ ...v3, version: 0 }])).rejects.toMatchObject({ code: 'XREF_INTERNAL' });
   });
 });

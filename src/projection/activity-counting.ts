@@ -1,0 +1,131 @@
+/**
+ * The counting half of the active-people counts (activity-stage.ts decides how far): the counter
+ * as the read model stores it, fed the inputs through a target in log order from the read
+ * model's own tables (each input's event, then the resolutions it decided, then its end), and its
+ * changes written chunk by chunk, each with its position, in one transaction. Runs on the
+ * projection's thread, or on a thread of its own (activity-thread.ts).
+ */
+import type { Logger } from 'pino';
+import { ActivityCounter } from '../activity/activity-counter.ts';
+import type { Config } from '../domain/config.ts';
+import { isXrefError } from '../domain/errors.ts';
+import type { ActivityInputs, ActivityMark } from './activity-sql.ts';
+import type { ReadModelStore } from './read-model.ts';
+
+export interface CountingOptions {
+  readonly store: ReadModelStore;
+  /** The resolved config: its `activity`, junk rules and internal kinds. */
+  readonly config: Config;
+  /** Who writes (the claim's owner). */
+  readonly owner: string;
+  readonly logger: Logger;
+  /** Inputs read from the database at a time, and counted in one write, at most. */
+  readonly chunk: number;
+}
+
+/** How a round of counting ended: through its target (or stopped), or with the claim lost. */
+export type CountingOutcome = 'counted' | 'fenced';
+
+/** What the stage needs of its counting, wherever it runs. */
+export interface Counting {
+  /** The last input counted and written. */
+  readonly position: number;
+  /** Counts the inputs through `target`, calling `written` after each write, until `stopped()`. */
+  advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome>;
+  close(): Promise<void>;
+}
+
+export class ActivityCounting implements Counting {
+  private counter: ActivityCounter;
+  private seq = 0;
+  /** Where the counts are stored: what a write expects to find. */
+  private mark: ActivityMark = { generation: 0, seq: 0 };
+  /** A write failed: the counter holds what was not written, and is loaded again before it counts on. */
+  private stale = false;
+  private quiet = false;
+
+  private constructor(private readonly options: CountingOptions) {
+    this.counter = new ActivityCounter(options.config);
+  }
+
+  /** The counts the read model holds (counted again from the start when they were counted under another config). */
+  static async open(options: CountingOptions): Promise<ActivityCounting> {
+    const counting = new ActivityCounting(options);
+    await counting.load();
+    return counting;
+  }
+
+  get position(): number {
+    return this.seq;
+  }
+
+  async advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome> {
+    if (this.stale) await this.load();
+    while (!stopped() && this.seq < target) {
+      const inputs = await this.options.store.activity.inputs(this.seq, target, this.options.chunk);
+      this.count(inputs);
+      const outcome = await this.write(inputs.through);
+      if (outcome === 'fenced') return outcome;
+      if (outcome === 'stale') return 'counted';
+      written(this.seq);
+    }
+    return 'counted';
+  }
+
+  async close(): Promise<void> {}
+
+  private async load(): Promise<void> {
+    const { store, config, owner, logger } = this.options;
+    const loaded = await store.activity.load();
+    [this.counter, this.seq, this.mark, this.stale] = [new ActivityCounter(config), 0, loaded.mark, false];
+    if (loaded.state === undefined) return;
+    try {
+      [this.counter, this.seq] = [ActivityCounter.restore(config, loaded.state), loaded.mark.seq];
+    } catch (error) {
+      if (!isXrefError(error, 'XREF_INVALID_CONFIG')) throw error;
+      logger.warn({ reason: error.message }, 'the active-people counts were counted under another activity config: counting them again from the start');
+      await store.activity.reset(owner);
+      this.stale = true;
+    }
+  }
+
+  /** Feeds the counter the inputs in log order: each input's event, then the resolutions it decided, then its end. */
+  private count(inputs: ActivityInputs): void {
+    const { events, resolutions } = inputs;
+    const counter = this.counter;
+    let e = 0;
+    let r = 0;
+    while (e < events.length || r < resolutions.length) {
+      const seq = Math.min(events[e]?.seq ?? Infinity, resolutions[r]?.decidedSeq ?? Infinity);
+      const event = events[e];
+      if (event !== undefined && event.seq === seq) {
+        counter.input(seq, event.event, event.timeMs);
+        e++;
+      }
+      for (; r < resolutions.length && resolutions[r]!.decidedSeq === seq; r++) counter.resolved(seq, resolutions[r]!.eventSeq, resolutions[r]!.user);
+      counter.endOfInput(seq);
+    }
+  }
+
+  /** Writes the changes through `seq`: `stale` when the stored counts changed under it, or the write failed (loaded again at the next round). */
+  private async write(seq: number): Promise<'written' | 'stale' | 'fenced'> {
+    const { store, owner, logger } = this.options;
+    const changes = this.counter.takeChanges();
+    try {
+      if (await store.activity.write(changes, this.mark, seq, owner)) {
+        [this.seq, this.mark] = [seq, { generation: this.mark.generation, seq }];
+        if (this.quiet) logger.info({ seq }, 'the active-people counts are written again');
+        this.quiet = false;
+        return 'written';
+      }
+      logger.info({ expected: this.mark }, 'the active-people counts changed under the projection (deleted with their stream): loading them again');
+    } catch (error) {
+      if (isXrefError(error, 'XREF_FENCED')) return 'fenced';
+      if (!this.quiet) logger.warn({ err: error }, 'the active-people counts could not be written: counting again from what is stored');
+      this.quiet = true;
+    }
+    // what was counted and not written is counted again, from what is stored
+    this.stale = true;
+    return 'stale';
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The active-people counts, kept by the projection (docs/activity.md, the streaming counts). The
+ * counter is fed in log order from the read model's own tables (activity-counting.ts), on a
+ * thread of its own for a database file or server (thread-counting.ts), so that the projection's
+ * thread is not slowed by it. It may take input S only once every resolution decided by inputs
+ * up to S is written, so each round the stage learns how far that is:
+ * 1. the groups stream's creation time G, then how far the engine has decided since G (F: its
+ *    ack floor or checkpoint, src/nats/engine-progress.ts), then where the groups stream ends (L);
+ * 2. once the groups projection has written through L (in the incarnation G), every resolution
+ *    decided by an input up to F is in the read model: the counter takes the inputs up to
+ *    min(F, what the events projection wrote), and writes its changes with its position in one
+ *    transaction. The same log gives the same counts, frozen ones included, however the
+ *    projection was split, stopped or rebuilt.
+ */
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import type { Config } from '../domain/config.ts';
+import { engineDecidedThrough } from '../nats/engine-progress.ts';
+import { STREAMS } from '../nats/subjects.ts';
+import { ActivityCounting, type Counting } from './activity-counting.ts';
+import type { ProjectedStream, ReadModelStore, StreamPosition } from './read-model.ts';
+import { incarnationNow } from './stream-projector.ts';
+import { ThreadCounting } from './thread-counting.ts';
+
+export interface ActivityStageOptions {
+  readonly store: ReadModelStore;
+  /** The resolved config: its `activity`, junk rules and internal kinds. */
+  readonly config: Config;
+  readonly jsm: JetStreamManager;
+  /** Who writes (the claim's owner). */
+  readonly owner: string;
+  readonly logger: Logger;
+  /** The projection's positions now. */
+  positions(): ReadonlyMap<ProjectedStream, StreamPosition>;
+  /** Inputs read from the database at a time, and counted in one write, at most. */
+  readonly chunk: number;
+  /** How often it looks for inputs to count. */
+  readonly everyMs: number;
+  /** The counts were written through an input. */
+  written(seq: number): void;
+  /** A write was refused: the claim is held by another projection. */
+  fenced(why: string): void;
+}
+
+/** How far the engine had decided, seen before the groups stream ended at `groupsEnd` (of incarnation `created`). */
+interface Floor {
+  readonly decided: number;
+  readonly groupsEnd: number;
+  readonly created: string;
+}
+
+export class ActivityStage {
+  /** Floors seen, oldest first, not yet known to be written through. */
+  private floors: Floor[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private quiet = false;
+
+  private constructor(
+    private readonly options: ActivityStageOptions,
+    private readonly counting: Counting,
+  ) {}
+
+  /** Loads the counts the read model holds and starts counting (a database in memory on this thread, any other on a thread of its own). */
+  static async start(options: ActivityStageOptions): Promise<ActivityStage> {
+    const { store, config, owner, logger, chunk } = options;
+    const counting = store.url === 'sqlite::memory:' ? await ActivityCounting.open({ store, config, owner, logger, chunk }) : await ThreadCounting.start({ url: store.url, config, owner, chunk });
+    const stage = new ActivityStage(options, counting);
+    stage.timer = setInterval(() => stage.wake(), options.everyMs);
+    stage.timer.unref();
+    return stage;
+  }
+
+  /** The last input counted. */
+  get position(): number {
+    return this.counting.position;
+  }
+
+  /** Looks for inputs to count now (one round at a time; one asked during a round runs after it). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running !== undefined) {
+      this.again = true;
+      return;
+    }
+    this.again = false;
+    this.running = this.round()
+      .catch((error: unknown) => {
+        if (!this.quiet) this.options.logger.warn({ err: error }, 'the active-people counts could not move on: trying again');
+        this.quiet = true;
+      })
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) this.wake();
+      });
+  }
+
+  /** Stops counting once the round under way is written. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+    await this.counting.close();
+  }
+
+  private async round(): Promise<void> {
+    const events = this.options.positions().get('in');
+    if (events === undefined || events.seq <= this.counting.position) return;
+    const target = Math.min(await this.decidedThrough(), events.seq);
+    if (target <= this.counting.position) return;
+    const outcome = await this.counting.advance(target, (seq) => this.options.written(seq), () => this.stopped);
+    this.quiet = false;
+    if (outcome === 'fenced') {
+      this.stopped = true;
+      this.options.fenced('the active-people counts were not written: the claim on the read model is lost');
+    }
+  }
+
+  /**
+   * The input through which every resolution is in the read model: the newest floor whose groups
+   * end the groups projection has written, in the same incarnation of the stream. One new floor
+   * is seen per round.
+   */
+  private async decidedThrough(): Promise<number> {
+    const { jsm, positions } = this.options;
+    const before = await incarnationNow(jsm, STREAMS.groups);
+    const decided = await engineDecidedThrough(jsm, before === undefined ? 0 : Date.parse(before.created));
+    const after = await incarnationNow(jsm, STREAMS.groups);
+    // no groups stream (yet): nothing was resolved, so the engine's floor is all there is to wait for
+    if (before === undefined && after === undefined) {
+      this.floors = [];
+      return decided;
+    }
+    if (before !== undefined && after !== undefined && before.created === after.created) this.floors.push({ decided, groupsEnd: after.lastSeq, created: after.created });
+    const groups = positions().get('groups');
+    let safe = 0;
+    this.floors = this.floors.filter((floor) => {
+      if (floor.created !== after?.created) return false;
+      const written = floor.groupsEnd === 0 || (groups !== undefined && groups.created === floor.created && groups.seq >= floor.groupsEnd);
+      if (written) safe = Math.max(safe, floor.decided);
+      return !written;
+    });
+    return safe;
+  }
+}

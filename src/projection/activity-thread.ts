@@ -1,0 +1,56 @@
+/**
+ * The active-people counting on a thread of its own, so that the projection's thread (reading and
+ * parsing the streams) is not slowed by it: a worker holding its own connection to the read
+ * model and an ActivityCounting, driven by messages (activity-stage.ts ThreadCounting):
+ * `{ start }` → `{ ready, position }`; `{ advance, id }` → `{ written }`… then `{ done, id, outcome }`
+ * or `{ done, id, error }`; `{ stop }` → `{ stopped }`.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Config } from '../domain/config.ts';
+import { logger } from '../log.ts';
+import { ActivityCounting } from './activity-counting.ts';
+import { openReadModel } from './open-store.ts';
+
+export interface ThreadStart {
+  /** The read model's URL (`sqlite:<path>` or `postgres://…`). */
+  readonly url: string;
+  readonly config: Config;
+  readonly owner: string;
+  readonly chunk: number;
+}
+
+const port = parentPort!;
+const start = workerData as ThreadStart;
+const log = logger.child({ component: 'activity' });
+const store = await openReadModel({ databaseUrl: start.url, dataDir: '.', logger: log.child({ component: 'read-model' }, { level: 'warn' }) });
+let stopping = false;
+try {
+  const counting = await ActivityCounting.open({ store, config: start.config, owner: start.owner, logger: log, chunk: start.chunk });
+  port.postMessage({ ready: true, position: counting.position });
+  let running = Promise.resolve();
+  port.on('message', (message: { advance?: number; id?: number; stop?: true }) => {
+    if (message.stop) {
+      stopping = true;
+      void running.then(async () => {
+        await store.close();
+        port.postMessage({ stopped: true });
+        port.close();
+      });
+      return;
+    }
+    const { advance: target, id } = message;
+    if (target === undefined) return;
+    running = running.then(async () => {
+      try {
+        const outcome = await counting.advance(target, (seq) => port.postMessage({ written: seq }), () => stopping);
+        port.postMessage({ done: id, outcome });
+      } catch (error) {
+        port.postMessage({ done: id, error: error instanceof Error ? error.message : String(error) });
+      }
+    });
+  });
+} catch (error) {
+  await store.close();
+  port.postMessage({ failed: error instanceof Error ? error.message : String(error) });
+  port.close();
+}
