@@ -42,6 +42,8 @@ export interface ActivityBenchResult {
   engine: number;
   /** The projection of all five streams into a fresh SQLite file, without and with the counts (start to written through the end, counts included). */
   projection: { off: number; on: number };
+  /** With the counts on: from every stream written to every input counted (ms). */
+  tailMs: number;
   people: number;
   personDays: number;
   /** Rows per second written into the counts, while loading the lookups' database. */
@@ -84,18 +86,21 @@ async function projectionRates(events: number, dir: string, config: ReturnType<t
     const engineRate = events / ((now() - start) / 1000);
     await engine.stop();
     const projection = { off: 0, on: 0 };
+    let tailMs = 0;
     for (const mode of ['off', 'on'] as const) {
       const store = await openReadModel({ databaseUrl: `sqlite:${join(dir, `projection-${mode}.sqlite`)}`, dataDir: dir, logger: log });
       start = now();
       const running = await Projection.start({ nc, store, settings, logger: log, decode: inputDecoder(config), ...(mode === 'on' ? { activity: config } : {}) });
       await running.caughtUp();
+      const streamsDone = now();
       if (mode === 'on') await running.activityCaughtUp();
+      if (mode === 'on') tailMs = now() - streamsDone;
       projection[mode] = events / ((now() - start) / 1000);
       if (mode === 'on' && running.activityPosition < events) throw new Error(`the counts reached input ${running.activityPosition} of ${events}`);
       await running.stop();
       await store.close();
     }
-    return { engine: engineRate, projection };
+    return { engine: engineRate, projection, tailMs };
   } finally {
     await nc.close();
     await server.stop();

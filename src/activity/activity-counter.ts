@@ -251,7 +251,9 @@ class PeriodTable {
     this.closedThrough = through;
   }
 
+  /** A person row changed: tracked for days only (a week's or a month's rows are sums of its days': `derivedRows`). */
   rowChanged(index: number, person: string): void {
+    if (this.kind !== 'day') return;
     let people = this.changedRows.get(index);
     if (people === undefined) this.changedRows.set(index, (people = new Set()));
     people.add(person);
@@ -465,9 +467,10 @@ export class ActivityCounter {
   }
 
   /**
-   * What changed since the last call (or the counter's making or restoring): the rows, counts,
+   * What changed since the last call (or the counter's making or restoring): the day rows, counts,
    * identifier keys and pending events to write over their stored copies, and the scalars. Written
-   * over a stored `state()` of the earlier point, they give the `state()` of this one.
+   * over a stored `state()` of the earlier point, they give the `state()` of this one (its week and
+   * month rows are the sums of its day rows, `derivedRows`).
    */
   takeChanges(): CounterChanges {
     const rows: RowChange[] = [];

@@ -63,8 +63,15 @@ export class BucketRules {
     counts[0]! += sign;
     const n = this.buckets.length;
     for (let i = 0; i < n; i++) if (this.isIn(i, hits, linked)) counts[1 + i]! += sign;
+    // loops, not some(): this runs twice per event and period kind
     for (let a = 0; a < this.members.length; a++) {
-      if (this.members[a]!.some((i) => this.isIn(i, hits, linked))) counts[1 + n + a]! += sign;
+      const members = this.members[a]!;
+      for (let m = 0; m < members.length; m++) {
+        if (this.isIn(members[m]!, hits, linked)) {
+          counts[1 + n + a]! += sign;
+          break;
+        }
+      }
     }
   }
 

@@ -1,4 +1,5 @@
 import type { CounterChanges, CounterScalars, CounterState } from './activity-counter.ts';
+import { type PeriodKind, periodOfDay } from './periods.ts';
 
 /**
  * A counter's stored image, kept up to date by its changes (`ActivityCounter.takeChanges`): what
@@ -40,7 +41,7 @@ export class CounterImage {
     return counterState(scalars, {
       keys: [...this.keys].map(([id, k]) => [id, k.parent, k.size]),
       pending: [...this.pending].map(([seq, p]) => [seq, ...p]),
-      rows: (zone, period) => [...(this.rows.get(`${zone} ${period}`)?.values() ?? [])],
+      rows: (zone) => [...(this.rows.get(`${zone} day`)?.values() ?? [])].map(([index, person, events, hits]) => [index, person, events, [...hits]]),
       counts: (zone, period) => [...(this.counts.get(`${zone} ${period}`) ?? [])].map(([index, c]) => [index, c.counts, c.frozen]),
     });
   }
@@ -52,8 +53,8 @@ export interface StoredCounter {
   keys: Array<[string, string | null, number | null]>;
   /** [seq, anchor, time, matched]. */
   pending: Array<[number, string, number, number[]]>;
-  /** A table's person rows: [index, person, events, hits]. */
-  rows(zone: string, period: string): Array<[number, string, number, number[]]>;
+  /** A zone's person rows per day: [day index, person, events, hits]. */
+  rows(zone: string, period: 'day'): Array<[number, string, number, number[]]>;
   /** A table's counts: [index, counts (the junk-only events last), frozen]. */
   counts(zone: string, period: string): Array<[number, number[], number[] | null]>;
 }
@@ -71,14 +72,35 @@ export function counterState(scalars: CounterScalars, stored: StoredCounter): Co
     pending: stored.pending.map(([seq, anchor, time, matched]): [number, string, number, number[]] => [seq, anchor, time, [...matched]]).sort(byIndex),
     tables: tables.map((bounds) => {
       const counts = stored.counts(bounds.zone, bounds.period);
+      const days = stored.rows(bounds.zone, 'day');
       return {
         ...bounds,
-        rows: stored.rows(bounds.zone, bounds.period).sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)),
+        rows: (bounds.period === 'day' ? days : derivedRows(bounds.period, days)).sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)),
         unattributed: counts.filter(([, c]) => (c[unattributed] ?? 0) > 0).map(([index, c]): [number, number] => [index, c[unattributed]!]).sort(byIndex),
         frozen: counts.flatMap(([index, , frozen]): [number, number[]][] => (frozen === null ? [] : [[index, [...frozen]]])).sort(byIndex),
       };
     }),
   };
+}
+
+/**
+ * A week's or a month's person rows from the day rows of its zone: a person is in a longer period
+ * with the events of their days in it (the counter adds every event to each of its periods, so the
+ * sums are exact).
+ */
+export function derivedRows(period: PeriodKind, days: ReadonlyArray<[number, string, number, readonly number[]]>): Array<[number, string, number, number[]]> {
+  const rows = new Map<string, [number, string, number, number[]]>();
+  for (const [day, person, events, hits] of days) {
+    const index = periodOfDay(period, day);
+    const key = `${index} ${person}`;
+    const row = rows.get(key);
+    if (row === undefined) rows.set(key, [index, person, events, [...hits]]);
+    else {
+      row[2] += events;
+      hits.forEach((n, i) => (row[3][i] = (row[3][i] ?? 0) + n));
+    }
+  }
+  return [...rows.values()];
 }
 
 function at<K, I, V>(map: Map<K, Map<I, V>>, key: K): Map<I, V> {

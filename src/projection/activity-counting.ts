@@ -35,6 +35,9 @@ export interface Counting {
   close(): Promise<void>;
 }
 
+/** Chunks counted per write, at most. */
+const WRITE_EVERY = 5;
+
 export class ActivityCounting implements Counting {
   private counter: ActivityCounter;
   private seq = 0;
@@ -61,13 +64,25 @@ export class ActivityCounting implements Counting {
 
   async advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome> {
     if (this.stale) await this.load();
-    while (!stopped() && this.seq < target) {
-      const inputs = await this.options.store.activity.inputs(this.seq, target, this.options.chunk);
-      this.count(inputs);
-      const outcome = await this.write(inputs.through);
-      if (outcome === 'fenced') return outcome;
-      if (outcome === 'stale') return 'counted';
-      written(this.seq);
+    // read chunk by chunk, written every WRITE_EVERY chunks (a row touched in several is written once) and at the target
+    let counted = this.seq;
+    let chunks = 0;
+    try {
+      while (!stopped() && counted < target) {
+        const inputs = await this.options.store.activity.inputs(counted, target, this.options.chunk);
+        this.count(inputs);
+        counted = inputs.through;
+        if (++chunks < WRITE_EVERY && counted < target && !stopped()) continue;
+        chunks = 0;
+        const outcome = await this.write(counted);
+        if (outcome === 'fenced') return outcome;
+        if (outcome === 'stale') return 'counted';
+        written(this.seq);
+      }
+    } catch (error) {
+      // a read failed with counts not written: they are counted again from what is stored
+      if (counted !== this.seq) this.stale = true;
+      throw error;
     }
     return 'counted';
   }

@@ -97,7 +97,7 @@ export interface ActivityMark {
   readonly generation: number;
   readonly seq: number;
 }
-export const ACTIVITY_PEOPLE_SQL = 'SELECT zone, period, idx, person, events, hits FROM activity_people';
+export const ACTIVITY_PEOPLE_SQL = "SELECT zone, period, idx, person, events, hits FROM activity_people WHERE period = 'day'";
 export const ACTIVITY_COUNTS_SQL = 'SELECT zone, period, idx, counts, frozen FROM activity_counts';
 export const ACTIVITY_KEYS_SQL = 'SELECT id, parent, size FROM activity_anon';
 export const ACTIVITY_PENDING_SQL = 'SELECT seq, anchor, time_ms, matched FROM activity_pending';

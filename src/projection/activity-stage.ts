@@ -20,6 +20,7 @@ import { STREAMS } from '../nats/subjects.ts';
 import { ActivityCounting, type Counting } from './activity-counting.ts';
 import type { ProjectedStream, ReadModelStore, StreamPosition } from './read-model.ts';
 import { incarnationNow } from './stream-projector.ts';
+import { SqliteStore } from './sqlite-store.ts';
 import { ThreadCounting } from './thread-counting.ts';
 
 export interface ActivityStageOptions {
@@ -66,7 +67,11 @@ export class ActivityStage {
   /** Loads the counts the read model holds and starts counting (a database in memory on this thread, any other on a thread of its own). */
   static async start(options: ActivityStageOptions): Promise<ActivityStage> {
     const { store, config, owner, logger, chunk } = options;
-    const counting = store.url === 'sqlite::memory:' ? await ActivityCounting.open({ store, config, owner, logger, chunk }) : await ThreadCounting.start({ url: store.url, config, owner, chunk });
+    const writer = store instanceof SqliteStore ? store.shareWriter() : undefined;
+    const counting =
+      store.url === 'sqlite::memory:'
+        ? await ActivityCounting.open({ store, config, owner, logger, chunk })
+        : await ThreadCounting.start({ url: store.url, config, owner, chunk, ...(writer === undefined ? {} : { writer }) });
     const stage = new ActivityStage(options, counting);
     stage.timer = setInterval(() => stage.wake(), options.everyMs);
     stage.timer.unref();
@@ -112,6 +117,8 @@ export class ActivityStage {
     if (target <= this.counting.position) return;
     const outcome = await this.counting.advance(target, (seq) => this.options.written(seq), () => this.stopped);
     this.quiet = false;
+    // it moved on: more may be there already (catching up), so the next round runs at once
+    this.again = true;
     if (outcome === 'fenced') {
       this.stopped = true;
       this.options.fenced('the active-people counts were not written: the claim on the read model is lost');

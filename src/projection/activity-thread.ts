@@ -5,7 +5,7 @@
  * `{ start }` → `{ ready, position }`; `{ advance, id }` → `{ written }`… then `{ done, id, outcome }`
  * or `{ done, id, error }`; `{ stop }` → `{ stopped }`.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../domain/config.ts';
 import { logger } from '../log.ts';
 import { ActivityCounting } from './activity-counting.ts';
@@ -17,12 +17,15 @@ export interface ThreadStart {
   readonly config: Config;
   readonly owner: string;
   readonly chunk: number;
+  /** SQLite: a port to the projection's writer thread, which this thread's writes go through. */
+  readonly writer?: MessagePort;
 }
 
 const port = parentPort!;
 const start = workerData as ThreadStart;
 const log = logger.child({ component: 'activity' });
-const store = await openReadModel({ databaseUrl: start.url, dataDir: '.', logger: log.child({ component: 'read-model' }, { level: 'warn' }) });
+// SQLite: written through the projection's writer thread, so that the two never wait on each other's lock
+const store = await openReadModel({ databaseUrl: start.url, dataDir: '.', logger: log.child({ component: 'read-model' }, { level: 'warn' }), ...(start.writer === undefined ? {} : { writer: start.writer }) });
 let stopping = false;
 try {
   const counting = await ActivityCounting.open({ store, config: start.config, owner: start.owner, logger: log, chunk: start.chunk });

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { XrefError, quote } from '../domain/errors.ts';
+import type { MessagePort } from 'node:worker_threads';
 import { PostgresStore, redactUrl } from './postgres-store.ts';
 import type { ReadModelStore } from './read-model.ts';
 import { SqliteStore } from './sqlite-store.ts';
@@ -18,6 +19,8 @@ export interface OpenReadModelOptions {
   readonly dataDir: string;
   /** The read model's logger (its component named by the caller, e.g. `componentLogger('read-model')`). */
   readonly logger: Logger;
+  /** SQLite: write through this port to another store's writer thread (SqliteStore.shareWriter). */
+  readonly writer?: MessagePort;
 }
 
 /** Where the read model lives, read from the URL. */
@@ -46,7 +49,7 @@ export async function openReadModel(options: OpenReadModelOptions): Promise<Read
         throw new XrefError('XREF_DATABASE', `making the directory of the SQLite read model ${location.path}: ${(error as Error).message}`, { cause: error });
       }
     }
-    store = new SqliteStore(location.path, log);
+    store = new SqliteStore(location.path, log, options.writer === undefined ? {} : { writer: options.writer });
   } else {
     store = new PostgresStore(location.url, log);
   }

@@ -346,7 +346,6 @@ export class Projection {
   private written(position: StreamPosition): void {
     if (position.seq === 0) this.now.delete(position.stream);
     else this.now.set(position.stream, position);
-    if (position.stream === 'in' || position.stream === 'groups') this.stage?.wake();
     for (const listener of [...this.listeners]) listener(position);
   }
 

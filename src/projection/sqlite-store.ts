@@ -5,6 +5,7 @@
  * the positions it finds). Statements are prepared once; each batch is one IMMEDIATE transaction
  * (the write lock taken first, so two processes never both read the claim and then write).
  */
+import type { MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
@@ -120,6 +121,8 @@ export class SqliteStore implements ReadModelStore {
   constructor(
     readonly path: string,
     private readonly logger?: Logger,
+    /** `writer`: a port to another store's writer thread (SqliteStore.shareWriter), to write through it. */
+    private readonly options: { readonly writer?: MessagePort } = {},
   ) {
     this.db = guard(`opening the SQLite read model ${path}`, () => new Database(path));
     guard(`setting up the SQLite read model ${path}`, () => {
@@ -246,8 +249,17 @@ export class SqliteStore implements ReadModelStore {
    */
   private writer(): SqliteWriter | undefined {
     if (this.path === ':memory:' || this.path === '') return undefined;
-    this.thread ??= new SqliteWriter(this.path, PRAGMAS);
+    this.thread ??= new SqliteWriter(this.options.writer === undefined ? { path: this.path, pragmas: PRAGMAS } : { port: this.options.writer });
     return this.thread;
+  }
+
+  /**
+   * A port to this store's writer thread for a store of the same file on another thread
+   * (`new SqliteStore(path, logger, { writer })`): every write then goes through one connection,
+   * one after another, none waiting on another's lock. Undefined for a database in memory.
+   */
+  shareWriter(): MessagePort | undefined {
+    return this.writer()?.share();
   }
 
   /** A write of a database in memory, here; the claim not held: XREF_FENCED. */

@@ -2,8 +2,10 @@
 // writing a batch on the main thread stops the reading and parsing of the next one. This thread
 // owns the write connection and runs the writes of sqlite-writes.mjs; the main thread sends each
 // batch already flattened to values (sqlite-writer.ts). The claim is checked in the batch's own
-// transaction. Plain JavaScript: a worker thread starts with no TypeScript loader (under tsx,
-// bin/xref.js registers it on the main thread only).
+// transaction. Other threads (the activity counting's) may be given a port of their own to it,
+// so that every write of the database goes through this one connection, one after another, and
+// none waits on another's lock. Plain JavaScript: a worker thread starts with no TypeScript
+// loader (under tsx, bin/xref.js registers it on the main thread only).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { Fenced, sqliteWrites } from './sqlite-writes.mjs';
@@ -13,20 +15,29 @@ const db = new Database(path);
 for (const pragma of pragmas) db.pragma(pragma);
 const writes = sqliteWrites(db, spec);
 
+/** Runs one request, answering on the port it came from. */
+function handle(request, port) {
+  try {
+    let result;
+    if (request.reset !== undefined) writes.reset(request.reset);
+    else if (request.run !== undefined) result = writes.run(request.run);
+    else writes.apply(request.apply);
+    port.postMessage({ id: request.id, result });
+  } catch (error) {
+    port.postMessage({ id: request.id, ...(error instanceof Fenced ? { fenced: true } : { error: error instanceof Error ? error.message : String(error) }) });
+  }
+}
+
 parentPort.on('message', (request) => {
+  if (request.port !== undefined) {
+    request.port.on('message', (shared) => handle(shared, request.port));
+    return;
+  }
   if (request.close) {
     db.close();
     parentPort.postMessage({ id: request.id, closed: true });
     parentPort.close();
     return;
   }
-  try {
-    let result;
-    if (request.reset !== undefined) writes.reset(request.reset);
-    else if (request.run !== undefined) result = writes.run(request.run);
-    else writes.apply(request.apply);
-    parentPort.postMessage({ id: request.id, result });
-  } catch (error) {
-    parentPort.postMessage({ id: request.id, ...(error instanceof Fenced ? { fenced: true } : { error: error instanceof Error ? error.message : String(error) }) });
-  }
+  handle(request, parentPort);
 });

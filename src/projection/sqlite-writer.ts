@@ -4,7 +4,7 @@
  * while the thread writes it, so parsing and writing overlap. Each batch, with the claim check and
  * the positions, is still one IMMEDIATE transaction; requests are written in the order they come.
  */
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { XrefError } from '../domain/errors.ts';
 import {
   CLAIM_OWNER_SQL,
@@ -89,19 +89,38 @@ export function resetRequest(streams: readonly ProjectedStream[], owner: string)
   return { owner, streams: [...new Set(streams)] };
 }
 
+/** Where requests go: the writer thread itself, or a port to it shared with another thread. */
+type Channel = Worker | MessagePort;
+
 export class SqliteWriter {
-  private readonly worker: Worker;
+  private readonly channel: Channel;
   private next = 0;
   private readonly waiting = new Map<number, { resolve: (result: unknown) => void; reject: (error: unknown) => void; what: string; owner: string }>();
   private failure: Error | undefined;
 
-  /** `pragmas`: the connection's settings, as the main connection has them. */
-  constructor(path: string, pragmas: readonly string[]) {
-    this.worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), { workerData: { path, pragmas, spec: writeSpec() } });
-    this.worker.unref();
-    this.worker.on('message', (reply: Reply) => this.answered(reply));
-    this.worker.on('error', (error) => this.failed(error));
-    this.worker.on('exit', (code) => this.failed(new XrefError('XREF_DATABASE', `the SQLite writer thread stopped (exit code ${code})`)));
+  /** The writer thread of `path` (`pragmas`: the connection's settings, as the main connection has them), or a port to one another thread shares. */
+  constructor(target: { readonly path: string; readonly pragmas: readonly string[] } | { readonly port: MessagePort }) {
+    if ('port' in target) {
+      this.channel = target.port;
+    } else {
+      const worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), { workerData: { path: target.path, pragmas: target.pragmas, spec: writeSpec() } });
+      worker.on('error', (error) => this.failed(error));
+      worker.on('exit', (code) => this.failed(new XrefError('XREF_DATABASE', `the SQLite writer thread stopped (exit code ${code})`)));
+      this.channel = worker;
+    }
+    this.channel.unref();
+    this.channel.on('message', (reply: Reply) => this.answered(reply));
+  }
+
+  /**
+   * A port to this writer thread, to hand to another thread (`new SqliteWriter({ port })` there):
+   * its writes then go through the same connection, after those asked before, and never wait on
+   * another connection's lock.
+   */
+  share(): MessagePort {
+    const { port1, port2 } = new MessageChannel();
+    this.channel.postMessage({ port: port1 }, [port1]);
+    return port2;
   }
 
   /** Writes the batch in one transaction (rejects with XREF_FENCED, writing nothing, unless `owner` holds the claim). */
@@ -122,22 +141,27 @@ export class SqliteWriter {
     return (await this.request(what, owner, { run: { owner, statements, expect } })) as boolean;
   }
 
-  /** Closes the write connection once the writes asked before are done. */
+  /** Closes the write connection once the writes asked before are done (a shared port: only the port). */
   async close(): Promise<void> {
     if (this.failure !== undefined) return;
+    if (!(this.channel instanceof Worker)) {
+      this.failure = new XrefError('XREF_DATABASE', 'the SQLite writer is closed');
+      this.channel.close();
+      return;
+    }
     const closed = this.request('closing the SQLite writer', '', { close: true });
     await closed.catch(() => undefined);
-    await this.worker.terminate();
+    await this.channel.terminate();
   }
 
   private request(what: string, owner: string, body: object): Promise<unknown> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const id = this.next++;
     // the thread keeps the process alive only while a write is under way (a store left open does not)
-    if (this.waiting.size === 0) this.worker.ref();
+    if (this.waiting.size === 0) this.channel.ref();
     return new Promise<unknown>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, what, owner });
-      this.worker.postMessage({ id, ...body });
+      this.channel.postMessage({ id, ...body });
     });
   }
 
@@ -145,7 +169,7 @@ export class SqliteWriter {
     const waiting = this.waiting.get(reply.id);
     if (waiting === undefined) return;
     this.waiting.delete(reply.id);
-    if (this.waiting.size === 0) this.worker.unref();
+    if (this.waiting.size === 0) this.channel.unref();
     if (reply.fenced) waiting.reject(fencedError(waiting.what, waiting.owner));
     else if (reply.error !== undefined) waiting.reject(new XrefError('XREF_DATABASE', `${waiting.what}: ${reply.error}`));
     else {

@@ -3,7 +3,6 @@
  * ActivityCounting in process, each round posted to the thread and its writes reported back.
  */
 import { Worker } from 'node:worker_threads';
-import type { Config } from '../domain/config.ts';
 import { XrefError } from '../domain/errors.ts';
 import type { Counting, CountingOutcome } from './activity-counting.ts';
 import type { ThreadStart } from './activity-thread.ts';
@@ -28,10 +27,10 @@ export class ThreadCounting implements Counting {
   }
 
   /** Starts the thread on the read model at `url`; resolves once it loaded the stored counts. */
-  static async start(start: { url: string; config: Config; owner: string; chunk: number }): Promise<ThreadCounting> {
+  static async start(start: ThreadStart): Promise<ThreadCounting> {
     // the sources (run through tsx) or a build: activity-thread-start.mjs loads the one this is
     const workerData: ThreadStart & { typescript: boolean } = { ...start, typescript: import.meta.url.endsWith('.ts') };
-    const worker = new Worker(new URL('./activity-thread-start.mjs', import.meta.url), { workerData });
+    const worker = new Worker(new URL('./activity-thread-start.mjs', import.meta.url), { workerData, transferList: start.writer === undefined ? [] : [start.writer] });
     const counting = new ThreadCounting(worker);
     await new Promise<void>((resolve, reject) => {
       const first = (reply: Reply) => {
