@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -9,20 +8,16 @@ import { ActivityCounter } from '../src/activity/activity-counter.ts';
 import { type ConfigInput, resolveConfig } from '../src/domain/config.ts';
 import type { XrefEvent } from '../src/domain/envelope.ts';
 import { logger } from '../src/log.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { openReadModel } from '../src/projection/open-store.ts';
 import { Projection } from '../src/projection/projection.ts';
 import { ReadModelQueries } from '../src/projection/queries.ts';
 import type { ReadModelStore } from '../src/projection/read-model.ts';
-import { EngineService } from '../src/service/engine-service.ts';
 import { inputDecoder } from '../src/service/input.ts';
-import { loadSettings } from '../src/settings.ts';
-import { ackFloor } from '../test/helpers/engine-process.ts';
 import { startNatsServer } from '../test/helpers/nats-server.ts';
 import { freshDatabase } from '../test/helpers/postgres.ts';
-import { random, webLog } from '../test/helpers/web-log.ts';
+import { random } from '../test/helpers/web-log.ts';
 import { type Percentiles, timed } from './query.bench.ts';
-import { publishAll } from './streaming.bench.ts';
+import { engineOnLog } from './projection.bench.ts';
 
 const log = logger.child({ component: 'bench' });
 const now = () => performance.now();
@@ -76,15 +71,8 @@ async function projectionRates(events: number, dir: string, config: ReturnType<t
   const server = await startNatsServer();
   const nc = await connect({ servers: server.url, noAsyncTraces: true });
   try {
-    const jsm = await jetstreamManager(nc);
-    await ensureTopology(nc, jsm, log);
-    await publishAll(nc, webLog({ events, identifiers: events / 10, seed: 5, rich: true }));
-    const settings = loadSettings({ NATS_URL: server.url });
-    let start = now();
-    const engine = await EngineService.start({ nc, config, settings, logger: log });
-    while ((await ackFloor(jsm)) < events) await new Promise((resolve) => setTimeout(resolve, 5));
-    const engineRate = events / ((now() - start) / 1000);
-    await engine.stop();
+    const { settings, engineRate } = await engineOnLog(nc, server.url, events, config);
+    let start: number;
     const projection = { off: 0, on: 0 };
     let tailMs = 0;
     for (const mode of ['off', 'on'] as const) {

@@ -2,15 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
-import { defaultConfig } from '../src/domain/config.ts';
+import { type NatsConnection, connect } from '@nats-io/transport-node';
+import { type Config, defaultConfig } from '../src/domain/config.ts';
 import { logger } from '../src/log.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { openReadModel } from '../src/projection/open-store.ts';
 import { Projection } from '../src/projection/projection.ts';
 import { EngineService } from '../src/service/engine-service.ts';
 import { inputDecoder } from '../src/service/input.ts';
-import { loadSettings } from '../src/settings.ts';
+import { type Settings, loadSettings } from '../src/settings.ts';
 import { ackFloor } from '../test/helpers/engine-process.ts';
 import { startNatsServer } from '../test/helpers/nats-server.ts';
 import { freshDatabase } from '../test/helpers/postgres.ts';
@@ -29,6 +29,23 @@ export interface ProjectionBenchResult {
 }
 
 /**
+ * A web-shaped log of `events` published, and the engine run over it: its rate from its start to
+ * every input acked (its outputs stored), and the settings it ran with.
+ */
+export async function engineOnLog(nc: NatsConnection, natsUrl: string, events: number, config: Config): Promise<{ settings: Settings; engineRate: number }> {
+  const jsm = await jetstreamManager(nc);
+  await ensureTopology(nc, jsm, log);
+  await publishAll(nc, webLog({ events, identifiers: events / 10, seed: 5, rich: true }));
+  const settings = loadSettings({ NATS_URL: natsUrl });
+  const start = now();
+  const engine = await EngineService.start({ nc, config, settings, logger: log });
+  while ((await ackFloor(jsm)) < events) await new Promise((resolve) => setTimeout(resolve, 5));
+  const engineRate = events / ((now() - start) / 1000);
+  await engine.stop();
+  return { settings, engineRate };
+}
+
+/**
  * Whether the projection keeps up with the engine, in one run on one server: the engine on a log
  * of `events` web-shaped events, then the projection of all five streams (the log and what the
  * engine wrote) into a fresh SQLite file and a fresh PostgreSQL database, each timed from its
@@ -40,18 +57,9 @@ export async function benchProjection(events = 200_000): Promise<ProjectionBench
   const pg = await freshDatabase();
   const nc = await connect({ servers: server.url, noAsyncTraces: true });
   try {
-    const jsm = await jetstreamManager(nc);
-    await ensureTopology(nc, jsm, log);
-    await publishAll(nc, webLog({ events, identifiers: events / 10, seed: 5, rich: true }));
-    const settings = loadSettings({ NATS_URL: server.url });
     const config = defaultConfig();
-
-    let start = now();
-    const engine = await EngineService.start({ nc, config, settings, logger: log });
-    while ((await ackFloor(jsm)) < events) await new Promise((resolve) => setTimeout(resolve, 5));
-    const engineRate = events / ((now() - start) / 1000);
-    await engine.stop();
-
+    const { settings, engineRate } = await engineOnLog(nc, server.url, events, config);
+    let start: number;
     const projection = { sqlite: 0, postgres: 0 };
     for (const [dialect, databaseUrl] of [['sqlite', `sqlite:${join(dir, 'xref.sqlite')}`], ['postgres', pg.url]] as const) {
       const store = await openReadModel({ databaseUrl, dataDir: dir, logger: log });
