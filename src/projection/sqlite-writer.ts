@@ -103,7 +103,11 @@ export class SqliteWriter {
     if ('port' in target) {
       this.channel = target.port;
     } else {
-      const worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), { workerData: { path: target.path, pragmas: target.pragmas, spec: writeSpec() } });
+      // a young generation larger than the default: each batch arrives as many short-lived values
+      const worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), {
+        workerData: { path: target.path, pragmas: target.pragmas, spec: writeSpec() },
+        resourceLimits: { maxYoungGenerationSizeMb: 64 },
+      });
       worker.on('error', (error) => this.failed(error));
       worker.on('exit', (code) => this.failed(new XrefError('XREF_DATABASE', `the SQLite writer thread stopped (exit code ${code})`)));
       this.channel = worker;

@@ -30,7 +30,12 @@ export class ThreadCounting implements Counting {
   static async start(start: ThreadStart): Promise<ThreadCounting> {
     // the sources (run through tsx) or a build: activity-thread-start.mjs loads the one this is
     const workerData: ThreadStart & { typescript: boolean } = { ...start, typescript: import.meta.url.endsWith('.ts') };
-    const worker = new Worker(new URL('./activity-thread-start.mjs', import.meta.url), { workerData, transferList: start.writer === undefined ? [] : [start.writer] });
+    // a young generation larger than the default: the counter makes many short-lived objects
+    const worker = new Worker(new URL('./activity-thread-start.mjs', import.meta.url), {
+      workerData,
+      transferList: start.writer === undefined ? [] : [start.writer],
+      resourceLimits: { maxYoungGenerationSizeMb: 64 },
+    });
     const counting = new ThreadCounting(worker);
     await new Promise<void>((resolve, reject) => {
       const first = (reply: Reply) => {
