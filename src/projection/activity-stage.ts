@@ -15,6 +15,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
+import { isXrefError } from '../domain/errors.ts';
 import { engineDecidedThrough } from '../nats/engine-progress.ts';
 import { STREAMS } from '../nats/subjects.ts';
 import { ActivityCounting, type Counting } from './activity-counting.ts';
@@ -41,6 +42,8 @@ export interface ActivityStageOptions {
   written(seq: number): void;
   /** A write was refused: the claim is held by another projection. */
   fenced(why: string): void;
+  /** The counting stopped for good (its thread died: a bug, not an outage). */
+  failed(error: Error): void;
 }
 
 /** How far the engine had decided, seen before the groups stream ended at `groupsEnd` (of incarnation `created`). */
@@ -93,6 +96,11 @@ export class ActivityStage {
     this.again = false;
     this.running = this.round()
       .catch((error: unknown) => {
+        if (isXrefError(error, 'XREF_INTERNAL')) {
+          this.stopped = true;
+          this.options.failed(error);
+          return;
+        }
         if (!this.quiet) this.options.logger.warn({ err: error }, 'the active-people counts could not move on: trying again');
         this.quiet = true;
       })

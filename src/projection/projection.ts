@@ -315,6 +315,7 @@ export class Projection {
         everyMs: this.options.activityMs ?? 250,
         written: (seq) => this.activityWritten(seq),
         fenced: (why) => this.endHolding?.(why),
+        failed: (error) => this.fail(error),
       });
       // what the read model holds already counts as written (for those waiting on it)
       this.activityWritten(this.stage.position);

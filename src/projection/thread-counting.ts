@@ -86,8 +86,9 @@ export class ThreadCounting implements Counting {
     }
   }
 
+  /** The thread died or threw: every round from now on fails with XREF_INTERNAL (the projection stops for good). */
   private failed(error: Error): void {
-    this.failure ??= error;
+    this.failure ??= error instanceof XrefError ? error : new XrefError('XREF_INTERNAL', `the activity counting thread failed: ${error.message}`, { cause: error });
     for (const round of this.rounds.values()) round.reject(this.failure);
     this.rounds.clear();
   }
