@@ -76,7 +76,11 @@ export class ActivityCounting implements Counting {
         chunks = 0;
         const outcome = await this.write(counted);
         if (outcome === 'fenced') return outcome;
-        if (outcome === 'stale') return 'counted';
+        if (outcome === 'stale') {
+          // loaded again now, so that the position says where counting goes on from
+          await this.load();
+          return 'counted';
+        }
         written(this.seq);
       }
     } catch (error) {

@@ -46,9 +46,9 @@ try {
     running = running.then(async () => {
       try {
         const outcome = await counting.advance(target, (seq) => port.postMessage({ written: seq }), () => stopping);
-        port.postMessage({ done: id, outcome });
+        port.postMessage({ done: id, outcome, position: counting.position });
       } catch (error) {
-        port.postMessage({ done: id, error: error instanceof Error ? error.message : String(error) });
+        port.postMessage({ done: id, error: error instanceof Error ? error.message : String(error), position: counting.position });
       }
     });
   });

@@ -347,6 +347,8 @@ export class Projection {
   private written(position: StreamPosition): void {
     if (position.seq === 0) this.now.delete(position.stream);
     else this.now.set(position.stream, position);
+    // the counts are deleted with the events or resolutions they were made from
+    if (position.seq === 0 && (position.stream === 'in' || position.stream === 'groups')) this.activitySeq = 0;
     for (const listener of [...this.listeners]) listener(position);
   }
 

@@ -79,6 +79,8 @@ export class ThreadCounting implements Counting {
       for (const round of this.rounds.values()) round.written(reply.written);
     }
     if (reply.done !== undefined) {
+      // where the thread's counter is now (lower than written after the counts were deleted and loaded again)
+      if (reply.position !== undefined) this.seq = reply.position;
       const round = this.rounds.get(reply.done);
       this.rounds.delete(reply.done);
       if (reply.error !== undefined) round?.reject(new XrefError('XREF_DATABASE', `counting active people: ${reply.error}`));
