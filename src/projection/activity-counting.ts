@@ -32,6 +32,8 @@ export interface Counting {
   readonly position: number;
   /** Counts the inputs through `target`, calling `written` after each write, until `stopped()`. */
   advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome>;
+  /** Loads the stored counts again (they were deleted with the events or resolutions they came from). */
+  reload(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -89,6 +91,10 @@ export class ActivityCounting implements Counting {
       throw error;
     }
     return 'counted';
+  }
+
+  reload(): Promise<void> {
+    return this.load();
   }
 
   async close(): Promise<void> {}

@@ -59,6 +59,8 @@ export class ActivityStage {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  /** The stored counts were deleted: loaded again at the next round. */
+  private deleted = false;
   private stopped = false;
   private quiet = false;
 
@@ -110,6 +112,12 @@ export class ActivityStage {
       });
   }
 
+  /** The counts were deleted with the events or resolutions they were made from: they are loaded again and counted anew. */
+  countsDeleted(): void {
+    this.deleted = true;
+    this.wake();
+  }
+
   /** Stops counting once the round under way is written. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -119,6 +127,12 @@ export class ActivityStage {
   }
 
   private async round(): Promise<void> {
+    if (this.deleted) {
+      this.deleted = false;
+      this.floors = [];
+      await this.counting.reload();
+      this.options.written(this.counting.position);
+    }
     const events = this.options.positions().get('in');
     if (events === undefined || events.seq <= this.counting.position) return;
     const target = Math.min(await this.decidedThrough(), events.seq);

@@ -3,7 +3,7 @@
  * parsing the streams) is not slowed by it: a worker holding its own connection to the read
  * model and an ActivityCounting, driven by messages (activity-stage.ts ThreadCounting):
  * `{ start }` → `{ ready, position }`; `{ advance, id }` → `{ written }`… then `{ done, id, outcome }`
- * or `{ done, id, error }`; `{ stop }` → `{ stopped }`.
+ * or `{ done, id, error }`; `{ reload, id }` → `{ done, id }`; `{ stop }` → `{ stopped }`.
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../domain/config.ts';
@@ -31,7 +31,7 @@ try {
   const counting = await ActivityCounting.open({ store, config: start.config, owner: start.owner, logger: log, chunk: start.chunk });
   port.postMessage({ ready: true, position: counting.position });
   let running = Promise.resolve();
-  port.on('message', (message: { advance?: number; id?: number; stop?: true }) => {
+  port.on('message', (message: { advance?: number; reload?: true; id?: number; stop?: true }) => {
     if (message.stop) {
       stopping = true;
       void running.then(async () => {
@@ -42,10 +42,10 @@ try {
       return;
     }
     const { advance: target, id } = message;
-    if (target === undefined) return;
+    if (target === undefined && message.reload === undefined) return;
     running = running.then(async () => {
       try {
-        const outcome = await counting.advance(target, (seq) => port.postMessage({ written: seq }), () => stopping);
+        const outcome = target === undefined ? (await counting.reload(), 'counted') : await counting.advance(target, (seq) => port.postMessage({ written: seq }), () => stopping);
         port.postMessage({ done: id, outcome, position: counting.position });
       } catch (error) {
         port.postMessage({ done: id, error: error instanceof Error ? error.message : String(error), position: counting.position });

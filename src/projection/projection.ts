@@ -348,7 +348,10 @@ export class Projection {
     if (position.seq === 0) this.now.delete(position.stream);
     else this.now.set(position.stream, position);
     // the counts are deleted with the events or resolutions they were made from
-    if (position.seq === 0 && (position.stream === 'in' || position.stream === 'groups')) this.activitySeq = 0;
+    if (position.seq === 0 && (position.stream === 'in' || position.stream === 'groups')) {
+      this.activitySeq = 0;
+      this.stage?.countsDeleted();
+    }
     for (const listener of [...this.listeners]) listener(position);
   }
 

@@ -57,11 +57,19 @@ export class ThreadCounting implements Counting {
   }
 
   advance(target: number, written: (seq: number) => void): Promise<CountingOutcome> {
+    return this.ask({ advance: target }, written);
+  }
+
+  async reload(): Promise<void> {
+    await this.ask({ reload: true }, () => {});
+  }
+
+  private ask(body: object, written: (seq: number) => void): Promise<CountingOutcome> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.rounds.set(id, { resolve, reject, written });
-      this.worker.postMessage({ advance: target, id });
+      this.worker.postMessage({ ...body, id });
     });
   }
 

@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { activityOfLog } from '../../src/activity/offline-activity.ts';
 import { activityCommand } from '../../src/cli/activity-command.ts';
 import { projectCommand } from '../../src/cli/project-command.ts';
+import { replayCommand } from '../../src/cli/replay-command.ts';
 import { type ConfigInput, resolveConfig } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { openReadModel } from '../../src/projection/open-store.ts';
@@ -140,6 +141,30 @@ describe('the streaming active-people counts', () => {
       await engine.stop();
     });
   }
+
+  it('xref replay --republish under a running projection: the counts are deleted with the resolutions and counted again, the same', { timeout: 60_000 }, async () => {
+    const settings = testSettings(nats.server.url);
+    const { store } = await sqliteStore();
+    const log = randomLog(5, 300);
+    const engine = await EngineService.start({ nc: nats.nc, config, settings, logger: silent });
+    const projection = await startProjection(nats.nc, store, settings);
+    await publishEvents(nats.nc, log);
+    await waitFor('the engine to apply the log', () => engine.seq >= log.length);
+    await engine.stop();
+    await settled(projection);
+    const queries = new ReadModelQueries(store, { config, userEventsCap: 100, logger: silent });
+    const before = await answers((request) => queries.activity(request));
+    const groups = projection.positions.get('groups')!.created;
+    const configFile = join(mkdtempSync(join(tmpdir(), 'xref-config-')), 'xref.json');
+    writeFileSync(configFile, JSON.stringify(CONFIG));
+    const { io, out } = capture();
+    expect(await replayCommand({ republish: true, config: configFile }, io, settings), out.stderr).toBe(0);
+    await waitFor('the republished groups to be read anew', () => projection.positions.get('groups')?.created !== groups);
+    await settled(projection);
+    expect(projection.activityPosition).toBe(log.length);
+    expect(await answers((request) => queries.activity(request))).toEqual(before);
+    await projection.stop();
+  });
 
   it('a rebuild into a new database gives the same counts; GET /v1/activity answers them and refuses bad requests naming the parameter', { timeout: 60_000 }, async () => {
     const settings = testSettings(nats.server.url);
