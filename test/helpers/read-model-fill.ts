@@ -123,7 +123,13 @@ export class ReadModelFill {
     const published = this.now;
     for (const out of this.outbox.splice(0)) {
       const stream = streamOf(out.subject);
-      this.add(rows, stream, { seq: ++this.seqs[stream], subject: out.subject, data: encoder.encode(out.payload), publishedMs: () => published }, notAnInput);
+      const header = out.header;
+      this.add(
+        rows,
+        stream,
+        { seq: ++this.seqs[stream], subject: out.subject, data: encoder.encode(out.payload), publishedMs: () => published, header: (name) => (header?.name === name ? header.value : undefined) },
+        notAnInput,
+      );
     }
   }
 
