@@ -142,16 +142,22 @@ describe('the streaming active-people counts', () => {
     });
   }
 
-  it('xref replay --republish under a running projection: the counts are deleted with the resolutions and counted again, the same', { timeout: 60_000 }, async () => {
+  /** A random log through the engine (stopped after) and a projection counting into a fresh SQLite file, settled. */
+  async function counted(seed: number) {
     const settings = testSettings(nats.server.url);
     const { store } = await sqliteStore();
-    const log = randomLog(5, 300);
+    const log = randomLog(seed, 300);
     const engine = await EngineService.start({ nc: nats.nc, config, settings, logger: silent });
     const projection = await startProjection(nats.nc, store, settings);
     await publishEvents(nats.nc, log);
     await waitFor('the engine to apply the log', () => engine.seq >= log.length);
     await engine.stop();
     await settled(projection);
+    return { settings, store, log, projection };
+  }
+
+  it('xref replay --republish under a running projection: the counts are deleted with the resolutions and counted again, the same', { timeout: 60_000 }, async () => {
+    const { settings, store, log, projection } = await counted(5);
     const queries = new ReadModelQueries(store, { config, userEventsCap: 100, logger: silent });
     const before = await answers((request) => queries.activity(request));
     const groups = projection.positions.get('groups')!.created;
@@ -167,16 +173,8 @@ describe('the streaming active-people counts', () => {
   });
 
   it('a rebuild into a new database gives the same counts; GET /v1/activity answers them and refuses bad requests naming the parameter', { timeout: 60_000 }, async () => {
-    const settings = testSettings(nats.server.url);
-    const { store } = await sqliteStore();
-    const log = randomLog(3, 300);
-    const engine = await EngineService.start({ nc: nats.nc, config, settings, logger: silent });
-    const projection = await startProjection(nats.nc, store, settings);
-    await publishEvents(nats.nc, log);
-    await waitFor('the engine to apply the log', () => engine.seq >= log.length);
-    await settled(projection);
+    const { settings, store, log, projection } = await counted(3);
     await projection.stop();
-    await engine.stop();
 
     const rebuilt = await sqliteStore();
     const { io, out } = capture();
