@@ -1,5 +1,6 @@
 import type { CounterChanges, CounterScalars, CounterState } from './activity-counter.ts';
-import { type PeriodKind, periodOfDay } from './periods.ts';
+import type { PeriodKind } from './activity-config.ts';
+import { periodOfDay } from './period-index.ts';
 
 /**
  * A counter's stored image, kept up to date by its changes (`ActivityCounter.takeChanges`): what

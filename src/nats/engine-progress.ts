@@ -6,12 +6,10 @@
  * Only what happened after the output streams were made counts (`since`): `xref replay
  * --republish` makes them again, and outputs stored before are gone with them.
  */
-import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import { consumersOf } from './jetstream-input-log.ts';
 import { BUCKETS, CONSUMERS, STREAMS, isDurableOf, kvStream, kvSubject, snapshotKeys } from './subjects.ts';
-
-const NO_MESSAGE = 10037;
-const STREAM_NOT_FOUND = 10059;
+import { isStreamNotFound } from './topology.ts';
 
 /** The highest input whose outputs the engine has all stored, since `sinceMs` (epoch ms); 0 when none is known. */
 export async function engineDecidedThrough(jsm: JetStreamManager, sinceMs: number): Promise<number> {
@@ -24,8 +22,19 @@ export async function engineDecidedThrough(jsm: JetStreamManager, sinceMs: numbe
     const seq = meta !== null && meta.data.length > 0 && meta.time.getTime() >= sinceMs ? (meta.json<{ seq?: unknown }>().seq ?? 0) : 0;
     if (typeof seq === 'number') through = Math.max(through, seq);
   } catch (error) {
-    // no checkpoint yet, or no snapshot bucket: the consumers tell
-    if (!(error instanceof JetStreamApiError && (error.code === NO_MESSAGE || error.code === STREAM_NOT_FOUND))) throw error;
+    // no snapshot bucket: the consumers tell (no checkpoint yet is a null message)
+    if (!isStreamNotFound(error)) throw error;
   }
   return through;
+}
+
+/** `engineDecidedThrough` since the groups stream as it is now was made (0 when there is none). */
+export async function engineDecidedSinceGroups(jsm: JetStreamManager): Promise<number> {
+  let created = 0;
+  try {
+    created = Date.parse((await jsm.streams.info(STREAMS.groups)).created);
+  } catch (error) {
+    if (!isStreamNotFound(error)) throw error;
+  }
+  return engineDecidedThrough(jsm, created);
 }

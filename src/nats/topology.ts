@@ -8,6 +8,11 @@ import { kvStream } from './subjects.ts';
 
 const STREAM_NOT_FOUND = 10059;
 
+/** Whether a call failed because the stream is not there (deleted, not made yet). */
+export function isStreamNotFound(error: unknown): boolean {
+  return error instanceof JetStreamApiError && (error.code === STREAM_NOT_FOUND || /stream not found/i.test(error.message));
+}
+
 function streamConfig(def: StreamDefinition): Partial<StreamConfig> & { name: string } {
   return {
     name: def.name,
@@ -46,7 +51,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
         await jsm.streams.update(def.name, want);
       }
     } catch (error) {
-      if (error instanceof JetStreamApiError && error.code === STREAM_NOT_FOUND) {
+      if (isStreamNotFound(error)) {
         await jsm.streams.add(want);
         logger.info({ stream: def.name }, 'stream created');
         continue;

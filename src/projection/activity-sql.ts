@@ -6,8 +6,8 @@
  */
 import type { CounterChanges, CounterScalars, CounterState } from '../activity/activity-counter.ts';
 import { counterState } from '../activity/counter-image.ts';
-import type { PeriodKind } from '../activity/periods.ts';
-import { periodStart } from '../activity/periods.ts';
+import type { PeriodKind } from '../activity/activity-config.ts';
+import { periodStart } from '../activity/period-index.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import type { Value } from './read-model-sql.ts';
 

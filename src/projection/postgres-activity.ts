@@ -3,47 +3,26 @@
  * with one statement (rows as a `json_to_recordset` parameter), all in one transaction with the
  * claim check.
  */
-import type { CounterChanges, CounterScalars, CounterState } from '../activity/activity-counter.ts';
-import type { PeriodCounts } from '../activity/activity-series.ts';
+import type { CounterChanges } from '../activity/activity-counter.ts';
+import { type ActivityReader, ActivityReads, type Rows } from './activity-reads.ts';
 import {
   ACTIVITY,
-  ACTIVITY_COUNTS_SQL,
-  ACTIVITY_EVENTS_SQL,
-  ACTIVITY_KEYS_SQL,
-  ACTIVITY_PENDING_SQL,
   ACTIVITY_MARK_SQL,
   ACTIVITY_STATE_WRITE_SQL,
-  ACTIVITY_PEOPLE_SQL,
-  ACTIVITY_RANGE_SQL,
-  ACTIVITY_RESOLUTIONS_SQL,
-  ACTIVITY_STATE_SQL,
-  type ActivityInputs,
   type ActivityMark,
   type ActivityPart,
   type ActivityTable,
-  type CountsRange,
-  type StateRow,
   activityColumns,
-  activityEvents,
-  activityResolutions,
   activityWrites,
-  markOf,
   markText,
-  rangeCounts,
-  storedScalars,
-  storedState,
 } from './activity-sql.ts';
 import { ACTIVITY_RESET_SQL, type Value } from './read-model-sql.ts';
 import type { ActivityStore } from './read-model.ts';
 
-/** What the counts need of the PostgreSQL store. */
-export interface PostgresAccess {
-  /** A read (`?` placeholders). */
-  rows<R>(sql: string, params: readonly unknown[], what: string): Promise<R[]>;
-  /** Reads that see one state of the database (one REPEATABLE READ transaction). */
-  snapshot<T>(what: string, read: (rows: <R>(sql: string, params: readonly unknown[]) => Promise<R[]>) => Promise<T>): Promise<T>;
+/** What the counts need of the PostgreSQL store: its reads, a write transaction, and how a text column stores a string. */
+export interface PostgresAccess extends ActivityReader {
   /** `work` in one transaction, once `owner` is found to hold the claim (XREF_FENCED otherwise). */
-  write<T>(what: string, owner: string, work: (query: <R>(sql: string, values: readonly unknown[]) => Promise<R[]>) => Promise<T>): Promise<T>;
+  write<T>(what: string, owner: string, work: (query: Rows) => Promise<T>): Promise<T>;
   /** A string as a text column stores it. */
   text(value: string): string;
 }
@@ -56,40 +35,9 @@ const bulkUpsertSql = (t: ActivityTable): string => {
 };
 const bulkDeleteSql = (t: ActivityTable): string => `DELETE FROM ${t.table} t USING ${recordsetOf(t, t.key)} WHERE ${t.key.map((c) => `t.${c} = x.${c}`).join(' AND ')}`;
 
-export class PostgresActivity implements ActivityStore {
-  constructor(private readonly db: PostgresAccess) {}
-
-  async load(): Promise<{ mark: ActivityMark; state?: CounterState }> {
-    return this.db.snapshot('reading the active-people counts', async (rows) => {
-      const [row] = await rows<StateRow>(ACTIVITY_STATE_SQL, []);
-      const mark = markOf(row);
-      const scalars = storedScalars(row)?.scalars;
-      if (scalars === undefined) return { mark };
-      const stored = {
-        people: await rows(ACTIVITY_PEOPLE_SQL, []),
-        counts: await rows(ACTIVITY_COUNTS_SQL, []),
-        keys: await rows(ACTIVITY_KEYS_SQL, []),
-        pending: await rows(ACTIVITY_PENDING_SQL, []),
-      };
-      return { mark, state: storedState(scalars, stored) };
-    });
-  }
-
-  async scalars(): Promise<{ seq: number; scalars: CounterScalars } | undefined> {
-    const [row] = await this.db.rows<StateRow>(ACTIVITY_STATE_SQL, [], 'reading the active-people counts');
-    return storedScalars(row);
-  }
-
-  async counts(range: CountsRange): Promise<ReadonlyMap<number, PeriodCounts>> {
-    return rangeCounts(await this.db.rows(ACTIVITY_RANGE_SQL, [range.zone, range.period, range.from, range.to], 'reading active-people counts'));
-  }
-
-  async inputs(afterSeq: number, toSeq: number, limit: number): Promise<ActivityInputs> {
-    return this.db.snapshot('reading the inputs to count', async (rows) => {
-      const events = activityEvents(await rows(ACTIVITY_EVENTS_SQL, [afterSeq, toSeq, limit]));
-      const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
-      return { events, resolutions: activityResolutions(await rows(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through])), through };
-    });
+export class PostgresActivity extends ActivityReads implements ActivityStore {
+  constructor(private readonly db: PostgresAccess) {
+    super(db);
   }
 
   write(changes: CounterChanges, from: ActivityMark, seq: number, owner: string): Promise<boolean> {

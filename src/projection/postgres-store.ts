@@ -139,6 +139,12 @@ type BatchRows = Record<WrittenTable, Value[][]>;
 /** The tables whose rows are only ever added (DO NOTHING on a key there already): written by COPY. */
 const COPIED = ['events', 'event_ids', 'resolutions', 'unmatched', 'audit', 'errors'] as const satisfies readonly WrittenTable[];
 
+/** A transaction's reads all see one state of the database (its first statement). */
+const ONE_SNAPSHOT = 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
+/** Query values compared with key columns as the keys were written (pgText). */
+const textValues = (params: readonly unknown[]): unknown[] => params.map((v) => (typeof v === 'string' ? pgText(v) : v));
+
 export class PostgresStore implements ReadModelStore {
   readonly dialect = 'postgres' as const;
   readonly activity: PostgresActivity = new PostgresActivity(this.activityAccess());
@@ -294,8 +300,7 @@ export class PostgresStore implements ReadModelStore {
   async dump(): Promise<Readonly<Record<string, readonly unknown[]>>> {
     return this.guard('dumping the read model', () =>
       this.inTransaction(async (client) => {
-        // one snapshot for every table
-        await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await client.query(ONE_SNAPSHOT);
         const dump: Record<string, unknown[]> = {};
         for (const table of Object.keys(DUMP_TABLES)) dump[table] = (await client.query<Record<string, unknown>>(dumpSql(table))).rows.map(dumpRow);
         return dump;
@@ -318,24 +323,14 @@ export class PostgresStore implements ReadModelStore {
   /** What the active-people counts (postgres-activity.ts) use of this store. */
   private activityAccess(): PostgresAccess {
     return {
-      rows: (sql, params, what) => this.rows(sql, params, what),
-      snapshot: (what, read) =>
-        this.guard(what, async () => {
-          const client = await this.pool.connect();
-          let broken = false;
-          try {
-            await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-            const result = await read(async (sql, params) => (await this.run(client, sql, params.map((v) => (typeof v === 'string' ? pgText(v) : v)))).rows);
-            await client.query('COMMIT');
-            return result;
-          } catch (error) {
-            // a client whose rollback failed is in no known state: the pool drops it
-            await client.query('ROLLBACK').catch(() => (broken = true));
-            throw error;
-          } finally {
-            client.release(broken);
-          }
-        }),
+      rows: (sql, params) => this.rows(sql, params, 'reading the active-people counts'),
+      snapshot: (read) =>
+        this.guard('reading the active-people counts', () =>
+          this.inTransaction(async (client) => {
+            await client.query(ONE_SNAPSHOT);
+            return read(async (sql, params) => (await this.run(client, sql, textValues(params))).rows);
+          }),
+        ),
       write: (what, owner, work) =>
         this.guard(what, () =>
           this.inTransaction(async (client) => {
@@ -436,8 +431,7 @@ export class PostgresStore implements ReadModelStore {
 
   /** A read: its values compared with key columns as the keys were written (pgText). */
   private async rows<R>(sql: string, params: readonly unknown[], what: string, named = true): Promise<R[]> {
-    const values = params.map((v) => (typeof v === 'string' ? pgText(v) : v));
-    const result = await this.guard(what, () => this.run(this.pool, sql, values, named));
+    const result = await this.guard(what, () => this.run(this.pool, sql, textValues(params), named));
     return result.rows as R[];
   }
 

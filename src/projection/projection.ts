@@ -11,11 +11,10 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
-import { engineDecidedThrough } from '../nats/engine-progress.ts';
+import { engineDecidedSinceGroups } from '../nats/engine-progress.ts';
 import { NatsWaits } from '../nats/retry.ts';
-import { STREAMS } from '../nats/subjects.ts';
 import type { Settings } from '../settings.ts';
-import { ActivityStage } from './activity-stage.ts';
+import type { ActivityStage } from './activity-stage.ts';
 import { StoreClaim, projectionOwner } from './claim.ts';
 import { PROJECTED_STREAMS, type ProjectedStream, type ReadModelStore, type StreamPosition } from './read-model.ts';
 import { type InputDecoder, type ProjectorContext, StreamProjector, type StreamStats, incarnationNow } from './stream-projector.ts';
@@ -184,9 +183,7 @@ export class Projection {
    */
   async activityCaughtUp(): Promise<number> {
     if (this.options.activity === undefined) return 0;
-    const jsm = await jetstreamManager(this.options.nc);
-    const groups = await incarnationNow(jsm, STREAMS.groups);
-    const target = Math.min(await engineDecidedThrough(jsm, groups === undefined ? 0 : Date.parse(groups.created)), this.watermark);
+    const target = Math.min(await engineDecidedSinceGroups(await jetstreamManager(this.options.nc)), this.watermark);
     if (this.activitySeq >= target) return this.activitySeq;
     await new Promise<void>((resolve) => {
       const listener = (seq: number) => {
@@ -304,6 +301,8 @@ export class Projection {
     await Promise.all(this.projectors.map((p) => p.check()));
     const activity = this.options.activity;
     if (activity !== undefined) {
+      // loaded only when counting (with its date library)
+      const { ActivityStage } = await import('./activity-stage.ts');
       this.stage = await ActivityStage.start({
         store,
         config: activity,

@@ -6,8 +6,8 @@
  */
 import type { Logger } from 'pino';
 import { resolveActivityConfig } from '../activity/activity-config.ts';
-import { type ActivitySeries, type SeriesRequest, configuredSource, countedSource, planSeries, seriesOf } from '../activity/activity-series.ts';
-import { periodStart } from '../activity/periods.ts';
+import type { ActivitySeries, SeriesRequest } from '../activity/activity-series.ts';
+import { periodStart } from '../activity/period-index.ts';
 import type { Config } from '../domain/config.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import { XrefError, quote } from '../domain/errors.ts';
@@ -198,6 +198,8 @@ export class ReadModelQueries {
    * counted anything: every period 0, under the config's buckets and zones).
    */
   async activity(request: SeriesRequest): Promise<ActivityAnswer> {
+    // loaded at the first such answer (with its date library), not when the queries are
+    const { configuredSource, countedSource, planSeries, seriesOf } = await import('../activity/activity-series.ts');
     const stored = await this.store.activity.scalars();
     const source = stored === undefined ? configuredSource(this.options.config.activity ?? resolveActivityConfig({})) : countedSource(stored.scalars);
     const plan = planSeries(request, source);

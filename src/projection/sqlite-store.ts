@@ -12,7 +12,7 @@ import { XrefError, isXrefError } from '../domain/errors.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { type MigrationTarget, runMigrations } from './migrations.ts';
-import { SqliteActivity } from './sqlite-activity.ts';
+import { type SqliteAccess, SqliteActivity } from './sqlite-activity.ts';
 import { SqliteWriter, applyRequest, resetRequest, writeSpec } from './sqlite-writer.ts';
 import { Fenced, sqliteWrites } from './sqlite-writes.mjs';
 import {
@@ -92,17 +92,7 @@ function prepareWrites(db: Db) {
 
 export class SqliteStore implements ReadModelStore {
   readonly dialect = 'sqlite' as const;
-  readonly activity = new SqliteActivity({
-    all: (sql, ...params) => this.read(sql).all(...params),
-    snapshot: (read) => this.db.transaction(read)(),
-    write: async (what, statements, owner, expect) => {
-      const writer = this.writer();
-      if (writer !== undefined) return writer.run(what, statements, owner, expect);
-      let written = false;
-      this.writeInline(what, owner, (writes) => (written = writes.run({ owner, statements, expect })));
-      return written;
-    },
-  });
+  readonly activity: SqliteActivity = new SqliteActivity(this.activityAccess());
   private readonly db: Db;
   private writes: ReturnType<typeof prepareWrites> | undefined;
   /** The writer thread (a file's). */
@@ -230,6 +220,34 @@ export class SqliteStore implements ReadModelStore {
     } finally {
       this.db.close();
     }
+  }
+
+  /** What the active-people counts (sqlite-activity.ts) use of this store. */
+  private activityAccess(): SqliteAccess {
+    const rows = async <R>(sql: string, params: readonly unknown[]) => this.read(sql).all(...params) as R[];
+    return {
+      rows,
+      // better-sqlite3 answers at once: the reads run between BEGIN and COMMIT with no other work in between
+      snapshot: async (read) => {
+        if (this.db.inTransaction) return read(rows);
+        this.db.exec('BEGIN');
+        try {
+          const result = await read(rows);
+          this.db.exec('COMMIT');
+          return result;
+        } catch (error) {
+          if (this.db.inTransaction) this.db.exec('ROLLBACK');
+          throw error;
+        }
+      },
+      write: async (what, statements, owner, expect) => {
+        const writer = this.writer();
+        if (writer !== undefined) return writer.run(what, statements, owner, expect);
+        let written = false;
+        this.writeInline(what, owner, (writes) => (written = writes.run({ owner, statements, expect })));
+        return written;
+      },
+    };
   }
 
   /** The plan SQLite picks for a statement (for tests and benchmarks). */

@@ -4,11 +4,12 @@
  * transaction), and the watch on the stream itself, which notices when it was deleted or made
  * again and reads it anew rather than apply new sequences onto a stale position.
  */
-import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
 import { JetStreamInputLog } from '../nats/jetstream-input-log.ts';
 import { HEADERS } from '../nats/subjects.ts';
+import { isStreamNotFound } from '../nats/topology.ts';
 import { type NatsWaits, untilAnswered } from '../nats/retry.ts';
 import type { CheckpointAt, CheckpointWriteOptions, CheckpointWriter } from '../runtime/checkpointer.ts';
 import { DurableConsumer, type InputHandler, type OutputMessage } from '../runtime/durable-consumer.ts';
@@ -17,8 +18,6 @@ import type { DecodedInput, EncodedInput } from '../service/input.ts';
 import type { ProjectedStream, ProjectionBatch, ReadModelStore, StreamPosition } from './read-model.ts';
 import { messageRows } from './rows.ts';
 import { PROJECTED_STREAM_NAMES, type StreamIncarnation, type StreamNames, incarnationOf, staleBecause } from './stream-identity.ts';
-
-const STREAM_NOT_FOUND = 10059;
 
 /** How an XREF_IN message is read: as the engine does, with the same config (see `projectionDecoder`). */
 export type InputDecoder = (msg: EncodedInput) => DecodedInput;
@@ -72,17 +71,12 @@ export interface ProjectorContext {
   failed(error: Error): void;
 }
 
-/** Whether a call failed because the stream is not there (deleted, not made yet). */
-function isStreamGone(error: unknown): boolean {
-  return error instanceof JetStreamApiError && (error.code === STREAM_NOT_FOUND || /stream not found/i.test(error.message));
-}
-
 /** The stream as it is now, or undefined when it does not exist. */
 export async function incarnationNow(jsm: JetStreamManager, stream: string): Promise<StreamIncarnation | undefined> {
   try {
     return incarnationOf(await jsm.streams.info(stream));
   } catch (error) {
-    if (isStreamGone(error)) return undefined;
+    if (isStreamNotFound(error)) return undefined;
     throw error;
   }
 }
@@ -399,7 +393,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
         try {
           return await inner.read(seq);
         } catch (error) {
-          if (!isStreamGone(error)) throw error;
+          if (!isStreamNotFound(error)) throw error;
           gone();
           return undefined;
         }
@@ -407,7 +401,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
       deliver: (options) =>
         inner.deliver({
           ...options,
-          failed: (error) => (isStreamGone(error) ? gone() : options.failed(error)),
+          failed: (error) => (isStreamNotFound(error) ? gone() : options.failed(error)),
         }),
     };
   }

@@ -11,8 +11,7 @@ import { DeliverPolicy, type JsMsg, JetStreamApiError, jetstream, jetstreamManag
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../../src/domain/config.ts';
 import { logger } from '../../src/log.ts';
-import { engineDecidedThrough } from '../../src/nats/engine-progress.ts';
-import { STREAMS } from '../../src/nats/subjects.ts';
+import { engineDecidedSinceGroups } from '../../src/nats/engine-progress.ts';
 import { ActivityCounting } from '../../src/projection/activity-counting.ts';
 import { openReadModel } from '../../src/projection/open-store.ts';
 import { PROJECTED_STREAMS, type ProjectedStream, type ProjectionBatch, type ReadModelStore } from '../../src/projection/read-model.ts';
@@ -70,8 +69,7 @@ export async function referenceDump(nc: NatsConnection, decode: InputDecoder, ac
   try {
     if (activity !== undefined) {
       const jsm = await jetstreamManager(nc);
-      const groups = await jsm.streams.info(STREAMS.groups).catch(() => undefined);
-      const target = Math.min(await engineDecidedThrough(jsm, groups === undefined ? 0 : Date.parse(groups.created)), await store.watermark());
+      const target = Math.min(await engineDecidedSinceGroups(jsm), await store.watermark());
       const counting = await ActivityCounting.open({ store, config: activity, owner: 'reference', logger: logger.child({ component: 'reference' }), chunk: 1_000_000 });
       await counting.advance(target, () => {}, () => false);
     }

@@ -1,0 +1,74 @@
+/**
+ * The reads of the active-people counts (ActivityStore's `load`, `scalars`, `counts`, `inputs`),
+ * written once over what each adapter gives: one statement, or several seeing one state of the
+ * database. The adapters (sqlite-activity.ts, postgres-activity.ts) add their writes.
+ */
+import type { CounterScalars, CounterState } from '../activity/activity-counter.ts';
+import type { PeriodCounts } from '../activity/activity-series.ts';
+import {
+  ACTIVITY_COUNTS_SQL,
+  ACTIVITY_EVENTS_SQL,
+  ACTIVITY_KEYS_SQL,
+  ACTIVITY_PENDING_SQL,
+  ACTIVITY_PEOPLE_SQL,
+  ACTIVITY_RANGE_SQL,
+  ACTIVITY_RESOLUTIONS_SQL,
+  ACTIVITY_STATE_SQL,
+  type ActivityInputs,
+  type ActivityMark,
+  type CountsRange,
+  type StateRow,
+  activityEvents,
+  activityResolutions,
+  markOf,
+  rangeCounts,
+  storedScalars,
+  storedState,
+} from './activity-sql.ts';
+
+/** The rows of one statement (`?` placeholders). */
+export type Rows = <R>(sql: string, params: readonly unknown[]) => Promise<R[]>;
+
+export interface ActivityReader {
+  readonly rows: Rows;
+  /** Reads that see one state of the database (one read transaction). */
+  snapshot<T>(read: (rows: Rows) => Promise<T>): Promise<T>;
+}
+
+export abstract class ActivityReads {
+  constructor(protected readonly reader: ActivityReader) {}
+
+  /** The counter's image (undefined: nothing counted) and where it is stored. */
+  load(): Promise<{ mark: ActivityMark; state?: CounterState }> {
+    return this.reader.snapshot(async (rows) => {
+      const [row] = await rows<StateRow>(ACTIVITY_STATE_SQL, []);
+      const mark = markOf(row);
+      const stored = storedScalars(row);
+      if (stored === undefined) return { mark };
+      const tables = {
+        people: await rows(ACTIVITY_PEOPLE_SQL, []),
+        counts: await rows(ACTIVITY_COUNTS_SQL, []),
+        keys: await rows(ACTIVITY_KEYS_SQL, []),
+        pending: await rows(ACTIVITY_PENDING_SQL, []),
+      };
+      return { mark, state: storedState(stored.scalars, tables) };
+    });
+  }
+
+  async scalars(): Promise<{ seq: number; scalars: CounterScalars } | undefined> {
+    const [row] = await this.reader.rows<StateRow>(ACTIVITY_STATE_SQL, []);
+    return storedScalars(row);
+  }
+
+  async counts(range: CountsRange): Promise<ReadonlyMap<number, PeriodCounts>> {
+    return rangeCounts(await this.reader.rows(ACTIVITY_RANGE_SQL, [range.zone, range.period, range.from, range.to]));
+  }
+
+  inputs(afterSeq: number, toSeq: number, limit: number): Promise<ActivityInputs> {
+    return this.reader.snapshot(async (rows) => {
+      const events = activityEvents(await rows(ACTIVITY_EVENTS_SQL, [afterSeq, toSeq, limit]));
+      const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
+      return { events, resolutions: activityResolutions(await rows(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through])), through };
+    });
+  }
+}
