@@ -20,6 +20,6 @@ export function conflictFact(identifier: string, user: string, claimedBy: string
 }
 
 /** An identifier that does not link: junk, or over its user's cap for the kind. */
-export function refusedFact(identifier: string, user: string | undefined, cause: 'junk' | 'cap', seq: number, eventId: string): AuditFact {
+export function refusedFact(identifier: string, user: string | undefined, cause: NonNullable<AuditFact['cause']>, seq: number, eventId: string): AuditFact {
   return { reason: 'refused', cause, identifier, user, seq, eventId };
 }

@@ -5,6 +5,8 @@ export interface Buffered {
   readonly seq: number;
   readonly event: XrefEvent;
   readonly time: number | undefined;
+  /** Buffered again by the unlink at this input (its event was retracted from a user): its outputs' ids say so. */
+  readonly after?: number;
 }
 
 /** Why an event left a buffer without reaching a user. */
@@ -24,8 +26,8 @@ export interface AuditFact {
   readonly previous?: string;
   /** conflict: the other user that claimed it, in vain. */
   readonly claimedBy?: string;
-  /** refused: why. */
-  readonly cause?: 'junk' | 'cap';
+  /** refused: why (`blocked`: an unlink with --block refuses this identifier to this user). */
+  readonly cause?: 'junk' | 'cap' | 'blocked';
   /** The input that caused the decision. */
   readonly seq: number;
   readonly eventId: string;

@@ -4,6 +4,7 @@
  */
 import { fmt } from '../src/cli/progress.ts';
 import { benchEngine } from './engine.bench.ts';
+import { benchForget } from './forget.bench.ts';
 import { benchHttp } from './http.bench.ts';
 import { benchImport } from './import.bench.ts';
 import { benchActivity } from './activity.bench.ts';
@@ -143,6 +144,22 @@ async function trackerSection(): Promise<void> {
   );
 }
 
+async function forgetSection(): Promise<void> {
+  const events = Number(process.env.XREF_BENCH_FORGET_EVENTS ?? 1_000_000);
+  const r = await benchForget(events, Math.min(10_000, Math.floor(events / 100)));
+  const receipt = Object.entries(r.receipt).map(([store, { erased, remaining }]) => `${store} ${fmt(erased)} erased, ${remaining} left`);
+  process.stdout.write(
+    [
+      `forget: one person with ${fmt(r.personEvents)} events (20 cookies, a device) in a log of ${fmt(r.events)}, engine caught up`,
+      `  request -> receipt      ${r.forgetSeconds.toFixed(2)} s   (streams erased, buckets purged after the next checkpoint, all checked)`,
+      `  for scale               the engine applied the log at ${fmt(r.engineRate)} events/s: the forget costs ${fmt(r.forgetSeconds * r.engineRate)} inputs' time`,
+      `  receipt                 ${receipt.join('; ')}`,
+      `  replay check            ${r.leftInLog} inputs of the log name them; a replay from scratch (${r.replaySeconds.toFixed(1)} s) rebuilds ${r.replayedLinks} links of theirs`,
+      '',
+    ].join('\n'),
+  );
+}
+
 const only = process.argv[2];
 if (only === undefined || only === 'import') importSection();
 if (only === undefined || only === 'engine') engineSection();
@@ -152,3 +169,4 @@ if (only === undefined || only === 'projection') await projectionSection();
 if (only === undefined || only === 'query') await querySection();
 if (only === undefined || only === 'activity') await activitySection();
 if (only === undefined || only === 'tracker') await trackerSection();
+if (only === undefined || only === 'forget') await forgetSection();

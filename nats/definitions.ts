@@ -24,7 +24,7 @@ export interface BucketDefinition {
 const TWO_MINUTES = 2 * 60 * 1000;
 
 export const STREAM_DEFINITIONS: readonly StreamDefinition[] = [
-  { name: STREAMS.in, subjects: [subjects.inAll], description: 'every accepted event: the log', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
+  { name: STREAMS.in, subjects: [subjects.inAll, subjects.ctlAll], description: 'every accepted event and control input: the log', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
   { name: STREAMS.groups, subjects: [subjects.groupsAll], description: 'resolved events, one subject per user', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
   { name: STREAMS.unmatched, subjects: [subjects.unmatchedAll], description: 'events that left a buffer unlinked', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
   { name: STREAMS.audit, subjects: [subjects.auditAll], description: 'links, relinks, refusals, conflicts', maxAgeMs: 0, duplicateWindowMs: TWO_MINUTES },
@@ -41,4 +41,5 @@ export const BUCKET_DEFINITIONS: readonly BucketDefinition[] = [
   { bucket: BUCKETS.links, description: 'the identity graph: third-party id -> user', history: 4 },
   { bucket: BUCKETS.snapshots, description: 'actor snapshots and the engine checkpoint', history: 8 },
   { bucket: BUCKETS.leases, description: 'which process holds a consumer of the log: compare-and-set, renewed by its holder', history: 1 },
+  { bucket: BUCKETS.control, description: 'the installation salt, and each control request: a forget tombstone holds hashes only', history: 1 },
 ];

@@ -1,10 +1,13 @@
 import { type ConfigInput, resolveConfig } from './domain/config.ts';
+import type { ControlCommand } from './domain/control.ts';
+import type { IdHasher } from './domain/id-hash.ts';
 import { type XrefEvent, validateEvent } from './domain/envelope.ts';
 import { XrefError } from './domain/errors.ts';
 import { type Limits, defaultLimits } from './domain/limits.ts';
 import { type PayloadRules, payloadRules } from './domain/payload-rules.ts';
 import { IdentityEngine } from './engine/engine.ts';
-import type { AuditRecord, Resolved, Sink, Unmatched } from './engine/outputs.ts';
+import { erasureMatch } from './engine/erasure-match.ts';
+import type { AuditRecord, ControlAudit, Erasure, Resolved, Retraction, Sink, Unmatched, UserRef } from './engine/outputs.ts';
 
 /** internal kind → internal id → identifier kind → identifier value → events, in log order. */
 export type GroupsDocument = Record<string, Record<string, Record<string, Record<string, XrefEvent[]>>>>;
@@ -13,18 +16,23 @@ export interface GroupReport {
   groups: GroupsDocument;
   unmatched: Unmatched[];
   audit: AuditRecord[];
+  /** What control inputs did (`Grouper.control`): forget, unsuppress, unlink and suppressed records. */
+  control: ControlAudit[];
   /** Inputs that were not events, or refused by the payload rules, by their index in the input. */
   rejected: { index: number; error: XrefError }[];
 }
 
 export interface GroupOptions {
   limits?: Limits;
+  /** The installation's id hash: needed only to apply control inputs (`Grouper.control`). */
+  hasher?: IdHasher;
 }
 
 /** Collects resolved events into the pygrouper document. */
 export class GroupsCollector implements Sink {
-  readonly unmatchedEvents: Unmatched[] = [];
-  readonly auditRecords: AuditRecord[] = [];
+  unmatchedEvents: Unmatched[] = [];
+  auditRecords: AuditRecord[] = [];
+  readonly controlRecords: ControlAudit[] = [];
   private readonly doc: Record<string, Record<string, Record<string, Record<string, Resolved[]>>>> = {};
 
   resolved(output: Resolved): void {
@@ -38,6 +46,30 @@ export class GroupsCollector implements Sink {
   }
   audit(record: AuditRecord): void {
     this.auditRecords.push(record);
+  }
+  control(record: ControlAudit): void {
+    this.controlRecords.push(record);
+  }
+  /** An unlink took a resolution back: it leaves the user's lists. */
+  retract(retraction: Retraction): void {
+    for (const values of Object.values(this.doc[retraction.user.kind]?.[retraction.user.id] ?? {})) {
+      for (const [value, list] of Object.entries(values)) {
+        const kept = list.filter((r) => r.outputId !== retraction.retracted);
+        if (kept.length === 0) delete values[value];
+        else values[value] = kept;
+      }
+    }
+  }
+  /** A user's resolutions standing now: what an unlink retracts from. */
+  standing(user: UserRef): Resolved[] {
+    return Object.values(this.doc[user.kind]?.[user.id] ?? {}).flatMap((values) => Object.values(values).flat());
+  }
+  /** A forgotten user: its events, the unmatched events of its ids and the audit records naming them go. */
+  erase(erasure: Erasure): void {
+    const match = erasureMatch(erasure, undefined);
+    if (erasure.user !== undefined) delete this.doc[erasure.user.kind]?.[erasure.user.id];
+    this.unmatchedEvents = this.unmatchedEvents.filter((u) => !match.event(u.event));
+    this.auditRecords = this.auditRecords.filter((a) => !match.audit(a));
   }
 
   /** The document, every list in log order (flushed buffers arrive after newer events). */
@@ -80,7 +112,17 @@ export class Grouper {
     this.limits = options.limits ?? defaultLimits();
     const resolved = resolveConfig(config);
     this.rules = payloadRules(resolved);
-    this.engine = new IdentityEngine({ config: resolved, sink: this.collector });
+    this.engine = new IdentityEngine({ config: resolved, sink: this.collector, ...(options.hasher === undefined ? {} : { hasher: options.hasher }) });
+  }
+
+  /**
+   * Applies a control input at this place of the log (docs/erasure.md), as the streaming engine
+   * does: an unlink retracts from what was grouped so far. Needs `hasher`.
+   */
+  control(command: ControlCommand): void {
+    this.index++;
+    const target = command.verb === 'unlink' ? this.engine.unlinkTarget(command.identifier) : undefined;
+    this.engine.control(command, this.engine.seq + 1, target === undefined ? {} : { standing: this.collector.standing(target.user.ref) });
   }
 
   /** Adds one raw event (`bytes`: its size, when known). Returns the error when it was rejected. */
@@ -106,7 +148,7 @@ export class Grouper {
   /** Ends the log: what is still buffered is released as `unlinked`. */
   finish(): GroupReport {
     this.engine.finish();
-    return { groups: this.collector.groups(), unmatched: this.collector.unmatchedEvents, audit: this.collector.auditRecords, rejected: this.rejected };
+    return { groups: this.collector.groups(), unmatched: this.collector.unmatchedEvents, audit: this.collector.auditRecords, control: this.collector.controlRecords, rejected: this.rejected };
   }
 }
 

@@ -1,4 +1,4 @@
-import { InvalidConfigError, XrefError } from './domain/errors.ts';
+import { InvalidConfigError, XrefError, quote } from './domain/errors.ts';
 import { KIND_PATTERN } from './domain/identifiers.ts';
 import { defaultLimits } from './domain/limits.ts';
 
@@ -10,8 +10,13 @@ import { defaultLimits } from './domain/limits.ts';
  * runs.)
  */
 export interface Settings {
-  /** NATS_URL: where the NATS server is (default nats://127.0.0.1:4222). */
+  /** NATS_URL: where the NATS server is (default nats://127.0.0.1:4222), without credentials (they have settings of their own). */
   readonly natsUrl: string;
+  /**
+   * NATS_USER with NATS_PASSWORD, NATS_TOKEN, or NATS_CREDS (the path of a .creds file): how every
+   * NATS connection of xref's authenticates, at most one of them (default none: no credentials).
+   */
+  readonly natsAuth: NatsAuth;
   /** XREF_DATA_DIR: where an embedded nats-server keeps its store, and the SQLite read model its file (default .data). */
   readonly dataDir: string;
   /** XREF_CONFIG: path of the identity config file (JSON); none = defaults. */
@@ -59,6 +64,12 @@ export interface Settings {
   readonly writeKeys: readonly string[];
   /** XREF_READ_TOKENS: comma-separated bearer tokens the query routes accept (none: they answer 401). */
   readonly readTokens: readonly string[];
+  /**
+   * XREF_ADMIN_TOKENS: comma-separated bearer tokens of the admin routes (forget a user, lift a
+   * suppression, unlink an identifier; none: they answer 401). Each differs from every write key
+   * and read token.
+   */
+  readonly adminTokens: readonly string[];
   /** XREF_READ_TOKEN: the read token the query commands send with `--url` when `--token` is not given. */
   readonly readToken: string | undefined;
   /** XREF_INSECURE_NO_AUTH=1 (or `--insecure-no-auth`): accept requests without a write key (default off). */
@@ -77,11 +88,23 @@ export interface Settings {
   readonly segmentUserKind: string;
 }
 
+/**
+ * The credentials xref's NATS connections send (src/nats/connection.ts): nats-server decides by
+ * them what a connection may publish and read (docs/security.md). A plain object, so that a worker
+ * thread with a connection of its own can be handed it.
+ */
+export type NatsAuth =
+  | { readonly scheme: 'none' }
+  | { readonly scheme: 'user'; readonly user: string; readonly pass: string }
+  | { readonly scheme: 'token'; readonly token: string }
+  | { readonly scheme: 'creds'; readonly credsFile: string };
+
 /** Every setting's default: the one place they are written. */
 export function settingDefaults(): Settings {
   const limits = defaultLimits();
   return Object.freeze({
     natsUrl: 'nats://127.0.0.1:4222',
+    natsAuth: Object.freeze({ scheme: 'none' }),
     dataDir: '.data',
     configFile: undefined,
     checkpointEvery: 50_000,
@@ -102,6 +125,7 @@ export function settingDefaults(): Settings {
     httpHost: '0.0.0.0',
     writeKeys: Object.freeze([]),
     readTokens: Object.freeze([]),
+    adminTokens: Object.freeze([]),
     readToken: undefined,
     insecureNoAuth: false,
     publicUrl: undefined,
@@ -120,10 +144,13 @@ export function loadSettings(env: Env = process.env): Settings {
   const d = settingDefaults();
   const int = (name: string, fallback: number, min = 1) => envInt(env, name, fallback, min);
   const natsUrl = env.NATS_URL || d.natsUrl;
+  refuseUrlCredentials(natsUrl);
   if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(natsUrl)) throw new InvalidConfigError('NATS_URL', natsUrl, 'must be a URL such as nats://127.0.0.1:4222');
   const writeKeys = credentials(env, 'XREF_WRITE_KEYS', 'a write key is an HTTP Basic user name, which cannot');
+  const readTokenList = readTokens(env, writeKeys);
   return Object.freeze({
     natsUrl,
+    natsAuth: natsAuth(env),
     dataDir: env.XREF_DATA_DIR || d.dataDir,
     configFile: env.XREF_CONFIG || d.configFile,
     checkpointEvery: int('XREF_CHECKPOINT_EVERY', d.checkpointEvery),
@@ -143,7 +170,8 @@ export function loadSettings(env: Env = process.env): Settings {
     port: int('PORT', d.port, 0),
     httpHost: env.XREF_HTTP_HOST || d.httpHost,
     writeKeys,
-    readTokens: readTokens(env, writeKeys),
+    readTokens: readTokenList,
+    adminTokens: adminTokens(env, writeKeys, readTokenList),
     readToken: env.XREF_READ_TOKEN?.trim() || d.readToken,
     insecureNoAuth: envFlag(env, 'XREF_INSECURE_NO_AUTH'),
     publicUrl: env.XREF_PUBLIC_URL?.trim() || d.publicUrl,
@@ -191,25 +219,48 @@ function credentials(env: Env, name: string, why: string): readonly string[] {
   return Object.freeze([...new Set(keys)]);
 }
 
+/** Secrets of another kind a bearer token must not be, and what to say when it is one (naming their variable). */
+interface OtherSecrets {
+  readonly secrets: readonly string[];
+  readonly why: string;
+}
+
 /**
- * XREF_READ_TOKENS, comma-separated: the tokens the read routes accept as `Authorization: Bearer
- * <token>`. A token must differ from every write key (write keys sit in web pages for anyone to
- * read). Error messages name the entry, never a token.
+ * A comma-separated list of bearer tokens (`Authorization: Bearer <token>`), each differing from
+ * the secrets of `others`. Error messages name the entry, never a token.
  */
-function readTokens(env: Env, writeKeyList: readonly string[]): readonly string[] {
-  const raw = env.XREF_READ_TOKENS;
+function bearerTokens(env: Env, name: string, role: string, others: readonly OtherSecrets[]): readonly string[] {
+  const raw = env[name];
   if (raw === undefined || raw.trim() === '') return Object.freeze([]);
-  const writeKeys = new Set(writeKeyList);
   const tokens = new Set<string>();
   raw.split(',').forEach((part, i) => {
     const token = part.trim();
-    const refuse = (why: string) => new XrefError('XREF_INVALID_CONFIG', `XREF_READ_TOKENS entry ${i + 1} ${why}`, { field: 'XREF_READ_TOKENS' });
-    if (token === '') throw refuse('is empty: list the tokens separated by single commas, e.g. XREF_READ_TOKENS=token1,token2');
-    if (/\s/.test(token)) throw refuse('holds a space (a read token is sent as Authorization: Bearer <token>, which cannot)');
-    if (writeKeys.has(token)) throw refuse('is also a write key (XREF_WRITE_KEYS): write keys are public in web pages, so a read token must be another secret');
+    const refuse = (why: string) => new XrefError('XREF_INVALID_CONFIG', `${name} entry ${i + 1} ${why}`, { field: name });
+    if (token === '') throw refuse(`is empty: list the tokens separated by single commas, e.g. ${name}=token1,token2`);
+    if (/\s/.test(token)) throw refuse(`holds a space (${role} is sent as Authorization: Bearer <token>, which cannot)`);
+    for (const other of others) if (other.secrets.includes(token)) throw refuse(`is also ${other.why}`);
     tokens.add(token);
   });
   return Object.freeze([...tokens]);
+}
+
+const WRITE_KEYS_ARE_PUBLIC = 'a write key (XREF_WRITE_KEYS): write keys are public in web pages, so';
+
+/** XREF_READ_TOKENS: the tokens of the read routes; a write key is no read token (write keys sit in web pages for anyone to read). */
+function readTokens(env: Env, writeKeys: readonly string[]): readonly string[] {
+  return bearerTokens(env, 'XREF_READ_TOKENS', 'a read token', [{ secrets: writeKeys, why: `${WRITE_KEYS_ARE_PUBLIC} a read token must be another secret` }]);
+}
+
+/**
+ * XREF_ADMIN_TOKENS: the tokens of the admin routes, which erase people. An admin token is
+ * neither a write key nor a read token, so that whoever may send or read events cannot forget
+ * or unlink anyone.
+ */
+function adminTokens(env: Env, writeKeys: readonly string[], readTokenList: readonly string[]): readonly string[] {
+  return bearerTokens(env, 'XREF_ADMIN_TOKENS', 'an admin token', [
+    { secrets: writeKeys, why: `${WRITE_KEYS_ARE_PUBLIC} an admin token must be another secret` },
+    { secrets: readTokenList, why: 'a read token (XREF_READ_TOKENS): whoever may read must not erase, so an admin token must be another secret' },
+  ]);
 }
 
 /** XREF_DATABASE_URL, checked for a scheme xref reads (`postgres://`, `postgresql://`, `sqlite:`). */
@@ -221,6 +272,50 @@ function databaseUrl(env: Env): string | undefined {
     throw new InvalidConfigError('XREF_DATABASE_URL', raw.split(':')[0], 'must start with postgres://, postgresql:// or sqlite: (unset: SQLite under XREF_DATA_DIR)');
   }
   return raw;
+}
+
+/** The NATS credential settings, each a scheme of its own. */
+const NATS_SCHEMES = [['NATS_USER', 'NATS_PASSWORD'], ['NATS_TOKEN'], ['NATS_CREDS']] as const;
+
+/**
+ * NATS_USER with NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (unset or empty: not given). Two schemes
+ * are refused rather than one picked: which one nats-server checked would be a guess. Messages
+ * name the settings, never a secret.
+ */
+export function natsAuth(env: Env = process.env): NatsAuth {
+  const given = (name: string) => (env[name] ?? '') !== '';
+  const schemes = NATS_SCHEMES.map((names) => names.filter(given)).filter((names) => names.length > 0);
+  if (schemes.length > 1) {
+    const [first, second] = schemes.map((names) => names.join('/'));
+    throw new XrefError('XREF_INVALID_CONFIG', `${first} and ${second} are both set: set one way for xref to authenticate to NATS (NATS_USER with NATS_PASSWORD, NATS_TOKEN, or NATS_CREDS)`, {
+      field: schemes[1]![0],
+    });
+  }
+  const { NATS_USER: user, NATS_PASSWORD: pass, NATS_TOKEN: token, NATS_CREDS: credsFile } = env;
+  if (given('NATS_USER') !== given('NATS_PASSWORD')) {
+    const [set, unset] = given('NATS_USER') ? ['NATS_USER', 'NATS_PASSWORD'] : ['NATS_PASSWORD', 'NATS_USER'];
+    throw new XrefError('XREF_INVALID_CONFIG', `${set} is set without ${unset}: a NATS user authenticates with both`, { field: unset });
+  }
+  if (user && pass) return Object.freeze({ scheme: 'user', user, pass });
+  if (token) return Object.freeze({ scheme: 'token', token });
+  if (credsFile) return Object.freeze({ scheme: 'creds', credsFile });
+  return Object.freeze({ scheme: 'none' });
+}
+
+/**
+ * Refuses a NATS URL holding a user, a password or a token (`nats://user:pass@host`): the NATS
+ * client would not send them, and the URL is logged. The message quotes the host only.
+ */
+export function refuseUrlCredentials(url: string): void {
+  // a NATS URL has no path: any '@' ends credentials (which may hold a '/' or a '#' themselves)
+  const at = url.lastIndexOf('@');
+  if (at === -1) return;
+  const host = url.slice(at + 1).split('/')[0];
+  throw new XrefError(
+    'XREF_INVALID_CONFIG',
+    `NATS_URL holds credentials before the host ${quote(host)}, which the NATS client does not send: set NATS_URL=nats://<host>:<port> and the credentials in NATS_USER and NATS_PASSWORD (a token in NATS_TOKEN)`,
+    { field: 'NATS_URL' },
+  );
 }
 
 /** Address of nats://host:port, with the default port. */

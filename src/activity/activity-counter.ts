@@ -12,7 +12,8 @@ import { PERIOD_KINDS, type PeriodKind, periodStart, requestedZone, ZoneCalendar
  * Active people per period, counted incrementally in log order (docs/activity.md). Pure: no I/O,
  * no clock. For each input S of the log, in order:
  * 1. `input(S, event, timeMs)` when the engine accepted it: the event counts for its person;
- * 2. `resolved(S, eventSeq, user)` for every resolution the engine decided while applying S;
+ * 2. `retracted(S, …)` for every resolution an unlink at S took back, then `resolved(S, eventSeq,
+ *    user)` for every resolution the engine decided while applying S;
  * 3. `endOfInput(S)`: identifiers seen together in an event still unresolved are one anonymous
  *    person from now on, and the periods the watermark has passed by their `close` close.
  * The same calls give the same counts, frozen ones included, however the log is split.
@@ -334,15 +335,8 @@ export class ActivityCounter {
     const timed = timeMs !== undefined && Number.isFinite(timeMs);
     if (!timed) this.counted.untimed++;
     else if (timeMs > this.watermarkMs) this.watermarkMs = timeMs;
-    let usable = false;
-    const keys: string[] = [];
-    for (const kind in event.ids) {
-      const value = event.ids[kind]!;
-      if (this.isJunk(value)) continue;
-      usable = true;
-      if (!this.internal.has(kind)) keys.push(idKey(kind, value));
-    }
-    if (!usable) {
+    const keys = this.anonymousKeys(event);
+    if (keys === undefined) {
       this.counted.unattributed++;
       if (timed) for (const table of this.tables) table.unattributed(table.calendar.periodOf(table.kind, timeMs));
       return;
@@ -376,6 +370,30 @@ export class ActivityCounter {
       const index = table.calendar.periodOf(table.kind, pending.time);
       table.add(index, from, pending.matched, -1);
       table.add(index, to, pending.matched, 1);
+    }
+  }
+
+  /**
+   * Step 2 too: an unlink took event `eventSeq` back from `user` while applying input S
+   * (docs/activity.md, unlinks): its activity leaves the user, in every period (closed ones keep
+   * their frozen counts), and counts for its anonymous person again, the cluster of its first
+   * identifier (it joins none: it is not at its own input), until a resolution places it again.
+   * `event` and `timeMs` are what `input` had. An event counted for no user (untimed, junk-only,
+   * still anonymous) is left as it is. Call it before the resolutions S decided.
+   */
+  retracted(_seq: number, eventSeq: number, user: UserRef, event: XrefEvent, timeMs: number | undefined): void {
+    if (timeMs === undefined || !Number.isFinite(timeMs) || this.pending.has(eventSeq)) return;
+    const keys = this.anonymousKeys(event);
+    if (keys === undefined) return;
+    const placed: Pending = { anchor: keys[0] ?? `#${eventSeq}`, time: timeMs, matched: this.rules.match(event) };
+    this.pending.set(eventSeq, placed);
+    this.changedPending.add(eventSeq);
+    const from = `${USER}${user.kind}:${user.id}`;
+    const to = ANON + this.find(placed.anchor);
+    for (const table of this.tables) {
+      const index = table.calendar.periodOf(table.kind, timeMs);
+      table.add(index, from, placed.matched, -1);
+      table.add(index, to, placed.matched, 1);
     }
   }
 
@@ -542,6 +560,22 @@ export class ActivityCounter {
     return counter;
   }
 
+  /**
+   * Takes each period's counts now as stored (`[zone, period, index, counts]`, the junk-only
+   * events last) over those its person rows give. They differ only where a person was forgotten
+   * (docs/read-model.md): the person's rows are deleted, what they counted stays, and the counts
+   * go on from there. Nothing is marked changed.
+   */
+  adoptCounts(stored: Iterable<readonly [string, PeriodKind, number, readonly number[]]>): void {
+    for (const [zone, period, index, counts] of stored) {
+      const table = this.tables.find((t) => t.calendar.zone === zone && t.kind === period);
+      if (table === undefined || counts.length !== this.rules.columns + 1) continue;
+      const current = table.counts(index);
+      for (let i = 0; i < current.length; i++) current[i] = counts[i]!;
+      table.changedCounts.delete(index);
+    }
+  }
+
   /** The counts as an answer reads them. */
   private get source(): CountsSource {
     return {
@@ -555,6 +589,19 @@ export class ActivityCounter {
   private table(period: PeriodKind, tz: string | undefined): PeriodTable {
     const zone = zoneOf(tz, this);
     return this.tables.find((table) => table.calendar.zone === zone && table.kind === period)!;
+  }
+
+  /** The keys of an event's third-party identifiers, junk left out; undefined when all its identifiers are junk (it counts for no one). */
+  private anonymousKeys(event: XrefEvent): string[] | undefined {
+    let usable = false;
+    const keys: string[] = [];
+    for (const kind in event.ids) {
+      const value = event.ids[kind]!;
+      if (this.isJunk(value)) continue;
+      usable = true;
+      if (!this.internal.has(kind)) keys.push(idKey(kind, value));
+    }
+    return usable ? keys : undefined;
   }
 
   private find(key: string): string {

@@ -3,6 +3,7 @@ import { type Settings, loadSettings } from '../settings.ts';
 import { XrefError } from '../domain/errors.ts';
 import { subjects } from '../nats/subjects.ts';
 import { activityCommand } from './activity-command.ts';
+import { erasureCommand, forgetCommand, unlinkCommand, unsuppressCommand } from './control-commands.ts';
 import { groupCommand } from './group-command.ts';
 import { projectCommand } from './project-command.ts';
 import { type RemoteOptions, eventsCommand, userCommand, whoCommand } from './query-commands.ts';
@@ -144,6 +145,45 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'stop after n messages', positiveInt)
     .action(async (kind: string, id: string, options: { new?: boolean; limit?: number }) => {
       process.exitCode = await withStopSignal((signal) => tailCommand(kind, id, options, { stdout: process.stdout, stderr: process.stderr }, settings(), signal));
+    });
+
+  program
+    .command('forget')
+    .description("erase a user's whole identity cluster, in the log too, and drop later events carrying its ids (GDPR erasure; docs/erasure.md); prints the request id")
+    .argument('<kind>', "the user's internal kind, e.g. user_id")
+    .argument('<id>', "the user's id")
+    .option('--no-suppress', 'erase, but let later events carrying the ids in again')
+    .option('--wait', "wait until the engine's part is done, then print the status as JSON (exit 1 if it is not by --timeout)")
+    .option('--timeout <ms>', 'how long --wait waits (default 60000)', positiveInt)
+    .action(async (kind: string, id: string, options: { suppress: boolean; wait?: boolean; timeout?: number }) => {
+      process.exitCode = await forgetCommand(kind, id, options, io, settings());
+    });
+
+  program
+    .command('erasure')
+    .description("where a forget stands, as JSON: requested, erasing, erased/done (the engine's part; the read model's is in GET /v1/forget/<request>)")
+    .argument('<request>', 'the request id xref forget printed')
+    .action(async (request: string) => {
+      process.exitCode = await erasureCommand(request, io, settings());
+    });
+
+  program
+    .command('unsuppress')
+    .description('let events carrying a forgotten id in again: the id starts afresh, as an unknown identifier; prints the request id')
+    .argument('<kind>', 'identifier kind, e.g. cookie')
+    .argument('<value>', 'identifier value')
+    .action(async (kind: string, value: string) => {
+      process.exitCode = await unsuppressCommand(kind, value, io, settings());
+    });
+
+  program
+    .command('unlink')
+    .description('detach an identifier from its user; prints the request id')
+    .argument('<kind>', 'identifier kind, e.g. cookie')
+    .argument('<value>', 'identifier value')
+    .option('--block', 'also refuse later links of the identifier to the same user')
+    .action(async (kind: string, value: string, options: { block?: boolean }) => {
+      process.exitCode = await unlinkCommand(kind, value, options, io, settings());
     });
 
   return program;

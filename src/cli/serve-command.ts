@@ -7,6 +7,7 @@ import { componentLogger } from '../log.ts';
 import { assertNatsHostResolves, connectNats } from '../nats/connection.ts';
 import { isListening, natsServerOnPath, startEmbeddedNatsServer } from '../nats/embedded-server.ts';
 import { EngineRunner } from '../service/engine-runner.ts';
+import { controlActions } from '../control/actions.ts';
 import { type XrefApp, buildApp, markShuttingDown } from '../http/app.ts';
 import { collectorSettings } from '../http/collector.ts';
 import { createMetrics, setEngineGauges } from '../http/metrics.ts';
@@ -147,6 +148,9 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
       readiness: natsReadiness({ nc: running.nc, jsm, ...(runner ? { engine: runner } : {}) }),
       metrics,
       ...(store === undefined ? {} : { queries: new ReadModelQueries(store, { config, userEventsCap: settings.userEventsCap, logger: componentLogger('queries') }) }),
+      // the admin routes: a forget is `done` once the read model's part is too, when this process runs the projection
+      control: controlActions(running.nc, projection === undefined ? undefined : store),
+      ...(settings.adminTokens.length === 0 ? {} : { adminTokens: new Set(settings.adminTokens) }),
     });
     await app.listen({ port: settings.port, host: settings.httpHost });
   }
@@ -163,6 +167,7 @@ export async function serveCommand(options: ServeOptions = {}, settings: Setting
             bufferedIdentifiers: engine.engineSize.buffering,
             unmatched: engine.engineStats.unmatchedBy,
             audit: engine.engineStats.auditsBy,
+            suppressed: engine.engineStats.suppressed,
           }),
         () => undefined,
       );

@@ -11,7 +11,7 @@ export const ERROR_CATALOGUE = {
   XREF_SCHEMA_VIOLATION: { status: 400, meaning: "an event's data does not match the JSON Schema of its type (config `schemas`)", message: 'data<path> <what the schema wants>, got <value> (schema <name>)' },
   XREF_UNKNOWN_EVENT_TYPE: { status: 400, meaning: 'an event type has no schema and the config says `unknownTypes: "reject"`', message: 'name <name> has no schema (known: <types>)' },
   XREF_FUTURE_TIMESTAMP: { status: 400, meaning: "an event's timestamp is further ahead of its arrival than `maxFutureMs`", message: 'timestamp <value> is <ms> ms ahead of its arrival, over maxFutureMs <limit>' },
-  XREF_UNAUTHORIZED: { status: 401, meaning: 'the credential is missing or not one xref accepts (write key, read token)', message: '<the Authorization header> <what was expected>' },
+  XREF_UNAUTHORIZED: { status: 401, meaning: 'the credential is missing or not one xref accepts (write key, read token, admin token)', message: '<the Authorization header> <what was expected>' },
   XREF_NOT_FOUND: { status: 404, meaning: 'no such route, event, user or identifier', message: 'no route <method> <path>: the routes are <list> | <what> <id> is not known' },
   XREF_METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route exists but not for this method (the Allow header lists those it takes)', message: '<method> is not allowed on <path>: use <allowed>' },
   XREF_NOT_CAUGHT_UP: { status: 409, meaning: 'the read model did not reach the input sequence asked for (`min_seq`) within `wait_ms`', message: 'the read model is at input <watermark>, not yet at min_seq <n>, after <ms> ms' },

@@ -4,14 +4,17 @@ import { createIdentifierMachine, linkedSnapshot } from '../../actors/identifier
 import type { AuditFact, Buffered, UnmatchedReason } from '../../actors/types.ts';
 import { createUserMachine } from '../../actors/user.machine.ts';
 import { type Config, relinkPolicy } from '../domain/config.ts';
+import type { ControlCommand, ForgetCommand, HashedId, UnlinkCommand } from '../domain/control.ts';
 import { type XrefEvent, eventTime } from '../domain/envelope.ts';
+import type { IdHasher } from '../domain/id-hash.ts';
 import { idKey, junkRule, parseIdKey } from '../domain/identifiers.ts';
 import { ActorSystem } from './actor-system.ts';
 import { Clusters } from './clusters.ts';
 import { EventIdWindow } from './event-id-window.ts';
 import { IdentityGraph, type Link, type UserEntry } from './identity-graph.ts';
-import type { Sink } from './outputs.ts';
-import { type IdKinds, auditRecord, resolvedRecord, unmatchedRecord, via } from './records.ts';
+import type { Resolved, Sink } from './outputs.ts';
+import { type IdKinds, auditRecord, controlId, resolvedRecord, retractionId, suppressedId, unmatchedRecord, via } from './records.ts';
+import { SuppressionList } from './suppression.ts';
 import { MemorySnapshotStore, type SnapshotStore } from './snapshot-store.ts';
 import { settingDefaults } from '../settings.ts';
 
@@ -24,6 +27,8 @@ export interface Checkpoint {
   readonly watermark: number;
   /** Each changed third-party identifier's link: its user (by key) and the input that linked it. */
   readonly links: ReadonlyMap<string, CheckpointLink>;
+  /** Links removed (a forgotten user's). */
+  readonly removedLinks?: readonly string[];
   readonly identifiers: Array<[address: string, snapshot: unknown]>;
   readonly users: Array<[address: string, snapshot: unknown]>;
 }
@@ -51,13 +56,38 @@ export interface EngineOptions {
     clusters: Iterable<{ address: string; members: readonly string[]; deadline: number | null }>;
     /** Event ids of the inputs before `seq` (at least the last `dedupWindow`) and their inputs, in log order. */
     seen?: Iterable<readonly [id: string, seq: number]>;
+    /** The suppression list as of `seq`: each suppressed hash and the forget request that suppressed it. */
+    suppressed?: Iterable<readonly [hash: string, request: string]>;
+    /** The links refused by `unlink --block` as of `seq` (see `blockKey`). */
+    blocked?: Iterable<string>;
   };
+  /** The installation's id hash (docs/erasure.md): needed to apply control inputs and to suppress. */
+  readonly hasher?: IdHasher;
   /** Live actors kept per machine before the least recently used is passivated. */
   readonly maxLiveActors?: number;
   /** An event id repeated within this many inputs is a duplicate (default: within the whole log). */
   readonly dedupWindow?: number;
   readonly identifierStore?: SnapshotStore;
   readonly userStore?: SnapshotStore;
+}
+
+/** What a control input needs that only the outputs already published hold (docs/erasure.md). */
+export interface ControlContext {
+  /** forget: the hashes its first application found (its tombstone), when it was applied before. */
+  readonly tombstone?: readonly string[];
+  /** unlink: the user's resolutions standing before the unlink (published, not retracted), in log order. */
+  readonly standing?: readonly Resolved[];
+}
+
+/** An identifier an unlink names, as the engine found it: its key and its user. */
+export interface UnlinkTarget {
+  readonly key: string;
+  readonly user: UserEntry;
+}
+
+/** A link `unlink --block` refuses: the identifier's hash and the user's. */
+export function blockKey(identifierHash: string, userHash: string): string {
+  return `${identifierHash}>${userHash}`;
 }
 
 /** Passivated actors an input will wake, by machine. */
@@ -75,6 +105,10 @@ function addTouched(found: Touched | undefined, list: keyof Touched, address: st
 export interface EngineStats {
   events: number;
   duplicates: number;
+  /** Events dropped because they carried a forgotten (suppressed) id. */
+  suppressed: number;
+  /** Users forgotten. */
+  forgotten: number;
   /** Events that had to wait in a buffer. */
   buffered: number;
   resolved: number;
@@ -92,10 +126,13 @@ export interface EngineStats {
  * identifier deciding a claim by another user.
  */
 export class IdentityEngine {
-  readonly stats: EngineStats = { events: 0, duplicates: 0, buffered: 0, resolved: 0, unmatched: 0, audits: 0, unmatchedBy: {}, auditsBy: {} };
+  readonly stats: EngineStats = { events: 0, duplicates: 0, suppressed: 0, forgotten: 0, buffered: 0, resolved: 0, unmatched: 0, audits: 0, unmatchedBy: {}, auditsBy: {} };
   private readonly graph = new IdentityGraph();
   private readonly clusters: Clusters;
   private readonly seen: EventIdWindow;
+  private readonly suppression: SuppressionList;
+  /** Links refused by `unlink --block` (`blockKey`). */
+  private readonly blocked = new Set<string>();
   private readonly identifierMachine;
   private readonly identifiers;
   private readonly users;
@@ -115,11 +152,12 @@ export class IdentityEngine {
     this.capped = Object.keys(this.config.maxIdsPerUser).length > 0;
     const maxLive = options.maxLiveActors ?? settingDefaults().maxLiveActors;
     this.seen = new EventIdWindow(options.dedupWindow);
+    this.suppression = new SuppressionList(options.hasher);
     const audit = (_: unknown, fact: AuditFact) => this.audit(fact);
     this.identifierMachine = createIdentifierMachine(this.config.buffer).provide({
       actions: {
-        resolve: (_, { item, user }) => this.resolve(item.event, item.seq, this.graph.user(user), false),
-        release: (_, { item, reason }) => this.unmatched(item.event, item.seq, reason),
+        resolve: (_, { item, user }) => this.resolve(item.event, item.seq, this.graph.user(user), false, undefined, item.after),
+        release: (_, { item, reason }) => this.unmatched(item.event, item.seq, reason, item.after),
         audit,
       },
     });
@@ -135,6 +173,8 @@ export class IdentityEngine {
     for (const [key, link] of state.links) this.graph.restore(key, link.user, link.seq);
     for (const cluster of state.clusters) this.clusters.restore(cluster.address, cluster.members, cluster.deadline);
     for (const [id, seq] of state.seen ?? []) this.seen.note(id, seq);
+    for (const [hash, request] of state.suppressed ?? []) this.suppression.add([hash], request);
+    for (const key of state.blocked ?? []) this.blocked.add(key);
   }
 
   /** The last input applied. */
@@ -156,7 +196,7 @@ export class IdentityEngine {
    * @internal
    */
   checkpoint(): Checkpoint {
-    return { seq: this.seq, watermark: this.watermarkMs, links: this.graph.takeChanges(), identifiers: this.identifiers.takeChanges(), users: this.users.takeChanges() };
+    return { seq: this.seq, watermark: this.watermarkMs, links: this.graph.takeChanges(), removedLinks: this.graph.takeRemoved(), identifiers: this.identifiers.takeChanges(), users: this.users.takeChanges() };
   }
 
   /**
@@ -215,8 +255,10 @@ export class IdentityEngine {
    * Applies one input. `seq` is its log position (defaults to the next one); `time` its event time
    * (defaults to the timestamp; the streaming service passes the publish time when there is none).
    */
-  ingest(event: XrefEvent, seq: number = this.nextSeq, time: number | undefined = eventTime(event)): 'accepted' | 'duplicate' {
+  ingest(event: XrefEvent, seq: number = this.nextSeq, time: number | undefined = eventTime(event)): 'accepted' | 'duplicate' | 'suppressed' {
     if (seq >= this.nextSeq) this.nextSeq = seq + 1;
+    // before the dedup window: a suppressed event leaves no trace, not even its id (a replay never sees it)
+    if (this.suppression.size > 0 && this.suppressIfForgotten(event, seq)) return 'suppressed';
     if (this.seen.check(event.id, seq)) {
       this.stats.duplicates++;
       return 'duplicate';
@@ -229,6 +271,137 @@ export class IdentityEngine {
     else if (third.length === 0) this.unmatched(event, seq, 'junk');
     else this.placeThirdParty(event, seq, time, third);
     return 'accepted';
+  }
+
+  /**
+   * Applies a control input at its place in the log (docs/erasure.md), with what only the outputs
+   * hold (`context`): a forget applied before (a restart, a replay) suppresses its tombstone's
+   * hashes again whatever the state holds now; an unlink retracts from the standing resolutions.
+   */
+  control(command: ControlCommand, seq: number, context: ControlContext = {}): void {
+    if (seq >= this.nextSeq) this.nextSeq = seq + 1;
+    const { request, by, at } = command;
+    switch (command.verb) {
+      case 'forget':
+        this.forget(command, seq, context.tombstone);
+        return;
+      case 'unsuppress': {
+        const lifted = this.suppression.lift(command.identifier.hash);
+        this.sink.control?.({ outputId: controlId(request, command.verb), reason: 'unsuppress', request, seq, by, at, kind: command.identifier.kind, lifted });
+        return;
+      }
+      case 'unlink':
+        this.unlink(command, seq, context.standing ?? []);
+        return;
+    }
+  }
+
+  /** The linked identifier an unlink names (by kind and hash), and its user; undefined when it is not linked. */
+  unlinkTarget(id: HashedId): UnlinkTarget | undefined {
+    for (const key of this.graph.keysOfKind(id.kind)) {
+      if (this.suppression.hash(id.kind, key.slice(id.kind.length + 1)) === id.hash) return { key, user: this.graph.userOf(key)! };
+    }
+    return undefined;
+  }
+
+  /**
+   * The passivated actors an unlink of `target` will wake: the user's (a capped kind gives its
+   * place back) and those the standing resolutions placed again touch. Undefined when none.
+   * @internal
+   */
+  unlinkTouches(target: UnlinkTarget, standing: readonly Resolved[]): Touched | undefined {
+    let found: Touched | undefined;
+    if (this.users.has(target.user.key) && !this.users.isReady(target.user.key)) found = addTouched(found, 'users', target.user.key);
+    for (const resolution of standing) {
+      const touched = this.touches(resolution.event, undefined);
+      for (const address of touched?.identifiers ?? []) found = addTouched(found, 'identifiers', address);
+      for (const address of touched?.users ?? []) found = addTouched(found, 'users', address);
+    }
+    return found;
+  }
+
+  /**
+   * Detaches an identifier from its user at this input. The user's resolutions that came through
+   * it (`standing`, as published) are retracted, unless the event still reaches the user through
+   * another of its ids, and placed again as if the identifier had never been linked: with their
+   * own input and time, so they follow the other ids' links, or are buffered, to expire or flush
+   * on a later link like any buffered event.
+   */
+  private unlink(command: UnlinkCommand, seq: number, standing: readonly Resolved[]): void {
+    const target = this.unlinkTarget(command.identifier);
+    const taken: Resolved[] = [];
+    if (target !== undefined) {
+      const { key, user } = target;
+      this.graph.unlinkKey(key);
+      this.release(user, key);
+      if (command.block) this.blocked.add(blockKey(command.identifier.hash, this.suppression.hash(user.ref.kind, user.ref.id)));
+      // in log order, however they were published (a flushed buffer comes after newer events)
+      for (const resolution of [...standing].sort((a, b) => a.seq - b.seq)) {
+        if (resolution.user.kind !== user.ref.kind || resolution.user.id !== user.ref.id || idKey(resolution.via.kind, resolution.via.value) !== key) continue;
+        if (this.usableThirdParty(resolution.event).some((other) => this.graph.userOf(other) === user)) continue;
+        taken.push(resolution);
+      }
+    }
+    const { request, by, at } = command;
+    // audited first: what placing the events again decides (a link to another user) comes after the unlink
+    this.sink.control?.({ outputId: controlId(request, command.verb), reason: 'unlink', request, seq, by, at, kind: command.identifier.kind, found: target !== undefined, retracted: taken.length, block: command.block });
+    for (const resolution of taken) {
+      this.sink.retract?.({ outputId: retractionId(resolution.outputId, seq), seq, user: target!.user.ref, eventId: resolution.event.id, retracted: resolution.outputId, reason: 'unlink' });
+      this.placeThirdParty(resolution.event, resolution.seq, eventTime(resolution.event), this.usableThirdParty(resolution.event), seq);
+    }
+  }
+
+  /** An event's third-party ids that can link (not internal, not junk), as keys. */
+  private usableThirdParty(event: XrefEvent): string[] {
+    const out: string[] = [];
+    for (const kind in event.ids) {
+      const value = event.ids[kind]!;
+      if (!this.kinds.internal.has(kind) && !this.kinds.isJunk(value)) out.push(idKey(kind, value));
+    }
+    return out;
+  }
+
+  /** The user of an internal kind whose key has this hash, among those the graph knows. */
+  private userWithHash(kind: string, hash: string): UserEntry | undefined {
+    for (const user of this.graph.usersOfKind(kind)) if (this.suppression.hash(kind, user.ref.id) === hash) return user;
+    return undefined;
+  }
+
+  /**
+   * Forgets a user: its links, its actor and its buffers go; what was decided for it is erased
+   * (the sink's `erase`); the hashes of its cluster are suppressed.
+   */
+  private forget(command: ForgetCommand, seq: number, tombstone: readonly string[] | undefined): void {
+    const user = this.userWithHash(command.user.kind, command.user.hash);
+    const keys = user === undefined ? [] : [user.key, ...this.graph.identifiersOf(user)];
+    const hashes = tombstone ?? (keys.length === 0 ? [command.user.hash] : keys.map((key) => { const id = parseIdKey(key); return this.suppression.hash(id.kind, id.value); }));
+    if (user !== undefined) {
+      this.graph.forget(user);
+      if (this.users.has(user.key)) this.users.forget(user.key);
+    }
+    if (command.suppress) this.suppression.add(hashes, command.request);
+    this.stats.forgotten++;
+    this.sink.erase?.({ request: command.request, seq, userKind: command.user.kind, user: user?.ref, keys, hashes });
+    this.sink.control?.({ outputId: controlId(command.request, command.verb), reason: 'forget', request: command.request, seq, by: command.by, at: command.at });
+  }
+
+  /** Drops an event that carries a suppressed id: audited without its payload. */
+  private suppressIfForgotten(event: XrefEvent, seq: number): boolean {
+    for (const kind in event.ids) {
+      const value = event.ids[kind]!;
+      if (this.kinds.isJunk(value)) continue;
+      const request = this.suppression.check(kind, value);
+      if (request === undefined) continue;
+      this.stats.suppressed++;
+      this.sink.control?.({ outputId: suppressedId(event.id), reason: 'suppressed', request, seq, eventId: event.id, kind });
+      return true;
+    }
+    return false;
+  }
+
+  /** The suppression list now (hashes and their requests). */
+  suppressed(): Array<[hash: string, request: string]> {
+    return [...this.suppression.entries()];
   }
 
   /** End of an offline run: whatever is still buffered is released as `unlinked`. */
@@ -269,7 +442,7 @@ export class IdentityEngine {
   }
 
   /** An event with third-party identifiers only: follow a link if one exists, else buffer it. */
-  private placeThirdParty(event: XrefEvent, seq: number, time: number | undefined, third: string[]): void {
+  private placeThirdParty(event: XrefEvent, seq: number, time: number | undefined, third: string[], after?: number): void {
     let owner: Link | undefined;
     let conflicting = false;
     for (const key of third) {
@@ -279,7 +452,7 @@ export class IdentityEngine {
       if (owner === undefined || link.seq > owner.seq) owner = link;
     }
     if (owner === undefined) {
-      this.buffer({ seq, event, time }, third);
+      this.buffer(after === undefined ? { seq, event, time } : { seq, event, time, after }, third);
       return;
     }
     if (conflicting) {
@@ -293,12 +466,12 @@ export class IdentityEngine {
       // (its linked ids are all the user's: nothing to decide for them).
       this.linkAll(third, owner.user, seq, event.id);
     }
-    this.resolve(event, seq, owner.user, false, third);
+    this.resolve(event, seq, owner.user, false, third, after);
   }
 
   private buffer(item: Buffered, third: readonly string[]): void {
     if (isExpired(item, this.watermarkMs, this.config.buffer.ttlMs)) {
-      this.unmatched(item.event, item.seq, 'expired');
+      this.unmatched(item.event, item.seq, 'expired', item.after);
       return;
     }
     this.stats.buffered++;
@@ -361,9 +534,23 @@ export class IdentityEngine {
    */
   private accept(user: UserEntry, key: string, seq: number, eventId: string): boolean {
     const kind = parseIdKey(key).kind;
+    if (this.blocked.size > 0 && this.isBlocked(key, user)) {
+      this.audit(refusedFact(key, user.key, 'blocked', seq, eventId));
+      return false;
+    }
     if (this.config.maxIdsPerUser[kind] === undefined) return true;
     if (!this.users.has(user.key)) this.users.spawn(user.key, { key: user.key });
     return this.users.send(user.key, { type: 'LINK', identifier: key, kind, seq, eventId }).context.decision === 'accepted';
+  }
+
+  private isBlocked(key: string, user: UserEntry): boolean {
+    const id = parseIdKey(key);
+    return this.blocked.has(blockKey(this.suppression.hash(id.kind, id.value), this.suppression.hash(user.ref.kind, user.ref.id)));
+  }
+
+  /** The links refused by `unlink --block`. */
+  blockedLinks(): string[] {
+    return [...this.blocked];
   }
 
   /** Gives back a capped kind's place (the identifier moved on, or a claim was refused). */
@@ -384,15 +571,15 @@ export class IdentityEngine {
   }
 
   /** `byOwnId`: the event holds the user's internal id; `third`: its usable third-party keys, when at hand. */
-  private resolve(event: XrefEvent, seq: number, user: UserEntry, byOwnId: boolean, third?: readonly string[]): void {
+  private resolve(event: XrefEvent, seq: number, user: UserEntry, byOwnId: boolean, third?: readonly string[], after?: number): void {
     this.stats.resolved++;
-    this.sink.resolved(resolvedRecord(event, seq, user, via(event, user, byOwnId, this.kinds, this.graph, third)));
+    this.sink.resolved(resolvedRecord(event, seq, user, via(event, user, byOwnId, this.kinds, this.graph, third), after));
   }
 
-  private unmatched(event: XrefEvent, seq: number, reason: UnmatchedReason): void {
+  private unmatched(event: XrefEvent, seq: number, reason: UnmatchedReason, after?: number): void {
     this.stats.unmatched++;
     this.stats.unmatchedBy[reason] = (this.stats.unmatchedBy[reason] ?? 0) + 1;
-    this.sink.unmatched(unmatchedRecord(event, seq, reason, this.kinds));
+    this.sink.unmatched(unmatchedRecord(event, seq, reason, this.kinds, after));
   }
 
   private audit(fact: AuditFact): void {

@@ -36,6 +36,8 @@ export class IdentityGraph {
   private readonly links = new Map<string, Link>();
   /** Links changed since the last `takeChanges()`, as they are now. */
   private changed = new Map<string, Link>();
+  /** Links removed since the last `takeRemoved()` (a forgotten user's). */
+  private removed = new Set<string>();
   private readonly users = new Map<string, Entry>();
 
   /** The user with this key (`kind:id`), one object per user. */
@@ -60,7 +62,48 @@ export class IdentityGraph {
 
   /** Links an identifier to a user (moving it, if it had one), among the changes the next checkpoint takes. */
   link(key: string, user: UserEntry, seq: number): void {
+    this.removed.delete(key);
     this.changed.set(key, this.put(key, user, seq));
+  }
+
+  /** Forgets a user: its links (among the removals the next checkpoint takes) and its entry. */
+  forget(user: UserEntry): void {
+    for (const key of this.identifiersOf(user)) {
+      this.links.delete(key);
+      this.changed.delete(key);
+      this.removed.add(key);
+    }
+    (user as Entry).linked = undefined;
+    this.users.delete(user.key);
+  }
+
+  /** Detaches one identifier from its user (among the removals the next checkpoint takes). */
+  unlinkKey(key: string): void {
+    const user = this.links.get(key)?.user;
+    if (user === undefined) return;
+    this.links.delete(key);
+    this.changed.delete(key);
+    this.removed.add(key);
+    remove(user as Entry, key);
+  }
+
+  /** The linked identifiers of a kind. */
+  *keysOfKind(kind: string): IterableIterator<string> {
+    const prefix = `${kind}:`;
+    for (const key of this.links.keys()) if (key.startsWith(prefix)) yield key;
+  }
+
+  /** The users of an internal kind the graph knows. */
+  *usersOfKind(kind: string): IterableIterator<UserEntry> {
+    const prefix = `${kind}:`;
+    for (const [key, entry] of this.users) if (key.startsWith(prefix)) yield entry;
+  }
+
+  /** The links removed since the previous call. */
+  takeRemoved(): string[] {
+    const removed = [...this.removed];
+    this.removed = new Set();
+    return removed;
   }
 
   /** A link read back from a checkpoint: in the graph, not among the changes. */

@@ -10,17 +10,37 @@ import { type AuditRecord, type Resolved, type Unmatched, type UserRef, userRef 
  * compared on, so each format is written here once and never changes.
  */
 
-export function resolvedId(eventId: string, user: UserRef): string {
-  return `${eventId}:${user.kind}.${user.id}`;
+/** `after`: the unlink that put the event back into a buffer (its first placement had the plain id). */
+export function resolvedId(eventId: string, user: UserRef, after?: number): string {
+  return `${eventId}:${user.kind}.${user.id}${afterPart(after)}`;
 }
 
-export function unmatchedId(eventId: string): string {
-  return `${eventId}:unmatched`;
+export function unmatchedId(eventId: string, after?: number): string {
+  return `${eventId}:unmatched${afterPart(after)}`;
+}
+
+function afterPart(after: number | undefined): string {
+  return after === undefined ? '' : `:after-${after}`;
+}
+
+/** A resolution taken back by the unlink at input `seq`. */
+export function retractionId(retracted: string, seq: number): string {
+  return `${retracted}:retracted-${seq}`;
 }
 
 /** `identifier` is the identifier's key (`kind:value`). */
 export function auditId(eventId: string, reason: string, identifier: string): string {
   return `${eventId}:${reason}:${identifier}`;
+}
+
+/** A control input's audit record: one per request. */
+export function controlId(request: string, verb: string): string {
+  return `${request}:${verb}`;
+}
+
+/** An event dropped because it carried a forgotten id. */
+export function suppressedId(eventId: string): string {
+  return `${eventId}:suppressed`;
 }
 
 /** An input that is not an event has no event id: its log position stands in. */
@@ -53,12 +73,12 @@ export function via(event: XrefEvent, user: UserEntry, byOwnId: boolean, kinds: 
   return first === undefined ? { kind: user.ref.kind, value: user.ref.id } : { kind: first, value: event.ids[first]! };
 }
 
-export function resolvedRecord(event: XrefEvent, seq: number, user: UserEntry, via: Identifier): Resolved {
-  return { outputId: resolvedId(event.id, user.ref), seq, event, user: user.ref, via };
+export function resolvedRecord(event: XrefEvent, seq: number, user: UserEntry, via: Identifier, after?: number): Resolved {
+  return { outputId: resolvedId(event.id, user.ref, after), seq, event, user: user.ref, via, ...(after === undefined ? {} : { after }) };
 }
 
 /** Held under the event's first usable third-party id; an event with none, under its first id. */
-export function unmatchedRecord(event: XrefEvent, seq: number, reason: UnmatchedReason, kinds: IdKinds): Unmatched {
+export function unmatchedRecord(event: XrefEvent, seq: number, reason: UnmatchedReason, kinds: IdKinds, after?: number): Unmatched {
   let identifier: Identifier | undefined;
   for (const kind in event.ids) {
     if (kinds.internal.has(kind) || kinds.isJunk(event.ids[kind]!)) continue;
@@ -69,7 +89,7 @@ export function unmatchedRecord(event: XrefEvent, seq: number, reason: Unmatched
     const kind = Object.keys(event.ids)[0]!;
     identifier = { kind, value: event.ids[kind]! };
   }
-  return { outputId: unmatchedId(event.id), seq, event, reason, identifier };
+  return { outputId: unmatchedId(event.id, after), seq, event, reason, identifier };
 }
 
 /** The audit record of a fact, whoever decided it (the engine or a machine). */

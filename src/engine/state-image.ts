@@ -19,6 +19,7 @@ export class StateImage {
     this.seq = checkpoint.seq;
     this.watermark = checkpoint.watermark;
     for (const [key, link] of checkpoint.links) this.links.set(key, { user: link.user.key, seq: link.seq });
+    for (const key of checkpoint.removedLinks ?? []) this.links.delete(key);
     for (const [address, snapshot] of checkpoint.identifiers) setOrDelete(this.identifiers, address, snapshot);
     for (const [address, snapshot] of checkpoint.users) setOrDelete(this.users, address, snapshot);
     return this;

@@ -36,7 +36,7 @@ export interface StateStore {
 }
 
 /** A checkpoint, and the links it removes (a state replaced whole drops what it no longer holds). */
-export type CheckpointWrite = Checkpoint & { removedLinks?: string[] };
+export type CheckpointWrite = Checkpoint;
 
 export interface LoadedState {
   seq: number;

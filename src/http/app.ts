@@ -4,19 +4,23 @@
  *
  *   collector-routes.ts  POST /v1/events, /v1/batch, /v1/{track,…}, GET /v1/projects/:key/settings   write key
  *   query-routes.ts      GET /v1/events, /v1/events/:id, /v1/users/…, /v1/identifiers/…, …        read token
+ *   admin-routes.ts      POST /v1/users/:kind/:id/forget, GET /v1/forget/:request_id, …           admin token
  *   health-routes.ts     GET /livez, /readyz, /metrics                                             open
  *
  * A 2xx means every accepted event of the request is stored (JetStream acked it). Each set of
  * routes is one plugin calling `requireCredential` with the credential it takes; the query routes
- * are there only when the app is given the read model's queries.
+ * are there only when the app is given the read model's queries, the admin routes only when it
+ * is given the control requests.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../domain/config.ts';
 import type { Logger } from 'pino';
 import { XrefError } from '../domain/errors.ts';
 import type { Limits } from '../domain/limits.ts';
+import type { ControlActions } from '../control/actions.ts';
 import type { ReadModelQueries } from '../projection/queries.ts';
-import { INSECURE_NO_AUTH, type ReadTokensSetting, type WriteKeysSetting } from './auth.ts';
+import { ADMIN_ROUTES_TEXT, adminRoutes } from './admin-routes.ts';
+import { type AdminTokensSetting, INSECURE_NO_AUTH, type ReadTokensSetting, type WriteKeysSetting } from './auth.ts';
 import { type PublicOrigin, parsePublicUrl } from './cdn-settings.ts';
 import { collectorRoutes } from './collector-routes.ts';
 import { type Readiness, healthRoutes } from './health-routes.ts';
@@ -41,6 +45,10 @@ export interface AppDeps {
   readonly readTokens?: ReadTokensSetting;
   /** The read model's answers: given, the query routes (GET /v1/events, /v1/users, …) are served. */
   readonly queries?: ReadModelQueries;
+  /** The control requests (`controlActions(nc, readModel)`): given, the admin routes (forget, unsuppress, unlink, a forget's status) are served. */
+  readonly control?: ControlActions;
+  /** The admin tokens (`Authorization: Bearer`, XREF_ADMIN_TOKENS) the admin routes accept; none: they answer 401. */
+  readonly adminTokens?: AdminTokensSetting;
   /** eventBytes (per event) and batchBytes (per request body) are enforced here. */
   readonly limits: Limits;
   readonly logger: Logger;
@@ -76,8 +84,8 @@ const COLLECTOR_ROUTES_TEXT = 'POST /v1/events, POST /v1/batch, POST /v1/{track,
 const HEALTH_ROUTES_TEXT = 'GET /livez, GET /readyz, GET /metrics';
 
 /** The routes a 404 lists: those this app serves. */
-function routesText(withQueries: boolean): string {
-  return [COLLECTOR_ROUTES_TEXT, ...(withQueries ? [QUERY_ROUTES_TEXT] : []), HEALTH_ROUTES_TEXT].join(', ');
+function routesText(withQueries: boolean, withAdmin: boolean): string {
+  return [COLLECTOR_ROUTES_TEXT, ...(withQueries ? [QUERY_ROUTES_TEXT] : []), ...(withAdmin ? [ADMIN_ROUTES_TEXT] : []), HEALTH_ROUTES_TEXT].join(', ');
 }
 
 /** Builds the collector. Throws an XrefError when the deps are not usable (no write keys, …). */
@@ -97,7 +105,7 @@ export function buildApp(deps: AppDeps): XrefApp {
     throw new XrefError('XREF_INVALID_CONFIG', `the Segment user kind cannot be ${userKind}: that kind holds anonymous ids`, { field: 'XREF_SEGMENT_USER_KIND' });
   }
 
-  const app = createServer({ logger: deps.logger, limits, metrics, routes: routesText(deps.queries !== undefined) });
+  const app = createServer({ logger: deps.logger, limits, metrics, routes: routesText(deps.queries !== undefined, deps.control !== undefined) });
   if (deps.writeKeys === INSECURE_NO_AUTH) app.log.warn('accepting events without a write key (--insecure-no-auth)');
   app.register(collectorRoutes, {
     publisher: deps.publisher,
@@ -112,6 +120,7 @@ export function buildApp(deps: AppDeps): XrefApp {
     errorsPerSecond: deps.errorsPerSecond,
   });
   if (deps.queries !== undefined) app.register(queryRoutes, { queries: deps.queries, readTokens: deps.readTokens, metrics });
+  if (deps.control !== undefined) app.register(adminRoutes, { control: deps.control, adminTokens: deps.adminTokens, metrics });
   app.register(healthRoutes, {
     readiness: deps.readiness,
     readinessTimeoutMs: deps.readinessTimeoutMs ?? 2000,

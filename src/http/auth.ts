@@ -1,8 +1,10 @@
 /**
  * Who may call a set of routes: write keys (HTTP Basic user name, Segment's convention) send
- * events, read tokens (`Authorization: Bearer <token>`) read. A set of routes is one encapsulated
- * plugin that calls `requireCredential` with the credential it accepts; a write key never reads
- * and a read token never writes, since each hook checks its own scheme against its own secrets.
+ * events, read tokens (`Authorization: Bearer <token>`) read, admin tokens (Bearer too) forget,
+ * unsuppress and unlink. A set of routes is one encapsulated plugin that calls
+ * `requireCredential` with the credential it accepts; a write key never reads, a read token never
+ * writes nor administers, an admin token neither reads nor writes, since each hook checks its own
+ * scheme against its own secrets (and the settings refuse a secret listed as two kinds).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -15,8 +17,12 @@ export type WriteKeysSetting = ReadonlySet<string> | typeof INSECURE_NO_AUTH;
 /** The accepted read tokens, or 'insecure-no-auth'; none at all (undefined): the read routes answer 401. */
 export type ReadTokensSetting = ReadonlySet<string> | typeof INSECURE_NO_AUTH;
 
+/** The accepted admin tokens; none (undefined): the admin routes answer 401. There is no insecure mode: erasing people always takes a token. */
+export type AdminTokensSetting = ReadonlySet<string>;
+
 export const AUTH_REALM = 'Basic realm="xref"';
 export const READ_REALM = 'Bearer realm="xref"';
+export const ADMIN_REALM = 'Bearer realm="xref admin"';
 
 /**
  * The write keys of a collector start: the configured keys, or 'insecure-no-auth' when asked
@@ -54,6 +60,11 @@ function digest(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }
 
+/** Who an admin token is, without the secret: `admin-token:` and the first six hex characters of its SHA-256 (the `by` of a control input). */
+export function adminTokenName(token: string): string {
+  return `admin-token:${digest(token).toString('hex').slice(0, 6)}`;
+}
+
 /** Checks secrets in time independent of how much of one matched. Holds digests, not secrets. */
 export class SecretVerifier {
   private readonly digests: readonly Buffer[];
@@ -80,7 +91,8 @@ export type Credential =
       /** Segment's other convention: without an Authorization header, "writeKey" in the JSON body (checked once the body is read). */
       readonly inBody?: boolean;
     }
-  | { readonly kind: 'read-token'; readonly tokens: ReadTokensSetting | undefined };
+  | { readonly kind: 'read-token'; readonly tokens: ReadTokensSetting | undefined }
+  | { readonly kind: 'admin-token'; readonly tokens: AdminTokensSetting | undefined };
 
 /**
  * The hooks that enforce a credential: onRequest reads the header; preHandler, for `inBody` only,
@@ -101,22 +113,23 @@ export function authHooks(credential: Credential, refused: () => void = () => un
     refused();
     return error;
   };
-  if (credential.kind === 'read-token') {
+  if (credential.kind !== 'write-key') {
     const { tokens } = credential;
     if (tokens === INSECURE_NO_AUTH) return {};
+    const words = BEARER_WORDS[credential.kind];
     if (tokens === undefined) {
       const closed = async () => {
-        throw refuse(noReadTokens());
+        throw refuse(noTokens(words));
       };
       return { onRequest: closed };
     }
-    const verifier = new SecretVerifier(tokens, 'XREF_READ_TOKENS');
+    const verifier = new SecretVerifier(tokens, words.variable);
     const onRequest = async (request: FastifyRequest) => {
       const header = request.headers.authorization;
-      if (header === undefined || header === '') throw refuse(missingToken());
+      if (header === undefined || header === '') throw refuse(missingToken(words));
       const token = bearerToken(header);
-      if (token === undefined) throw refuse(basicUserName(header) === undefined ? notBearer() : writeKeyCannotRead());
-      if (!verifier.verify(token)) throw refuse(wrongToken());
+      if (token === undefined) throw refuse(basicUserName(header) === undefined ? notBearer(words) : writeKeyCannot(words));
+      if (!verifier.verify(token)) throw refuse(wrongToken(words));
     };
     return { onRequest };
   }
@@ -176,28 +189,46 @@ function unauthorized(message: string): HttpError {
   return new HttpError('XREF_UNAUTHORIZED', message, { headers: { 'www-authenticate': AUTH_REALM } });
 }
 
-const HOW_READ = 'send a read token as Authorization: Bearer <read token> (one of XREF_READ_TOKENS)';
-
-function missingToken(): HttpError {
-  return readUnauthorized(`a read token is required: ${HOW_READ}`);
+/** How the 401s of a bearer credential name it. */
+interface BearerWords {
+  /** e.g. 'read token'. */
+  readonly name: string;
+  /** With its article: 'a read token'. */
+  readonly one: string;
+  /** Where its secrets are set. */
+  readonly variable: string;
+  /** What a write key cannot do here. */
+  readonly job: string;
+  readonly realm: string;
 }
 
-function writeKeyCannotRead(): HttpError {
-  return readUnauthorized(`the Authorization header is HTTP Basic (a write key), and write keys cannot read: ${HOW_READ}`);
+const BEARER_WORDS: Readonly<Record<'read-token' | 'admin-token', BearerWords>> = {
+  'read-token': { name: 'read token', one: 'a read token', variable: 'XREF_READ_TOKENS', job: 'read', realm: READ_REALM },
+  'admin-token': { name: 'admin token', one: 'an admin token', variable: 'XREF_ADMIN_TOKENS', job: 'forget, unsuppress or unlink', realm: ADMIN_REALM },
+};
+
+const how = (w: BearerWords) => `send ${w.one} as Authorization: Bearer <${w.name}> (one of ${w.variable})`;
+
+function missingToken(w: BearerWords): HttpError {
+  return bearerUnauthorized(w, `${w.one} is required: ${how(w)}`);
 }
 
-function notBearer(): HttpError {
-  return readUnauthorized(`the Authorization header is not a Bearer token: ${HOW_READ}`);
+function writeKeyCannot(w: BearerWords): HttpError {
+  return bearerUnauthorized(w, `the Authorization header is HTTP Basic (a write key), and write keys cannot ${w.job}: ${how(w)}`);
 }
 
-function wrongToken(): HttpError {
-  return readUnauthorized("the read token in the Authorization header is not one of this collector's read tokens (XREF_READ_TOKENS)");
+function notBearer(w: BearerWords): HttpError {
+  return bearerUnauthorized(w, `the Authorization header is not a Bearer token: ${how(w)}`);
 }
 
-function noReadTokens(): HttpError {
-  return readUnauthorized('this route takes a read token (Authorization: Bearer <read token>), and this collector has none: set XREF_READ_TOKENS=token1,token2');
+function wrongToken(w: BearerWords): HttpError {
+  return bearerUnauthorized(w, `the ${w.name} in the Authorization header is not one of this collector's ${w.name}s (${w.variable})`);
 }
 
-function readUnauthorized(message: string): HttpError {
-  return new HttpError('XREF_UNAUTHORIZED', message, { headers: { 'www-authenticate': READ_REALM } });
+function noTokens(w: BearerWords): HttpError {
+  return bearerUnauthorized(w, `this route takes ${w.one} (Authorization: Bearer <${w.name}>), and this collector has none: set ${w.variable}=token1,token2`);
+}
+
+function bearerUnauthorized(w: BearerWords, message: string): HttpError {
+  return new HttpError('XREF_UNAUTHORIZED', message, { headers: { 'www-authenticate': w.realm } });
 }

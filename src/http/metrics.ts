@@ -48,6 +48,8 @@ export interface XrefMetrics {
   readonly waitingForNats: Gauge;
   /** xref_engine_role{role}: 1 for this process's role (active: it holds the engine lease; standby). */
   readonly role: Gauge<'role'>;
+  /** xref_suppressed_total: events the engine dropped because they carried a forgotten (suppressed) id (docs/erasure.md). */
+  readonly suppressed: Counter;
 }
 
 export interface MetricsOptions {
@@ -99,6 +101,7 @@ export function createMetrics(options: MetricsOptions = {}): XrefMetrics {
     audit: new Gauge({ name: 'xref_engine_audit_records', help: 'Audit records published since the engine started, by reason.', labelNames: ['reason'], registers }),
     role: new Gauge({ name: 'xref_engine_role', help: "This process's engine role: 1 for active (it holds the engine lease) or standby.", labelNames: ['role'], registers }),
     waitingForNats: new Gauge({ name: 'xref_engine_waiting_for_nats', help: '1 while the engine waits for NATS to answer again (it retries by itself), else 0.', registers }),
+    suppressed: new Counter({ name: 'xref_suppressed_total', help: 'Events dropped by the engine because they carried a forgotten (suppressed) id; each one is audited on xref.audit.suppressed.', registers }),
   };
 }
 
@@ -115,6 +118,12 @@ export interface EngineGaugeValues {
   readonly errors?: Readonly<Record<string, number>>;
   /** Of those, the ones whose record was only counted (`errorsDroppedBy`): xref_errors_dropped_total{origin="engine"}. */
   readonly errorsDropped?: Readonly<Record<string, number>>;
+  /**
+   * Events the engine dropped since it started because they carried a suppressed id (its stats'
+   * `suppressed`): xref_suppressed_total. A total below the last one is a new engine's (a standby
+   * that took over), counted from 0.
+   */
+  readonly suppressed?: number;
   /** What the engine waits for NATS to answer (empty: nothing). */
   readonly waitingForNats?: readonly string[];
   readonly role?: 'standby' | 'active' | 'stopped';
@@ -138,9 +147,21 @@ function addEngineTotals(counter: Counter<'reason' | 'origin'>, totals: Readonly
   }
 }
 
+/** Per counter of one engine total: the total it was last brought up to. */
+const engineTotal = new WeakMap<Counter, number>();
+
+/** Brings `counter` up to the engine's `total` since it started (a lower total: a new engine, whose counts start from 0). */
+function addEngineTotal(counter: Counter, total: number): void {
+  const last = engineTotal.get(counter) ?? 0;
+  const added = total < last ? total : total - last;
+  if (added > 0) counter.inc(added);
+  engineTotal.set(counter, total);
+}
+
 /** Sets the engine gauges (and the engine's error counters) from one snapshot of the engine's figures. */
 export function setEngineGauges(metrics: XrefMetrics, values: EngineGaugeValues): void {
   if (values.errors !== undefined) addEngineTotals(metrics.errors, values.errors);
+  if (values.suppressed !== undefined) addEngineTotal(metrics.suppressed, values.suppressed);
   if (values.errorsDropped !== undefined) addEngineTotals(metrics.errorsDropped, values.errorsDropped);
   if (values.lag !== undefined) metrics.engineLag.set(values.lag);
   if (values.liveActors !== undefined) metrics.liveActors.set(values.liveActors);

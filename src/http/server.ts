@@ -46,6 +46,15 @@ function loggedPath(url: string): string {
   return url.split('?')[0]!.replace(/^(\/v1\/projects\/)[^/]*/, '$1[redacted]');
 }
 
+/**
+ * The longest route parameter the router matches: well past the longest kind or value xref takes
+ * (src/domain/limits.ts), so that one over its limit reaches xref's checks, which name the part and
+ * the limit (fastify's default, 100 characters, would cut a 256-character value short).
+ */
+function paramChars(limits: Limits): number {
+  return 4 * Math.max(limits.kindChars, limits.idValueChars);
+}
+
 /** A new root instance, not listening, with no routes but the /v1/ preflight. */
 export function createServer(options: ServerOptions): XrefServer {
   const { limits, metrics } = options;
@@ -62,11 +71,22 @@ export function createServer(options: ServerOptions): XrefServer {
     },
   );
 
+  const handleError = errorHandler(limits, metrics);
+  const maxParamLength = paramChars(limits);
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.batchBytes,
     return503OnClosing: false, // answered below, in xref's error format and with Retry-After
+    routerOptions: { maxParamLength },
+    // the router's own refusals (a part past maxParamLength, a path that is no URL), in xref's format
+    frameworkErrors: (error, request, reply) => {
+      const refused =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new HttpError('XREF_LIMIT_EXCEEDED', `a part of the path is over ${maxParamLength} characters: a kind has at most ${limits.kindChars}, an id or a value at most ${limits.idValueChars}`, { field: 'path' })
+          : error;
+      return handleError(refused, request, reply);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as XrefServer;
 
   let closing = false;
@@ -91,7 +111,7 @@ export function createServer(options: ServerOptions): XrefServer {
   app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'string' }, parseJson);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, parseLabelledJson);
 
-  app.setErrorHandler(errorHandler(limits, metrics));
+  app.setErrorHandler(handleError);
   app.setNotFoundHandler(notFoundHandler(options.routes));
 
   app.addHook('onResponse', async (request, reply) => {

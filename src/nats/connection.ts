@@ -1,7 +1,8 @@
 import { lookup } from 'node:dns/promises';
-import { type NatsConnection, connect } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import { AuthorizationError, type ConnectionOptions, type NatsConnection, connect, credsAuthenticator } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { natsHostPort } from '../settings.ts';
+import { type NatsAuth, natsAuth, natsHostPort, refuseUrlCredentials } from '../settings.ts';
 import { XrefError, quote } from '../domain/errors.ts';
 
 /** The oldest server xref is built for; newer features are avoided or gated by version. */
@@ -53,16 +54,86 @@ export async function assertNatsHostResolves(url: string): Promise<void> {
   }
 }
 
+/** What the log and the messages say of `auth`: the scheme, and the user or the file; never a secret. */
+export function authName(auth: NatsAuth): string {
+  switch (auth.scheme) {
+    case 'none':
+      return 'no credentials';
+    case 'user':
+      return `the user ${quote(auth.user)} (NATS_USER, NATS_PASSWORD)`;
+    case 'token':
+      return 'the token of NATS_TOKEN';
+    case 'creds':
+      return `the credentials file ${quote(auth.credsFile)} (NATS_CREDS)`;
+  }
+}
+
+/** The contents of a .creds file, checked to hold a JWT and a seed; else an XREF_INVALID_CONFIG naming NATS_CREDS and the path. */
+function readCreds(file: string): Uint8Array {
+  let creds: Uint8Array;
+  try {
+    creds = readFileSync(file);
+  } catch (cause) {
+    throw new XrefError('XREF_INVALID_CONFIG', `NATS_CREDS ${quote(file)} cannot be read (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, { field: 'NATS_CREDS', cause });
+  }
+  try {
+    credsAuthenticator(creds)();
+  } catch (cause) {
+    throw new XrefError('XREF_INVALID_CONFIG', `NATS_CREDS ${quote(file)} is not a NATS credentials file (a user JWT and its NKEY seed, as nsc writes it): ${(cause as Error).message}`, { field: 'NATS_CREDS', cause });
+  }
+  return creds;
+}
+
+/**
+ * `auth` as connect() takes it. A creds file is read and checked now, and read again at each
+ * reconnect, so that a renewed file is used (an unreadable one then: the last one read).
+ */
+export function authOptions(auth: NatsAuth): Pick<ConnectionOptions, 'user' | 'pass' | 'token' | 'authenticator'> {
+  switch (auth.scheme) {
+    case 'none':
+      return {};
+    case 'user':
+      return { user: auth.user, pass: auth.pass };
+    case 'token':
+      return { token: auth.token };
+    case 'creds': {
+      let creds = readCreds(auth.credsFile);
+      const current = () => {
+        try {
+          creds = readFileSync(auth.credsFile);
+        } catch {
+          // moved or being rewritten: the last one read
+        }
+        return creds;
+      };
+      return { authenticator: credsAuthenticator(current) };
+    }
+  }
+}
+
+/** The message for a server that refused the connection's credentials (or wants some). */
+function refusedMessage(url: string, auth: NatsAuth, reason: string): string {
+  if (auth.scheme === 'none') {
+    return `NATS at ${url} wants credentials (${reason}): set xref's credentials in NATS_USER and NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (docs/security.md)`;
+  }
+  return `NATS at ${url} refused ${authName(auth)} (${reason}): check them against the users of nats-server's authorization config (docs/security.md)`;
+}
+
 /**
  * Connects for good: reconnects forever, logs every status change, and refuses a server older
- * than MIN_SERVER_VERSION or one without JetStream.
+ * than MIN_SERVER_VERSION or one without JetStream. `auth`: the credentials to send (default
+ * NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS from the environment, as loadSettings reads
+ * them).
  */
-export async function connectNats(url: string, name: string, logger: Logger): Promise<NatsConnection> {
+export async function connectNats(url: string, name: string, logger: Logger, auth: NatsAuth = natsAuth()): Promise<NatsConnection> {
+  refuseUrlCredentials(url);
+  const credentials = authOptions(auth);
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true, timeout: 3000 });
+    nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true, timeout: 3000, ...credentials });
   } catch (cause) {
     if (isDnsFailure(cause)) throw new XrefError('XREF_NATS_UNAVAILABLE', unresolvedHostMessage(url, natsHostPort(url).host, cause), { cause });
+    if (cause instanceof AuthorizationError) throw new XrefError('XREF_NATS_UNAVAILABLE', refusedMessage(url, auth, cause.message), { cause });
     throw new XrefError('XREF_NATS_UNAVAILABLE', `cannot connect to NATS at ${url}: ${(cause as Error).message}`, { cause });
   }
   const version = nc.info?.version ?? '0.0.0';
@@ -74,7 +145,7 @@ export async function connectNats(url: string, name: string, logger: Logger): Pr
     await nc.close();
     throw new XrefError('XREF_NATS_UNAVAILABLE', `nats-server at ${url} runs without JetStream: start it with -js`);
   }
-  logger.info({ url, version }, 'connected to NATS');
+  logger.info({ url, version, auth: authName(auth) }, 'connected to NATS');
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') logger.warn({ status: status.type, server: status.server }, `NATS ${status.type}`);

@@ -5,7 +5,7 @@ import { type DeliveryOptions, type InputDelivery, type InputLog, type InputMess
 import { OrderedDelivery } from '../runtime/ordered-delivery.ts';
 import { type NatsWaits, untilAnswered } from './retry.ts';
 import { FencedError } from '../engine/state-store.ts';
-import { JS_ACK_PREFIX, STREAMS, durableName, isDurableOf, subjects } from './subjects.ts';
+import { JS_ACK_PREFIX, STREAMS, durableName, isDurableOf, subjectMatches } from './subjects.ts';
 
 const CONSUMER_NOT_FOUND = 10014;
 
@@ -152,7 +152,7 @@ export interface JetStreamInputLogOptions {
   readonly logger: Logger;
   /** Where waits for NATS show (readiness, metrics), and the connection's reconnects, after which each consumer is made again. */
   readonly waits: NatsWaits;
-  /** The log (default XREF_IN) and the subjects read from it (default `xref.in.>`). */
+  /** The log (default XREF_IN) and the subjects read from it (default: all of them, events and control inputs). */
   readonly stream?: string;
   readonly filter?: string;
   /** Inputs delivered to a consumer and not acked past which the server delivers no more (default 20,000). */
@@ -175,12 +175,13 @@ export interface JetStreamInputLogOptions {
  */
 export class JetStreamInputLog implements InputLog {
   readonly stream: string;
-  readonly filter: string;
+  /** Undefined: the whole stream (the engine's log: events and control inputs). */
+  readonly filter: string | undefined;
   readonly maxAckPending: number;
 
   constructor(readonly options: JetStreamInputLogOptions) {
     this.stream = options.stream ?? STREAMS.in;
-    this.filter = options.filter ?? subjects.inAll;
+    this.filter = options.filter;
     this.maxAckPending = options.maxAckPending ?? 20_000;
   }
 
@@ -188,10 +189,19 @@ export class JetStreamInputLog implements InputLog {
     return (await this.options.jsm.streams.info(this.stream)).state.last_seq;
   }
 
+  /** The stream's deleted sequences through its end when last asked: a gap of erased inputs costs one request, not one each. */
+  private deleted: { through: number; seqs: ReadonlySet<number> } | undefined;
+
   async read(seq: number): Promise<InputMessage | undefined> {
     const { jsm, logger, waits } = this.options;
+    if (this.deleted === undefined || seq > this.deleted.through) {
+      const { state } = await untilAnswered('reading deleted inputs', () => jsm.streams.info(this.stream, { deleted_details: true }), { logger, waits, idempotent: true });
+      this.deleted = { through: state.last_seq, seqs: new Set(state.deleted ?? []) };
+    }
+    if (this.deleted.seqs.has(seq)) return undefined;
     const stored = await untilAnswered('reading missing inputs', () => jsm.streams.getMessage(this.stream, { seq }), { logger, waits, idempotent: true });
-    return stored === null ? undefined : fetchedInput(stored);
+    // a message this consumer does not read (a control input, for the projection's `xref.in.>`) is a gap to it
+    return stored === null || (this.filter !== undefined && !subjectMatches(this.filter, stored.subject)) ? undefined : fetchedInput(stored);
   }
 
   async deliver(options: DeliveryOptions): Promise<InputDelivery> {
@@ -239,7 +249,7 @@ class JetStreamDelivery {
     }
     await jsm.consumers.add(stream, {
       durable_name: this.durable,
-      filter_subject: this.log.filter,
+      ...(this.log.filter === undefined ? {} : { filter_subject: this.log.filter }),
       ack_policy: AckPolicy.All,
       ack_wait: nanos(60_000),
       max_ack_pending: this.log.maxAckPending,

@@ -1,11 +1,12 @@
 // Reads a range of a stream on a thread of its own and hands the messages over in batches, so a
 // replay applies one batch while the next is read. Plain JavaScript: a worker thread starts with
 // no TypeScript loader. The main-thread side, and the types of what crosses, are in log-read-worker.ts.
+import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, credsAuthenticator } from '@nats-io/transport-node';
 
-const { servers, stream, filter, fromSeq, toSeq, batchSize, maxBatchesAhead } = workerData;
+const { servers, auth, stream, filter, fromSeq, toSeq, batchSize, maxBatchesAhead } = workerData;
 let credits = maxBatchesAhead;
 let wake;
 parentPort.on('message', () => {
@@ -41,8 +42,17 @@ async function send(messages) {
   parentPort.postMessage({ batch }, transfer);
 }
 
-const nc = await connect({ servers, noAsyncTraces: true });
+/** xref's NATS credentials (NatsAuth, src/settings.ts) as connect() takes them: what authOptions in connection.ts gives. */
+function credentials() {
+  if (auth.scheme === 'user') return { user: auth.user, pass: auth.pass };
+  if (auth.scheme === 'token') return { token: auth.token };
+  if (auth.scheme === 'creds') return { authenticator: credsAuthenticator(() => readFileSync(auth.credsFile)) };
+  return {};
+}
+
+let nc;
 try {
+  nc = await connect({ servers, noAsyncTraces: true, ...credentials() });
   const consumer = await jetstream(nc).consumers.get(stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
   const messages = await consumer.consume({ max_messages: 2000 });
   let batch = [];
@@ -61,5 +71,5 @@ try {
 } catch (error) {
   parentPort.postMessage({ error: error instanceof Error ? error.message : String(error) });
 } finally {
-  await nc.close();
+  await nc?.close();
 }

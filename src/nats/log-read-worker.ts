@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { XrefError } from '../domain/errors.ts';
-import { STREAMS, subjects } from './subjects.ts';
+import { type NatsAuth, natsAuth } from '../settings.ts';
+import { STREAMS } from './subjects.ts';
 
 /** Consecutive messages of XREF_IN: their bytes end to end in `bytes`, message i ending at `ends[i]`. */
 export interface LogBatch {
@@ -24,10 +25,10 @@ const BATCHES_AHEAD = 4;
  * applied, so a replay costs about the larger of reading and applying instead of their sum.
  * Resolves once `toSeq` (or the end of the stream) is reached.
  */
-export async function readLogAhead(servers: string, fromSeq: number, toSeq: number, onBatch: (batch: LogBatch) => void | Promise<void>): Promise<void> {
+export async function readLogAhead(servers: string, fromSeq: number, toSeq: number, onBatch: (batch: LogBatch) => void | Promise<void>, auth: NatsAuth = natsAuth()): Promise<void> {
   if (toSeq < fromSeq) return;
   const worker = new Worker(new URL('./log-read-thread.mjs', import.meta.url), {
-    workerData: { servers, stream: STREAMS.in, filter: subjects.inAll, fromSeq, toSeq, batchSize: BATCH_SIZE, maxBatchesAhead: BATCHES_AHEAD },
+    workerData: { servers, auth, stream: STREAMS.in, fromSeq, toSeq, batchSize: BATCH_SIZE, maxBatchesAhead: BATCHES_AHEAD },
   });
   try {
     await new Promise<void>((resolve, reject) => {

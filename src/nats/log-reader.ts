@@ -1,5 +1,5 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
-import { STREAMS, subjects } from './subjects.ts';
+import { STREAMS } from './subjects.ts';
 
 /** The range of sequences XREF_IN holds now. */
 export async function logBounds(jsm: JetStreamManager): Promise<{ first: number; last: number }> {
@@ -12,11 +12,36 @@ export async function logBounds(jsm: JetStreamManager): Promise<{ first: number;
  * calling `onMessage` for each. Resolves once `toSeq` (or the end of the stream) is reached.
  */
 export async function readLog(js: JetStreamClient, jsm: JetStreamManager, fromSeq: number, toSeq: number, onMessage: (msg: JsMsg) => void): Promise<number> {
-  const bounds = await logBounds(jsm);
-  const last = Math.min(toSeq, bounds.last);
-  const first = Math.max(fromSeq, bounds.first);
-  if (last < first || bounds.last === 0) return 0;
-  const consumer = await js.consumers.get(STREAMS.in, { filter_subjects: subjects.inAll, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: first });
+  return readStream(js, jsm, { stream: STREAMS.in, fromSeq, toSeq }, onMessage);
+}
+
+export interface StreamRead {
+  readonly stream: string;
+  /** Only this subject (a wildcard too). */
+  readonly filter?: string;
+  /** Headers without the payloads. */
+  readonly headersOnly?: boolean;
+  readonly fromSeq?: number;
+  readonly toSeq?: number;
+}
+
+/**
+ * Reads a stream (its messages on `filter`, when given) in order through `toSeq` or its end now,
+ * with an ordered consumer, calling `onMessage` for each; resolves with their count.
+ */
+export async function readStream(js: JetStreamClient, jsm: JetStreamManager, read: StreamRead, onMessage: (msg: JsMsg) => void): Promise<number> {
+  const info = await jsm.streams.info(read.stream, read.filter === undefined ? undefined : { subjects_filter: read.filter });
+  const { state } = info;
+  const last = Math.min(read.toSeq ?? state.last_seq, state.last_seq);
+  const first = Math.max(read.fromSeq ?? 1, state.first_seq);
+  if (last < first || state.messages === 0) return 0;
+  if (read.filter !== undefined && Object.keys(state.subjects ?? {}).length === 0) return 0;
+  const consumer = await js.consumers.get(read.stream, {
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: first,
+    ...(read.filter === undefined ? {} : { filter_subjects: read.filter }),
+    ...(read.headersOnly ? { headers_only: true } : {}),
+  });
   const messages = await consumer.consume({ max_messages: 2000 });
   let count = 0;
   for await (const msg of messages as AsyncIterable<JsMsg>) {
@@ -25,5 +50,6 @@ export async function readLog(js: JetStreamClient, jsm: JetStreamManager, fromSe
     count++;
     if (msg.seq >= last || msg.info.pending === 0) break;
   }
+  await messages.close();
   return count;
 }

@@ -18,6 +18,16 @@ export const BUCKETS = {
   snapshots: 'xref_snapshots',
   /** Which process holds a consumer of the log (key: the consumer's name). */
   leases: 'xref_leases',
+  /** The installation's salt, and each control request's record (docs/erasure.md). */
+  control: 'xref_control',
+} as const;
+
+/** `xref_control` keys: the salt, and per request its record (a forget's is its tombstone and receipt). */
+export const controlKeys = {
+  salt: 'salt',
+  request: (verb: string, request: string) => `${verb}.${request}`,
+  /** Every record of one verb. */
+  ofVerb: (verb: string) => `${verb}.>`,
 } as const;
 
 /**
@@ -95,6 +105,7 @@ export const SOURCES = {
 } as const;
 
 const IN_PREFIX = 'xref.in.';
+const CTL_PREFIX = 'xref.ctl.';
 
 export const subjects = {
   /** Where events come in, per source. */
@@ -102,6 +113,10 @@ export const subjects = {
   /** What every input subject starts with. */
   inPrefix: IN_PREFIX,
   inAll: `${IN_PREFIX}>`,
+  /** Control inputs (forget, unsuppress, unlink), in XREF_IN too: closed to event publishers. */
+  ctl: (verb: string) => `${CTL_PREFIX}${verb}`,
+  ctlPrefix: CTL_PREFIX,
+  ctlAll: `${CTL_PREFIX}>`,
   /** Every event resolved to one user. */
   group: (kind: string, id: string) => `xref.groups.${kind}.${encodeToken(id)}`,
   groupsAll: 'xref.groups.>',
@@ -113,6 +128,22 @@ export const subjects = {
   errors: (reason: string) => `xref.errors.${encodeToken(reason)}`,
   errorsAll: 'xref.errors.>',
 } as const;
+
+/** Whether a subject matches a filter (`*`: one token, `>`: one or more at the end). */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const want = filter.split('.');
+  const have = subject.split('.');
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === '>') return have.length > i;
+    if (i >= have.length || (want[i] !== '*' && want[i] !== have[i])) return false;
+  }
+  return want.length === have.length;
+}
+
+/** The message id of a control input: one input per request, however often it is sent. */
+export function controlMsgId(request: string): string {
+  return `ctl:${request}`;
+}
 
 /** KV key of a third-party identifier in `xref_links`. */
 export function linkKey(kind: string, value: string): string {
@@ -177,6 +208,11 @@ export const HEADERS = {
    * event, so that the projection reads the stream headers only.
    */
   resolution: 'Xref-Resolution',
+  /**
+   * On a retraction in XREF_GROUPS (an unlink took an event back from the user), in place of
+   * `Xref-Resolution`: the message itself, `{"retract":…,"output":…,"reason":…,"seq":…,"user":…}`.
+   */
+  retraction: 'Xref-Retraction',
   /** On a KV bucket's messages: `DEL` or `PURGE` for a deleted key. */
   kvOperation: 'KV-Operation',
 } as const;

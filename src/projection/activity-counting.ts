@@ -1,7 +1,7 @@
 /**
  * The counting half of the active-people counts (activity-stage.ts decides how far): the counter
  * as the read model stores it, fed the inputs through a target in log order from the read
- * model's own tables (each input's event, then the resolutions it decided, then its end), and its
+ * model's own tables (each input's event, then the resolutions it took back and decided, then its end), and its
  * changes written chunk by chunk, each with its position, in one transaction. Runs on the
  * projection's thread, or on a thread of its own (activity-thread.ts).
  */
@@ -105,7 +105,10 @@ export class ActivityCounting implements Counting {
     [this.counter, this.seq, this.mark, this.stale] = [new ActivityCounter(config), 0, loaded.mark, false];
     if (loaded.state === undefined) return;
     try {
-      [this.counter, this.seq] = [ActivityCounter.restore(config, loaded.state), loaded.mark.seq];
+      const counter = ActivityCounter.restore(config, loaded.state);
+      // what forgotten people counted stays counted, their rows gone
+      if (loaded.counts !== undefined) counter.adoptCounts(loaded.counts);
+      [this.counter, this.seq] = [counter, loaded.mark.seq];
     } catch (error) {
       if (!isXrefError(error, 'XREF_INVALID_CONFIG')) throw error;
       logger.warn({ reason: error.message }, 'the active-people counts were counted under another activity config: counting them again from the start');
@@ -114,18 +117,25 @@ export class ActivityCounting implements Counting {
     }
   }
 
-  /** Feeds the counter the inputs in log order: each input's event, then the resolutions it decided, then its end. */
+  /**
+   * Feeds the counter the inputs in log order: each input's event, then the resolutions it took
+   * back (an unlink's: each comes before the event is placed again, so they go first), then those
+   * it decided, then its end.
+   */
   private count(inputs: ActivityInputs): void {
-    const { events, resolutions } = inputs;
+    const { events, resolutions, retractions } = inputs;
     const counter = this.counter;
-    let e = 0;
-    let r = 0;
-    while (e < events.length || r < resolutions.length) {
-      const seq = Math.min(events[e]?.seq ?? Infinity, resolutions[r]?.decidedSeq ?? Infinity);
+    let [e, r, t] = [0, 0, 0];
+    while (e < events.length || r < resolutions.length || t < retractions.length) {
+      const seq = Math.min(events[e]?.seq ?? Infinity, resolutions[r]?.decidedSeq ?? Infinity, retractions[t]?.seq ?? Infinity);
       const event = events[e];
       if (event !== undefined && event.seq === seq) {
         counter.input(seq, event.event, event.timeMs);
         e++;
+      }
+      for (; t < retractions.length && retractions[t]!.seq === seq; t++) {
+        const taken = retractions[t]!;
+        counter.retracted(seq, taken.eventSeq, taken.user, taken.event, taken.timeMs);
       }
       for (; r < resolutions.length && resolutions[r]!.decidedSeq === seq; r++) counter.resolved(seq, resolutions[r]!.eventSeq, resolutions[r]!.user);
       counter.endOfInput(seq);

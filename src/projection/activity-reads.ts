@@ -13,15 +13,19 @@ import {
   ACTIVITY_PEOPLE_SQL,
   ACTIVITY_RANGE_SQL,
   ACTIVITY_RESOLUTIONS_SQL,
+  ACTIVITY_RETRACTIONS_SQL,
   ACTIVITY_STATE_SQL,
   type ActivityInputs,
   type ActivityMark,
   type CountsRange,
   type StateRow,
+  type StoredCounts,
   activityEvents,
   activityResolutions,
+  activityRetractions,
   markOf,
   rangeCounts,
+  storedCounts,
   storedScalars,
   storedState,
 } from './activity-sql.ts';
@@ -38,8 +42,8 @@ export interface ActivityReader {
 export abstract class ActivityReads {
   constructor(protected readonly reader: ActivityReader) {}
 
-  /** The counter's image (undefined: nothing counted) and where it is stored. */
-  load(): Promise<{ mark: ActivityMark; state?: CounterState }> {
+  /** The counter's image (undefined: nothing counted), where it is stored, and the counts as stored. */
+  load(): Promise<{ mark: ActivityMark; state?: CounterState; counts?: StoredCounts }> {
     return this.reader.snapshot(async (rows) => {
       const [row] = await rows<StateRow>(ACTIVITY_STATE_SQL, []);
       const mark = markOf(row);
@@ -51,7 +55,7 @@ export abstract class ActivityReads {
         keys: await rows(ACTIVITY_KEYS_SQL, []),
         pending: await rows(ACTIVITY_PENDING_SQL, []),
       };
-      return { mark, state: storedState(stored.scalars, tables) };
+      return { mark, state: storedState(stored.scalars, tables), counts: storedCounts(tables.counts) };
     });
   }
 
@@ -68,7 +72,8 @@ export abstract class ActivityReads {
     return this.reader.snapshot(async (rows) => {
       const events = activityEvents(await rows(ACTIVITY_EVENTS_SQL, [afterSeq, toSeq, limit]));
       const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
-      return { events, resolutions: activityResolutions(await rows(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through])), through };
+      const resolutions = activityResolutions(await rows(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through, afterSeq, through]));
+      return { events, resolutions, retractions: activityRetractions(await rows(ACTIVITY_RETRACTIONS_SQL, [afterSeq, through])), through };
     });
   }
 }

@@ -105,9 +105,19 @@ export const ACTIVITY_PENDING_SQL = 'SELECT seq, anchor, time_ms, matched FROM a
 export const ACTIVITY_RANGE_SQL = 'SELECT idx, counts, frozen FROM activity_counts WHERE zone = ? AND period = ? AND idx >= ? AND idx < ? ORDER BY idx';
 /** The events after an input, in log order: `[after, through, limit]`. */
 export const ACTIVITY_EVENTS_SQL = 'SELECT seq, time_ms, body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?';
-/** The resolutions the inputs of a range decided, in the order the counter takes them: `[after, through]`. */
+/**
+ * The resolutions the inputs of a range decided, in the order the counter takes them, those an
+ * unlink took back since among them (the counter took them when they were decided):
+ * `[after, through, after, through]`.
+ */
 export const ACTIVITY_RESOLUTIONS_SQL =
-  'SELECT decided_seq, event_seq, user_kind, user_id FROM resolutions WHERE decided_seq > ? AND decided_seq <= ? ORDER BY decided_seq, event_seq, user_kind, user_id';
+  'SELECT decided_seq, event_seq, user_kind, user_id FROM resolutions WHERE decided_seq > ? AND decided_seq <= ? ' +
+  'UNION ALL SELECT decided_seq, event_seq, user_kind, user_id FROM retractions WHERE decided_seq > ? AND decided_seq <= ? AND event_seq IS NOT NULL ' +
+  'ORDER BY decided_seq, event_seq, user_kind, user_id';
+/** The resolutions the unlinks of a range took back, with their events, in the order the counter takes them: `[after, through]`. */
+export const ACTIVITY_RETRACTIONS_SQL =
+  'SELECT t.unlink_seq, t.event_seq, t.user_kind, t.user_id, e.time_ms, e.body FROM retractions t CROSS JOIN events e ' +
+  'WHERE t.unlink_seq > ? AND t.unlink_seq <= ? AND e.seq = t.event_seq ORDER BY t.unlink_seq, t.event_seq, t.user_kind, t.user_id';
 
 export interface StateRow {
   generation: number;
@@ -166,10 +176,21 @@ export interface ActivityResolution {
   readonly user: { readonly kind: string; readonly id: string };
 }
 
-/** The events of a range of inputs and the resolutions they decided, through `through`. */
+/** A resolution an unlink took back (docs/activity.md): the counter needs the event again, to count it for its anonymous person. */
+export interface ActivityRetraction {
+  /** The unlink input. */
+  readonly seq: number;
+  readonly eventSeq: number;
+  readonly user: { readonly kind: string; readonly id: string };
+  readonly event: XrefEvent;
+  readonly timeMs: number;
+}
+
+/** The events of a range of inputs, the resolutions they decided and those they took back, through `through`. */
 export interface ActivityInputs {
   readonly events: readonly ActivityEvent[];
   readonly resolutions: readonly ActivityResolution[];
+  readonly retractions: readonly ActivityRetraction[];
   /** The last input covered: `toSeq`, or the last event's when `limit` cut the range. */
   readonly through: number;
 }
@@ -184,6 +205,23 @@ export function activityResolutions(rows: readonly unknown[]): ActivityResolutio
     eventSeq: row.event_seq,
     user: { kind: row.user_kind, id: row.user_id },
   }));
+}
+
+export function activityRetractions(rows: readonly unknown[]): ActivityRetraction[] {
+  return (rows as Array<{ unlink_seq: number; event_seq: number; user_kind: string; user_id: string; time_ms: number; body: string }>).map((row) => ({
+    seq: row.unlink_seq,
+    eventSeq: row.event_seq,
+    user: { kind: row.user_kind, id: row.user_id },
+    event: JSON.parse(row.body) as XrefEvent,
+    timeMs: row.time_ms,
+  }));
+}
+
+/** Every period's counts now as stored: `[zone, period, index, counts]` (the junk-only events last). */
+export type StoredCounts = ReadonlyArray<readonly [string, PeriodKind, number, readonly number[]]>;
+
+export function storedCounts(rows: readonly unknown[]): StoredCounts {
+  return (rows as CountsRow[]).map((row) => [row.zone, row.period as PeriodKind, row.idx, JSON.parse(row.counts) as number[]] as const);
 }
 
 /** A range's counts, by period index. */

@@ -34,6 +34,8 @@ export interface ActivityStageOptions {
   readonly logger: Logger;
   /** The projection's positions now. */
   positions(): ReadonlyMap<ProjectedStream, StreamPosition>;
+  /** Whether the projection reads the audit stream (whose suppressed events it then waits to have deleted). */
+  readonly audited: boolean;
   /** Inputs read from the database at a time, and counted in one write, at most. */
   readonly chunk: number;
   /** How often it looks for inputs to count. */
@@ -46,11 +48,16 @@ export interface ActivityStageOptions {
   failed(error: Error): void;
 }
 
-/** How far the engine had decided, seen before the groups stream ended at `groupsEnd` (of incarnation `created`). */
+/**
+ * How far the engine had decided, seen before the groups stream ended at `groupsEnd` (of
+ * incarnation `created`) and the audit stream at `auditEnd` (of `auditCreated`; 0: none).
+ */
 interface Floor {
   readonly decided: number;
   readonly groupsEnd: number;
   readonly created: string;
+  readonly auditEnd: number;
+  readonly auditCreated: string;
 }
 
 export class ActivityStage {
@@ -148,26 +155,33 @@ export class ActivityStage {
   }
 
   /**
-   * The input through which every resolution is in the read model: the newest floor whose groups
-   * end the groups projection has written, in the same incarnation of the stream. One new floor
-   * is seen per round.
+   * The input through which every resolution is in the read model, and every suppressed event
+   * the engine dropped deleted (docs/read-model.md: the projection may have read it from XREF_IN
+   * before the engine erased it; its audit record deletes it): the newest floor whose groups end
+   * and audit end the groups and audit projections have written, in the same incarnations of the
+   * streams. One new floor is seen per round.
    */
   private async decidedThrough(): Promise<number> {
     const { jsm, positions } = this.options;
     const before = await incarnationNow(jsm, STREAMS.groups);
     const decided = await engineDecidedThrough(jsm, before === undefined ? 0 : Date.parse(before.created));
     const after = await incarnationNow(jsm, STREAMS.groups);
-    // no groups stream (yet): nothing was resolved, so the engine's floor is all there is to wait for
-    if (before === undefined && after === undefined) {
-      this.floors = [];
-      return decided;
+    const audit = this.options.audited ? await incarnationNow(jsm, STREAMS.audit) : undefined;
+    const auditFloor = { auditEnd: audit?.lastSeq ?? 0, auditCreated: audit?.created ?? '' };
+    const auditWritten = (floor: Floor) => {
+      const at = positions().get('audit');
+      return floor.auditEnd === 0 || (at !== undefined && at.created === floor.auditCreated && at.seq >= floor.auditEnd);
+    };
+    // no groups stream (yet): nothing was resolved, so the engine's floor (and the audit stream) is all there is to wait for
+    if (before === undefined && after === undefined) this.floors.push({ decided, groupsEnd: 0, created: '', ...auditFloor });
+    else if (before !== undefined && after !== undefined && before.created === after.created) {
+      this.floors.push({ decided, groupsEnd: after.lastSeq, created: after.created, ...auditFloor });
     }
-    if (before !== undefined && after !== undefined && before.created === after.created) this.floors.push({ decided, groupsEnd: after.lastSeq, created: after.created });
     const groups = positions().get('groups');
     let safe = 0;
     this.floors = this.floors.filter((floor) => {
-      if (floor.created !== after?.created) return false;
-      const written = floor.groupsEnd === 0 || (groups !== undefined && groups.created === floor.created && groups.seq >= floor.groupsEnd);
+      if (floor.created !== (after?.created ?? '') || floor.auditCreated !== auditFloor.auditCreated) return false;
+      const written = (floor.groupsEnd === 0 || (groups !== undefined && groups.created === floor.created && groups.seq >= floor.groupsEnd)) && auditWritten(floor);
       if (written) safe = Math.max(safe, floor.decided);
       return !written;
     });

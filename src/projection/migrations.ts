@@ -98,10 +98,46 @@ function schemaV2(dialect: Dialect): string[] {
   ];
 }
 
+/**
+ * Version 3: forgetting a user (docs/read-model.md). `erasures` holds each forget's receipt: the
+ * rows it deleted per table (JSON), the user's rows counted again after (0), and when; the audit
+ * rows of an identifier are found by it (a forget deletes them).
+ */
+function schemaV3(dialect: Dialect): string[] {
+  const { int, text, key } = types(dialect);
+  const noRowid = dialect === 'sqlite' ? ' WITHOUT ROWID' : '';
+  return [
+    `CREATE TABLE erasures (request ${key} PRIMARY KEY, stream_seq ${int} NOT NULL, at ${text} NOT NULL, deleted ${text} NOT NULL, remaining ${int} NOT NULL)${noRowid}`,
+    'CREATE INDEX audit_identifier ON audit (kind, value)',
+  ];
+}
+
+/**
+ * Version 4: unlinks (docs/read-model.md, unlinking an identifier). Each resolution keeps its
+ * output id (what a retraction names it by; rows written before take the id their message had,
+ * `<event id>:<user kind>.<user id>`, from their event when it is projected), and `retractions`
+ * holds each resolution an unlink took back: what it was (event, user, via, the input that had
+ * decided it) and the unlink input, by its own output id.
+ */
+function schemaV4(dialect: Dialect): string[] {
+  const { int, key } = types(dialect);
+  const noRowid = dialect === 'sqlite' ? ' WITHOUT ROWID' : '';
+  return [
+    `ALTER TABLE resolutions ADD COLUMN output_id ${key}`,
+    "UPDATE resolutions SET output_id = (SELECT e.id FROM events e WHERE e.seq = resolutions.event_seq) || ':' || user_kind || '.' || user_id",
+    `CREATE TABLE retractions (output_id ${key} PRIMARY KEY, stream_seq ${int} NOT NULL, retracted ${key} NOT NULL, event_id ${key} NOT NULL, user_kind ${key} NOT NULL, user_id ${key} NOT NULL, unlink_seq ${int} NOT NULL, event_seq ${int}, via_kind ${key}, via_value ${key}, decided_seq ${int})${noRowid}`,
+    'CREATE INDEX retractions_unlink ON retractions (unlink_seq)',
+    'CREATE INDEX retractions_decided ON retractions (decided_seq)',
+    'CREATE INDEX retractions_user ON retractions (user_kind, user_id, unlink_seq)',
+  ];
+}
+
 /** Every migration, in version order. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the read model: events, resolutions, records, links, positions', statements: schemaV1 },
   { version: 2, description: 'the input that decided each resolution; the active-people counts', statements: schemaV2 },
+  { version: 3, description: 'the receipts of forgotten users; audit rows by identifier', statements: schemaV3 },
+  { version: 4, description: "resolutions' output ids; the resolutions unlinks took back", statements: schemaV4 },
 ];
 
 /** The table of applied versions, made before anything else. */

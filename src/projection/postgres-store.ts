@@ -12,6 +12,8 @@ import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
+import { ERASURE_SQL, USER_IDENTIFIERS_SQL, USER_IDS_SQL, type WriteScript, batchScripts, receiptOf } from './forget-sql.ts';
+import { LINKED_VALUES_SQL, RETRACTED_BY_USER_SQL, retractedResolutions, retractionScripts, unlinkScripts } from './retraction-sql.ts';
 import { type MigrationTransaction, runMigrations } from './migrations.ts';
 import { type PostgresAccess, PostgresActivity } from './postgres-activity.ts';
 import { copyRows, isUniqueViolation, pgText } from './postgres-copy.ts';
@@ -67,9 +69,11 @@ import type {
   PageQuery,
   ProjectedStream,
   ProjectionBatch,
+  ReadModelReceipt,
   ReadModelStore,
   RecordFilter,
   RecordList,
+  RetractedResolution,
   StoredEvent,
   StoredRecord,
   StreamPosition,
@@ -215,23 +219,25 @@ export class PostgresStore implements ReadModelStore {
     const what = 'applying a projection batch';
     await this.guard(what, async () => {
       const events = eventsInOrder(batch.events);
+      const retractions = retractionScripts(batch);
       const rows: BatchRows = {
         events: events.map(eventValues),
         event_ids: events.flatMap(eventIdValues),
-        resolutions: batch.resolutions.map(resolutionValues),
+        resolutions: retractions.resolutions.map(resolutionValues),
         unmatched: batch.unmatched.map(unmatchedValues),
         audit: batch.audit.map(auditValues),
         errors: batch.errors.map(errorValues),
-        links: linkValues(batch.audit),
+        links: linkValues(batch.audit, batch.unlinks),
         positions: latestPositions(batch.positions).map(positionValues),
       };
+      const scripts = { before: retractions.scripts, unlinks: unlinkScripts(batch), after: batchScripts(batch, 'postgres') };
       try {
-        await this.write(rows, 'copy', what, owner);
+        await this.write(rows, scripts, 'copy', what, owner);
       } catch (error) {
         if (!isUniqueViolation(error)) throw error;
         // a row there already (a batch written again, an event id seen before): the batch again,
         // written row by row past the ones stored
-        await this.write(rows, 'insert', what, owner);
+        await this.write(rows, scripts, 'insert', what, owner);
       }
     });
   }
@@ -246,6 +252,27 @@ export class PostgresStore implements ReadModelStore {
         await this.run(client, 'DELETE FROM positions WHERE stream = ANY($1::text[])', [unique]);
       }),
     );
+  }
+
+  async userIds(kind: string): Promise<string[]> {
+    return (await this.rows<{ user_id: string }>(USER_IDS_SQL, [kind, kind, kind], 'reading the users of a kind')).map((row) => row.user_id);
+  }
+
+  async userIdentifiers(user: UserRef): Promise<Identifier[]> {
+    return this.rows<Identifier>(USER_IDENTIFIERS_SQL, [user.kind, user.id, user.kind, user.id], "reading a user's identifiers");
+  }
+
+  async linkedValues(kind: string): Promise<string[]> {
+    return (await this.rows<{ value: string }>(LINKED_VALUES_SQL, [kind], 'reading the linked identifiers of a kind')).map((row) => row.value);
+  }
+
+  async retracted(user: UserRef): Promise<RetractedResolution[]> {
+    return retractedResolutions(await this.rows(RETRACTED_BY_USER_SQL, [user.kind, user.id], 'reading what unlinks took back from a user'));
+  }
+
+  async erasure(request: string): Promise<ReadModelReceipt | undefined> {
+    const [row] = await this.rows<Parameters<typeof receiptOf>[0] & object>(ERASURE_SQL, [request], "reading a forget's receipt");
+    return receiptOf(row);
   }
 
   async watermark(): Promise<number> {
@@ -375,19 +402,40 @@ export class PostgresStore implements ReadModelStore {
    * NOTHING, keeping the stored ones (events: the identifiers of those stored only). Links and
    * positions are upserts either way.
    */
-  private write(rows: BatchRows, how: 'copy' | 'insert', what: string, owner: string): Promise<void> {
+  private write(rows: BatchRows, scripts: Readonly<Record<'before' | 'unlinks' | 'after', readonly WriteScript[]>>, how: 'copy' | 'insert', what: string, owner: string): Promise<void> {
     return this.inTransaction(async (client) => {
+      // retractions first: a resolution they take back makes room for the same event and user placed again in this batch
+      for (const script of scripts.before) await this.script(client, script);
       if (how === 'copy') {
         for (const table of COPIED) await copyRows(client, table, rows[table]);
       } else {
         if (rows.events.length > 0) await this.run(client, EVENTS_SQL, [recordset('events', rows.events), recordset('event_ids', rows.event_ids)]);
         for (const table of COPIED) if (table !== 'events' && table !== 'event_ids') await this.bulk(client, table, rows[table]);
       }
+      // unlinks end the stored links before the batch's later ones are written
+      for (const script of scripts.unlinks) await this.script(client, script);
       await this.bulk(client, 'links', rows.links);
+      // forgets and suppressed events, after the rows: rows of this batch are erased too
+      for (const script of scripts.after) await this.script(client, script);
       await this.bulk(client, 'positions', rows.positions);
       // last, right before the commit: the claim's row is locked only that long (see fence)
       await this.fence(client, what, owner);
     });
+  }
+
+  /** A write script (forget-sql.ts), as sqlite-writes.mjs runs it; unnamed statements (some differ in their number of keys). */
+  private async script(client: pg.PoolClient, { unless, tables, steps, receipt }: WriteScript): Promise<void> {
+    if (unless !== undefined && (await this.run(client, unless.sql, textValues(unless.params), false)).rows.length > 0) return;
+    const deleted: Record<string, number> = Object.fromEntries(tables.map((table) => [table, 0]));
+    let remaining = 0;
+    for (const step of steps) {
+      for (const values of step.rows) {
+        const result = await this.run(client, step.sql, textValues(values), false);
+        if (step.remaining) remaining += Number((result.rows[0] as { n: number }).n);
+        else if (step.deleted !== undefined) deleted[step.deleted]! += result.rowCount ?? 0;
+      }
+    }
+    if (receipt !== undefined) await this.run(client, receipt.sql, [...textValues(receipt.params), JSON.stringify(deleted), remaining], false);
   }
 
   private async bulk(client: pg.PoolClient, table: WrittenTable, rows: Value[][]): Promise<void> {

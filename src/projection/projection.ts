@@ -11,11 +11,13 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
+import { ControlStore } from '../nats/control-store.ts';
 import { engineDecidedSinceGroups } from '../nats/engine-progress.ts';
 import { NatsWaits } from '../nats/retry.ts';
 import type { Settings } from '../settings.ts';
 import type { ActivityStage } from './activity-stage.ts';
 import { StoreClaim, projectionOwner } from './claim.ts';
+import { ControlSettler } from './forget.ts';
 import { PROJECTED_STREAMS, type ProjectedStream, type ReadModelStore, type StreamPosition } from './read-model.ts';
 import { type InputDecoder, type ProjectorContext, StreamProjector, type StreamStats, incarnationNow } from './stream-projector.ts';
 import { PROJECTED_STREAM_NAMES, projectionConsumer } from './stream-identity.ts';
@@ -278,9 +280,20 @@ export class Projection {
     this.now.clear();
     // what the read model holds already counts as written (for those waiting on a position)
     for (const position of positions.values()) this.written(position);
+    const jsm = await jetstreamManager(nc);
+    const controls = new ControlSettler({
+      store,
+      tombstones: new ControlStore(nc),
+      jsm,
+      waits: this.waits,
+      logger: logger.child({ component: 'control' }),
+      streams: this.streams,
+      written: (stream) => this.now.get(stream),
+      nudge: (stream) => void this.projectors.find((p) => p.role === stream)?.check(),
+    });
     const ctx: ProjectorContext = {
       js: jetstream(nc),
-      jsm: await jetstreamManager(nc),
+      jsm,
       waits: this.waits,
       store,
       owner: this.claim.owner,
@@ -295,6 +308,8 @@ export class Projection {
       reset: (stream) => this.written({ stream, seq: 0, created: '' }),
       fenced: (why) => this.endHolding?.(why),
       failed: (error) => this.fail(error),
+      settle: (records, audit, giveUp) => controls.settle(records, audit, giveUp),
+      forgotten: (batch) => void controls.written(batch.forgets ?? []),
     };
     logger.info({ consumer: this.consumer, positions: Object.fromEntries([...this.now].map(([s, p]) => [s, p.seq])) }, 'projecting into the read model');
     this.projectors = this.streams.map((stream) => new StreamProjector(stream, ctx, positions.get(stream), this.counted.get(stream)!));
@@ -310,6 +325,7 @@ export class Projection {
         owner: this.claim.owner,
         logger: logger.child({ component: 'activity' }),
         positions: () => this.now,
+        audited: this.streams.includes('audit'),
         chunk: settings.projectionBatch,
         everyMs: this.options.activityMs ?? 250,
         written: (seq) => this.activityWritten(seq),

@@ -29,6 +29,7 @@ import type {
   StoredEvent,
   StoredRecord,
   StreamPosition,
+  UnlinkRow,
   UnmatchedRow,
 } from './read-model.ts';
 
@@ -49,7 +50,7 @@ const orNull = (value: string | undefined): string | null => value ?? null;
 export const COLUMNS = {
   events: ['seq', 'id', 'name', 'category', 'session_id', 'source', 'time_ms', 'body'],
   event_ids: ['kind', 'value', 'seq'],
-  resolutions: ['event_seq', 'user_kind', 'user_id', 'via_kind', 'via_value', 'decided_seq'],
+  resolutions: ['event_seq', 'user_kind', 'user_id', 'via_kind', 'via_value', 'decided_seq', 'output_id'],
   unmatched: ['output_id', 'stream_seq', 'event_seq', 'reason', 'kind', 'value', 'time_ms', 'body'],
   audit: ['output_id', 'stream_seq', 'reason', 'kind', 'value', 'user_kind', 'user_id', 'event_seq', 'event_id', 'time_ms', 'body'],
   errors: ['id', 'stream_seq', 'reason', 'origin', 'time_ms', 'body'],
@@ -85,7 +86,7 @@ export const eventValues = (row: EventRow): Value[] => {
 };
 /** One row per identifier of the event. */
 export const eventIdValues = (row: EventRow): Value[][] => Object.entries(row.event.ids).map(([kind, value]) => [kind, value, row.seq]);
-export const resolutionValues = (row: ResolutionRow): Value[] => [row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value, row.decidedSeq];
+export const resolutionValues = (row: ResolutionRow): Value[] => [row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value, row.decidedSeq, row.outputId ?? null];
 export const unmatchedValues = (row: UnmatchedRow): Value[] => [
   row.outputId,
   row.streamSeq,
@@ -118,13 +119,21 @@ const LINKING = new Set(['link', 'relink']);
 /**
  * The links a batch's audit rows set: per identifier, its link or relink with the highest event
  * seq (the later in the batch on a tie). The store writes each over the stored one only when its
- * event seq is higher, so the order batches come in does not matter.
+ * event seq is higher, so the order batches come in does not matter. An unlink of the batch
+ * (`unlinks`, written first: the stored link goes) ends the links its identifier had before it in
+ * the stream: those rows are left out.
  */
-export function linkValues(audit: readonly AuditRow[]): Value[][] {
+export function linkValues(audit: readonly AuditRow[], unlinks: readonly UnlinkRow[] = []): Value[][] {
+  const ended = new Map<string, number>();
+  for (const u of unlinks) {
+    const key = `${u.identifier.kind}:${u.identifier.value}`;
+    ended.set(key, Math.max(ended.get(key) ?? 0, u.streamSeq));
+  }
   const latest = new Map<string, AuditRow & { user: UserRef }>();
   for (const row of audit) {
     if (!LINKING.has(row.reason) || row.user === undefined) continue;
     const key = `${row.identifier.kind}:${row.identifier.value}`;
+    if (row.streamSeq < (ended.get(key) ?? 0)) continue;
     const seen = latest.get(key);
     if (seen === undefined || row.eventSeq >= seen.eventSeq) latest.set(key, row as AuditRow & { user: UserRef });
   }
@@ -164,7 +173,7 @@ const emptied = (...tables: string[]) => tables.map((table) => `DELETE FROM ${ta
 /** What `resetStreams` runs per stream: the rows read from it deleted, and what was made from them. */
 export const STREAM_RESETS: Readonly<Record<ProjectedStream, readonly string[]>> = {
   in: [...emptied('events', 'event_ids'), ...ACTIVITY_RESET_SQL],
-  groups: [...emptied('resolutions'), ...ACTIVITY_RESET_SQL],
+  groups: [...emptied('resolutions', 'retractions'), ...ACTIVITY_RESET_SQL],
   unmatched: emptied('unmatched'),
   audit: emptied('audit', 'links'),
   errors: emptied('errors'),
@@ -327,6 +336,7 @@ export const DUMP_TABLES: Readonly<Record<string, string>> = {
   events: 'seq',
   event_ids: 'kind, value, seq',
   resolutions: 'event_seq, user_kind, user_id',
+  retractions: 'output_id',
   unmatched: 'output_id',
   audit: 'output_id',
   errors: 'id',
@@ -336,6 +346,7 @@ export const DUMP_TABLES: Readonly<Record<string, string>> = {
   activity_counts: 'zone, period, idx',
   activity_anon: 'id',
   activity_pending: 'seq',
+  erasures: 'request',
 };
 
 /** A table's dump: every column (the counts' state without its generation, which only says how often they were deleted). */

@@ -10,8 +10,8 @@ import type { XrefEvent } from '../domain/envelope.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 
-export type { ActivityEvent, ActivityInputs, ActivityMark, ActivityResolution, CountsRange } from './activity-sql.ts';
-import type { ActivityInputs, ActivityMark, CountsRange } from './activity-sql.ts';
+export type { ActivityEvent, ActivityInputs, ActivityMark, ActivityResolution, ActivityRetraction, CountsRange, StoredCounts } from './activity-sql.ts';
+import type { ActivityInputs, ActivityMark, CountsRange, StoredCounts } from './activity-sql.ts';
 
 /** The streams the projection reads, by their role (the names are in src/nats/subjects.ts STREAMS). */
 export type ProjectedStream = 'in' | 'groups' | 'unmatched' | 'audit' | 'errors';
@@ -56,6 +56,30 @@ export interface ResolutionRow {
    * `at` (published before the engine wrote it) takes the event's own.
    */
   readonly decidedSeq: number;
+  /**
+   * Its output id (`<event id>:<user kind>.<user id>`, `:after-<unlink input>` when an unlink
+   * placed it again): its message's Nats-Msg-Id, what a retraction names it by. Undefined for a
+   * message without one (made by hand).
+   */
+  readonly outputId?: string;
+}
+
+/**
+ * A resolution taken back (XREF_GROUPS, the `Xref-Retraction` header): an unlink detached the
+ * identifier it came through (docs/erasure.md, Unlink). The resolution leaves the user's events;
+ * the row keeps what it was, for the active-people counts and for "what was retracted".
+ */
+export interface RetractionRow {
+  /** `<retracted output id>:retracted-<unlink input>`: its key. */
+  readonly outputId: string;
+  /** Its XREF_GROUPS sequence. */
+  readonly streamSeq: number;
+  /** The output id of the resolution taken back. */
+  readonly retracted: string;
+  readonly eventId: string;
+  readonly user: UserRef;
+  /** The unlink input (XREF_IN). */
+  readonly seq: number;
 }
 
 /** An event that left a buffer unplaced (XREF_UNMATCHED). */
@@ -104,18 +128,103 @@ export interface ErrorRow {
   readonly record: Readonly<Record<string, unknown>>;
 }
 
-/**
- * What the projection writes in one transaction: the rows read from each stream since the last
- * batch, and each stream's new position. Every row is keyed (event seq, output id, error id), so a
- * batch applied again, wholly or in part, changes nothing.
- */
-export interface ProjectionBatch {
+/** The rows of a batch, by table. */
+export interface ProjectionRows {
   readonly events: readonly EventRow[];
   readonly resolutions: readonly ResolutionRow[];
   readonly unmatched: readonly UnmatchedRow[];
   readonly audit: readonly AuditRow[];
   readonly errors: readonly ErrorRow[];
+}
+
+/**
+ * An unlink's audit record (`xref.audit.unlink`), as read: it names the identifier's kind only;
+ * its request's record in `xref_control` holds the identifier's hash.
+ */
+export interface UnlinkRecord {
+  readonly request: string;
+  /** Its XREF_AUDIT sequence. */
+  readonly streamSeq: number;
+  /** The unlink input (XREF_IN). */
+  readonly seq: number;
+  readonly kind: string;
+  /** Whether the engine found the identifier linked. */
+  readonly found: boolean;
+}
+
+/**
+ * The link an unlink ends, its identifier found by hashing the links of its kind: the link the
+ * audit stream set before the unlink's record goes; a link record after it sets it again.
+ */
+export interface UnlinkRow {
+  /** The unlink record's XREF_AUDIT sequence. */
+  readonly streamSeq: number;
+  /** The unlink input. */
+  readonly seq: number;
+  readonly identifier: Identifier;
+}
+
+/** A forget's audit record (`xref.audit.forget`), as read: which request, and where the streams ended once the engine had erased the user. */
+export interface ForgetRecord {
+  readonly request: string;
+  /** Its XREF_AUDIT sequence. */
+  readonly streamSeq: number;
+  /** The forget's input (XREF_IN). */
+  readonly seq: number;
+  /** Per stream name (`XREF_IN`, …), its last sequence once the erasure was done. */
+  readonly through?: Readonly<Record<string, number>>;
+}
+
+/**
+ * What a forget erases of the read model (docs/read-model.md, forgetting a user), found by the
+ * projection by hashing what the read model holds against the request's tombstone. The ids are
+ * here in memory only: no row keeps them.
+ */
+export interface ForgetRow {
+  readonly request: string;
+  /** The forget record's XREF_AUDIT sequence. */
+  readonly streamSeq: number;
+  /** The user; undefined when the read model holds no user of that kind and hash (nothing of the user is left to find). */
+  readonly user?: UserRef;
+  /** The identifiers of the user's cluster the read model holds, the user's own id among them. */
+  readonly identifiers: readonly Identifier[];
+  /** When the projection applied it (ISO 8601): the receipt's time. */
+  readonly at: string;
+}
+
+/** An event the engine dropped because it carried a forgotten id (`xref.audit.suppressed`): deleted should the projection have read it. */
+export interface SuppressedRow {
+  readonly streamSeq: number;
+  /** Its input (XREF_IN). */
+  readonly seq: number;
+  readonly eventId: string;
+}
+
+/** The read model's part of a forget's receipt: rows deleted per table, and the user's rows counted again after (0). */
+export interface ReadModelReceipt {
+  readonly request: string;
+  readonly deleted: Readonly<Record<string, number>>;
+  readonly remaining: number;
+  readonly at: string;
+}
+
+/**
+ * What the projection writes in one transaction: the rows read from each stream since the last
+ * batch, and each stream's new position. Every row is keyed (event seq, output id, error id), so a
+ * batch applied again, wholly or in part, changes nothing. The retractions of the groups stream
+ * are applied before its resolutions (a resolution retracted in the same batch is not written; a
+ * later one of the same event and user, placed again, takes the place of the one retracted), each
+ * once (keyed by its output id). The unlinks of the audit stream end their identifiers' links in
+ * the stream's order (before the batch's later link records are written); its forgets and
+ * suppressed events are applied after the rows (so rows of the same batch are erased too), a
+ * forget once per request (its receipt says it was).
+ */
+export interface ProjectionBatch extends ProjectionRows {
   readonly positions: readonly StreamPosition[];
+  readonly retractions?: readonly RetractionRow[];
+  readonly forgets?: readonly ForgetRow[];
+  readonly suppressed?: readonly SuppressedRow[];
+  readonly unlinks?: readonly UnlinkRow[];
 }
 
 /** A place in a time order: rows are ordered by (time, sequence). */
@@ -205,6 +314,20 @@ export interface IdentifierFacts {
   readonly unmatched: ReadonlyArray<{ readonly reason: string; readonly count: number }>;
 }
 
+/** A resolution an unlink took back from a user, as `retracted()` answers it. */
+export interface RetractedResolution {
+  /** The event's XREF_IN sequence and id (seq null: the resolution was not in the read model when it was retracted). */
+  readonly eventSeq: number | null;
+  readonly eventId: string;
+  /** The identifier it had come through (null: not known). */
+  readonly via: Identifier | null;
+  /** The unlink input that took it back. */
+  readonly unlinkSeq: number;
+  /** The output ids: of the resolution taken back, and of the retraction. */
+  readonly retracted: string;
+  readonly outputId: string;
+}
+
 /** A user's resolved events: the newest `limit`, in log order, and how many there are. */
 export interface UserEvents {
   readonly total: number;
@@ -216,13 +339,17 @@ export interface UserEvents {
  * changes, each write one transaction with the counter's position (the last input it applied).
  */
 export interface ActivityStore {
-  /** The counter's image (undefined: nothing counted) and where it is stored. */
-  load(): Promise<{ mark: ActivityMark; state?: CounterState }>;
+  /**
+   * The counter's image (undefined: nothing counted) and where it is stored; `counts`: each
+   * period's counts now as stored (`[zone, period, index, counts]`), which hold what forgotten
+   * people counted, their rows gone (ActivityCounter.adoptCounts).
+   */
+  load(): Promise<{ mark: ActivityMark; state?: CounterState; counts?: StoredCounts }>;
   /** Its scalars only (the columns, zones, and each table's bounds): what an answer reads first. */
   scalars(): Promise<{ seq: number; scalars: CounterScalars } | undefined>;
   /** The counts of one zone × period kind over the periods [from, to). */
   counts(range: CountsRange): Promise<ReadonlyMap<number, PeriodCounts>>;
-  /** The events after `afterSeq` through `toSeq`, `limit` at most, and the resolutions those inputs decided. */
+  /** The events after `afterSeq` through `toSeq`, `limit` at most, and the resolutions those inputs decided and took back. */
   inputs(afterSeq: number, toSeq: number, limit: number): Promise<ActivityInputs>;
   /**
    * Writes the counter's changes since `from` (the mark it was loaded or last written at) and
@@ -273,8 +400,20 @@ export interface ReadModelStore {
   /**
    * Deletes, in one transaction, every row read from `streams` and their positions (a stream
    * that was made again is read anew). Rejects with XREF_FENCED unless `owner` holds the claim.
+   * Receipts of forgets stay: a forget read again finds its receipt and is not applied twice.
    */
   resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void>;
+
+  // --- forgetting a user (docs/read-model.md) ---------------------------------------------------
+
+  /** The distinct ids of the users of `kind` the read model holds (resolutions, links): where a forget looks for its user by hashing. */
+  userIds(kind: string): Promise<string[]>;
+  /** The identifiers linked to a user and those its events carry: where a forget looks for the user's cluster by hashing. */
+  userIdentifiers(user: UserRef): Promise<Identifier[]>;
+  /** The values of the linked identifiers of `kind`: where an unlink looks for its identifier by hashing. */
+  linkedValues(kind: string): Promise<string[]>;
+  /** The read model's receipt of a forget request, once applied. */
+  erasure(request: string): Promise<ReadModelReceipt | undefined>;
 
   // --- the queries ------------------------------------------------------------------------------
 
@@ -288,6 +427,8 @@ export interface ReadModelStore {
   userEvents(user: UserRef, limit: number): Promise<UserEvents>;
   /** The identifiers linked to a user now, in the order they were linked. */
   userLinks(user: UserRef): Promise<LinkFacts[]>;
+  /** What unlinks took back from a user, in the order they did (unlink input, then event seq). */
+  retracted(user: UserRef): Promise<RetractedResolution[]>;
   /** What is known of an identifier; `limit`: the most buffered events listed. */
   identifier(identifier: Identifier, limit: number): Promise<IdentifierFacts>;
   /** A page of unmatched records, audit records or errors, ordered by (time, stream seq). */

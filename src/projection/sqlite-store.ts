@@ -11,6 +11,8 @@ import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
+import { ERASURE_SQL, USER_IDENTIFIERS_SQL, USER_IDS_SQL, receiptOf } from './forget-sql.ts';
+import { LINKED_VALUES_SQL, RETRACTED_BY_USER_SQL, retractedResolutions } from './retraction-sql.ts';
 import { type MigrationTarget, runMigrations } from './migrations.ts';
 import { type SqliteAccess, SqliteActivity } from './sqlite-activity.ts';
 import { SqliteWriter, applyRequest, resetRequest, writeSpec } from './sqlite-writer.ts';
@@ -49,9 +51,11 @@ import type {
   PageQuery,
   ProjectedStream,
   ProjectionBatch,
+  ReadModelReceipt,
   ReadModelStore,
   RecordFilter,
   RecordList,
+  RetractedResolution,
   StoredEvent,
   StoredRecord,
   StreamPosition,
@@ -162,6 +166,26 @@ export class SqliteStore implements ReadModelStore {
     const writer = this.writer();
     if (writer !== undefined) return writer.resetStreams(streams, owner);
     this.writeInline(`resetting the read model's ${streams.join(', ')} rows`, owner, (writes) => writes.reset(resetRequest(streams, owner)));
+  }
+
+  async userIds(kind: string): Promise<string[]> {
+    return this.read(USER_IDS_SQL).pluck().all(kind, kind, kind) as string[];
+  }
+
+  async userIdentifiers(user: UserRef): Promise<Identifier[]> {
+    return this.read(USER_IDENTIFIERS_SQL).all(user.kind, user.id, user.kind, user.id) as Identifier[];
+  }
+
+  async linkedValues(kind: string): Promise<string[]> {
+    return this.read(LINKED_VALUES_SQL).pluck().all(kind) as string[];
+  }
+
+  async retracted(user: UserRef): Promise<RetractedResolution[]> {
+    return retractedResolutions(this.read(RETRACTED_BY_USER_SQL).all(user.kind, user.id));
+  }
+
+  async erasure(request: string): Promise<ReadModelReceipt | undefined> {
+    return receiptOf(this.read(ERASURE_SQL).get(request) as Parameters<typeof receiptOf>[0]);
   }
 
   async watermark(): Promise<number> {

@@ -26,6 +26,8 @@ import {
   resolutionValues,
   unmatchedValues,
 } from './read-model-sql.ts';
+import { batchScripts } from './forget-sql.ts';
+import { retractionScripts, unlinkScripts } from './retraction-sql.ts';
 import type { ProjectedStream, ProjectionBatch } from './read-model.ts';
 
 /** Statements, each run once per row of values. */
@@ -71,15 +73,19 @@ export function writeSpec() {
 /** A batch as sqlite-writes.mjs takes it: each table's rows flattened to one array of values. */
 export function applyRequest(batch: ProjectionBatch, owner: string) {
   const events = eventsInOrder(batch.events);
+  const { resolutions, scripts: retractions } = retractionScripts(batch);
   return {
     owner,
+    retractions,
     events: flat('events', events, eventValues),
     eventIds: flat('event_ids', events.flatMap(eventIdValues), (values) => values),
-    resolutions: flat('resolutions', batch.resolutions, resolutionValues),
+    resolutions: flat('resolutions', resolutions, resolutionValues),
     unmatched: flat('unmatched', batch.unmatched, unmatchedValues),
     audit: flat('audit', batch.audit, auditValues),
     errors: flat('errors', batch.errors, errorValues),
-    links: linkValues(batch.audit),
+    unlinks: unlinkScripts(batch),
+    links: linkValues(batch.audit, batch.unlinks),
+    scripts: batchScripts(batch, 'sqlite'),
     positions: latestPositions(batch.positions).map(positionValues),
   };
 }

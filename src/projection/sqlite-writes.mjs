@@ -36,8 +36,32 @@ export function sqliteWrites(db, spec) {
     return stored;
   }
 
+  /**
+   * A write script (forget-sql.ts): nothing when its `unless` query finds a row; else its steps,
+   * each run for every row of values, counting what they delete per table and what the counts
+   * find left, and its receipt written with both.
+   */
+  function script({ unless, tables, steps, receipt }) {
+    if (unless !== undefined && prepare(unless.sql).get(unless.params) !== undefined) return;
+    const deleted = Object.fromEntries(tables.map((table) => [table, 0]));
+    let remaining = 0;
+    for (const step of steps) {
+      const statement = prepare(step.sql);
+      for (const values of step.rows) {
+        if (step.remaining) remaining += statement.pluck().get(values);
+        else {
+          const { changes } = statement.run(values);
+          if (step.deleted !== undefined) deleted[step.deleted] += changes;
+        }
+      }
+    }
+    if (receipt !== undefined) prepare(receipt.sql).run([...receipt.params, JSON.stringify(deleted), remaining]);
+  }
+
   const apply = db.transaction((batch) => {
     if (owner.get() !== batch.owner) throw new Fenced();
+    // retractions first: a resolution they take back makes room for the same event and user placed again in this batch
+    for (const each of batch.retractions) script(each);
     // an event whose id is there already (a duplicate beyond JetStream's window) is not stored again, nor its identifiers
     const stored = new Set(insert('events', batch.events.width, batch.events.values, true));
     // the identifiers of the events stored now (`seq` is their last value)
@@ -48,8 +72,12 @@ export function sqliteWrites(db, spec) {
     }
     insert('event_ids', ids.width, kept, false);
     for (const table of ['resolutions', 'unmatched', 'audit', 'errors']) insert(table, batch[table].width, batch[table].values, false);
+    // unlinks end the stored links before the batch's later ones are written
+    for (const each of batch.unlinks) script(each);
     const link = prepare(links);
     for (const values of batch.links) link.run(values);
+    // forgets and suppressed events, after the rows: rows of this batch are erased too
+    for (const each of batch.scripts) script(each);
     const moved = prepare(position);
     for (const values of batch.positions) moved.run(values);
   }).immediate;

@@ -8,27 +8,29 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
 import { JetStreamInputLog } from '../nats/jetstream-input-log.ts';
-import { HEADERS } from '../nats/subjects.ts';
+import { HEADERS, durableName } from '../nats/subjects.ts';
 import { isStreamNotFound } from '../nats/topology.ts';
 import { type NatsWaits, untilAnswered } from '../nats/retry.ts';
 import type { CheckpointAt, CheckpointWriteOptions, CheckpointWriter } from '../runtime/checkpointer.ts';
 import { DurableConsumer, type InputHandler, type OutputMessage } from '../runtime/durable-consumer.ts';
 import type { InputLog, InputMessage, LeaseView } from '../runtime/input-log.ts';
 import type { DecodedInput, EncodedInput } from '../service/input.ts';
-import type { ProjectedStream, ProjectionBatch, ReadModelStore, StreamPosition } from './read-model.ts';
-import { messageRows } from './rows.ts';
+import type { Settled } from './forget.ts';
+import type { AuditRow, ProjectedStream, ProjectionBatch, ProjectionRows, ReadModelStore, RetractionRow, StreamPosition } from './read-model.ts';
+import { type ControlAction, messageRows } from './rows.ts';
 import { PROJECTED_STREAM_NAMES, type StreamIncarnation, type StreamNames, incarnationOf, staleBecause } from './stream-identity.ts';
 
 /** How an XREF_IN message is read: as the engine does, with the same config (see `projectionDecoder`). */
 export type InputDecoder = (msg: EncodedInput) => DecodedInput;
 
-/** One write: a stream's rows since the last one, and its new position. */
+/** One write: a stream's rows since the last one, and its new position; for the audit stream, its control records in stream order. */
 interface StreamCheckpoint extends CheckpointAt {
   readonly batch: ProjectionBatch;
+  readonly controls: readonly ControlAction[];
 }
 
-type Rows = { -readonly [T in keyof Omit<ProjectionBatch, 'positions'>]: Array<ProjectionBatch[T][number]> };
-const noRows = (): Rows => ({ events: [], resolutions: [], unmatched: [], audit: [], errors: [] });
+type Rows = { -readonly [T in keyof ProjectionRows]: Array<ProjectionRows[T][number]> } & { retractions: RetractionRow[] };
+const noRows = (): Rows => ({ events: [], resolutions: [], unmatched: [], audit: [], errors: [], retractions: [] });
 
 export interface StreamStats {
   /** Messages read (not counting those delivered again). */
@@ -69,6 +71,15 @@ export interface ProjectorContext {
   fenced(why: string): void;
   /** Processing stopped for good (a bug, not an outage). */
   failed(error: Error): void;
+  /**
+   * The control records of an audit batch (forgets, suppressed events, unlinks), made ready to
+   * apply (forget.ts): waited for until the other streams are written through them, and what they
+   * erase found (`audit`: the batch's rows, whose links are not written yet); given up, saying
+   * where, once `giveUp()`.
+   */
+  settle(controls: readonly ControlAction[], audit: readonly AuditRow[], giveUp: () => boolean): Promise<Settled>;
+  /** A batch holding forgets is written. */
+  forgotten(batch: ProjectionBatch): void;
 }
 
 /** The stream as it is now, or undefined when it does not exist. */
@@ -142,6 +153,11 @@ export class StreamProjector {
     this.run?.fence(why);
   }
 
+  /** What the read model holds of the stream. */
+  get written(): StreamPosition | undefined {
+    return this.position;
+  }
+
   /** A batch of the running consumer is written. */
   batchWritten(position: StreamPosition): void {
     this.position = position;
@@ -164,7 +180,10 @@ export class StreamProjector {
     }
     if (run !== undefined) {
       const why = now === undefined ? 'it was deleted' : staleBecause({ seq: read, created: run.created }, now);
-      if (why === undefined) return;
+      if (why === undefined) {
+        await run.passTail(now!.lastSeq);
+        return;
+      }
       logger.warn({ stream: this.stream, read }, `${this.stream} changed while it was read: ${why}; what was read and not written is dropped`);
       run.discard();
       await run.stop();
@@ -217,6 +236,8 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   private readonly consumer: DurableConsumer<StreamCheckpoint>;
   private readonly log: InputLog;
   private rows: Rows = noRows();
+  /** The control records read since the last write (audit stream). */
+  private controls: ControlAction[] = [];
   private inputs = 0;
   /** The last sequence read (applied or skipped), and the last one handed to a write. */
   private last = 0;
@@ -279,6 +300,26 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
     return this.consumer.stop();
   }
 
+  /**
+   * Moves the position through `lastSeq` (where the stream ends, looked at before this call)
+   * when nothing up to there is left for this run to read: its consumer has no message pending
+   * (matching its filter, undelivered) and none delivered and not acked (an input is acked once
+   * applied). What lies between is then only what it never reads (control inputs in XREF_IN, which
+   * its filter leaves out) or no longer exists (erased, purged): a delivery notices such gaps only
+   * at the next message, so a stream ending with them would never be written through its end.
+   */
+  async passTail(lastSeq: number): Promise<void> {
+    if (lastSeq <= this.last || this.stopping || this.discarded) return;
+    let pending: { num_pending: number; num_ack_pending: number };
+    try {
+      pending = await this.ctx.jsm.consumers.info(this.names.stream, durableName(this.ctx.consumer, this.ctx.claim.epoch));
+    } catch {
+      return; // not made yet, or NATS away: at the next check
+    }
+    if (pending.num_pending > 0 || pending.num_ack_pending > 0) return;
+    if (lastSeq > this.last) this.last = lastSeq;
+  }
+
   fence(why: string): void {
     this.consumer.fence(why);
   }
@@ -288,19 +329,23 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   apply(input: InputMessage): Promise<void> | undefined {
     // delivered as headers only, yet without the header (written by another writer, or by xref
     // before it wrote the header): read whole
-    if (this.names.headersOnly === true && input.data.length === 0 && input.header?.(HEADERS.resolution) === undefined) return this.applyWhole(input.seq);
+    if (this.names.headersOnly === true && input.data.length === 0 && input.header?.(HEADERS.resolution) === undefined && input.header?.(HEADERS.retraction) === undefined) {
+      return this.applyWhole(input.seq);
+    }
     return this.applyRows(input);
   }
 
   private applyRows(input: InputMessage): Promise<void> | undefined {
     const rows = messageRows(this.projector.role, input, this.ctx.decode);
-    this.last = input.seq;
+    // never back: a gap read after the position passed a tail (passTail) is behind it
+    if (input.seq > this.last) this.last = input.seq;
     this.projector.stats.inputs++;
     if (rows.table === 'none') {
       this.projector.stats.noRow++;
       this.ctx.logger.debug({ stream: this.names.stream, seq: input.seq, why: rows.why }, 'a message gives no row');
     } else {
       (this.rows[rows.table] as unknown[]).push(rows.row);
+      if (rows.table === 'audit' && rows.control !== undefined) this.controls.push(rows.control);
     }
     // a whole batch waits while the last one is written: reading waits for that write
     return ++this.inputs >= this.ctx.batch ? this.writing : undefined;
@@ -314,7 +359,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   }
 
   skip(seq: number): void {
-    this.last = seq;
+    if (seq > this.last) this.last = seq;
   }
 
   // --- writing ---------------------------------------------------------------------------------
@@ -323,10 +368,12 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   private take(): StreamCheckpoint | undefined {
     if (this.last === this.taken) return undefined;
     const batch: ProjectionBatch = { ...this.rows, positions: [{ stream: this.projector.role, seq: this.last, created: this.created }] };
+    const controls = this.controls;
     this.rows = noRows();
+    this.controls = [];
     this.inputs = 0;
     this.taken = this.last;
-    return { seq: this.last, batch };
+    return { seq: this.last, batch, controls };
   }
 
   write(checkpoint: StreamCheckpoint, options: CheckpointWriteOptions): Promise<void> {
@@ -355,13 +402,15 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
       void this.projector.check();
       return;
     }
+    const batch = checkpoint.controls.length === 0 ? checkpoint.batch : await this.settled(checkpoint, options);
+    if (batch === undefined) return;
     for (let attempt = 0; ; attempt++) {
       // tried again only while the claim holds (a stop with the database away ends once it lapses)
       if (!options.mayWrite() || (attempt > 0 && !this.ctx.claim.valid())) {
         throw new XrefError('XREF_FENCED', `rows of ${this.names.stream} through ${checkpoint.seq} were not written: the claim on the read model is lost`);
       }
       try {
-        await store.apply(checkpoint.batch, owner);
+        await store.apply(batch, owner);
         if (attempt > 0) logger.info({ stream: this.names.stream, attempts: attempt + 1 }, 'the read model is written again');
         break;
       } catch (error) {
@@ -372,7 +421,25 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
         await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** Math.min(attempt, 10))));
       }
     }
-    this.projector.batchWritten(checkpoint.batch.positions[0]!);
+    this.projector.batchWritten(batch.positions[0]!);
+    if ((batch.forgets?.length ?? 0) > 0) this.ctx.forgotten(batch);
+  }
+
+  /**
+   * An audit batch with its control records made ready: its forgets, suppressed events and unlinks added.
+   * Given up (a stop, the claim lost) before one of them, only the rows before it are written, and
+   * nothing more by this run: the rest is read again at the next start. Undefined: nothing to write.
+   */
+  private async settled(checkpoint: StreamCheckpoint, options: CheckpointWriteOptions): Promise<ProjectionBatch | undefined> {
+    const settled = await this.ctx.settle(checkpoint.controls, checkpoint.batch.audit, () => this.stopping || this.discarded || !options.mayWrite());
+    if (this.discarded) return undefined;
+    const { forgets, suppressed, unlinks } = settled;
+    if (settled.before === undefined) return { ...checkpoint.batch, forgets, suppressed, unlinks };
+    this.discard();
+    const seq = settled.before - 1;
+    if (seq <= (this.projector.written?.seq ?? 0)) return undefined;
+    const audit = checkpoint.batch.audit.filter((row) => row.streamSeq < settled.before!);
+    return { ...checkpoint.batch, audit, forgets, suppressed, unlinks, positions: [{ stream: this.projector.role, seq, created: this.created }] };
   }
 
   /**

@@ -86,6 +86,12 @@ export class Checkpointer<C extends CheckpointAt> {
     this.timer.unref();
   }
 
+  /** A checkpoint is wanted now, not at the next count or tick (what waits for it should not wait long). */
+  soon(): void {
+    this.due = true;
+    this.host.wake();
+  }
+
   /** One more input applied. */
   counted(): void {
     this.sinceLast++;

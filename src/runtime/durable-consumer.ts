@@ -145,6 +145,11 @@ export class DurableConsumer<C extends CheckpointAt> {
     this.pump.wake();
   }
 
+  /** Checkpoints between the next two inputs, whatever the count or the clock says. */
+  checkpointSoon(): void {
+    this.checkpointer.soon();
+  }
+
   /** The last sequence applied (or skipped). */
   get position(): number {
     return this.applied;

@@ -69,10 +69,13 @@ export class OrderedDelivery implements InputDelivery {
   }
 
   private async readMissing(seq: number, delivered: number): Promise<InputMessage | LogGap> {
+    const found = await this.source.read(seq);
     if (!this.filling) {
       this.filling = true;
-      this.logger.warn({ from: seq, to: delivered - 1 }, 'inputs missing from the delivery: reading them from the log');
+      // deleted inputs (an erasure's) are expected; a stored one the transport skipped is not
+      if (found === undefined) this.logger.debug({ from: seq, to: delivered - 1 }, 'inputs deleted from the log: skipping them');
+      else this.logger.warn({ from: seq, to: delivered - 1 }, 'inputs missing from the delivery: reading them from the log');
     }
-    return (await this.source.read(seq)) ?? { seq, deleted: true };
+    return found ?? { seq, deleted: true };
   }
 }

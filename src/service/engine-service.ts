@@ -18,8 +18,12 @@ import { CONSUMERS, isDurableOf } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
 import { DurableConsumer, type InputHandler } from '../runtime/durable-consumer.ts';
 import { type InputMessage, type QueuedInputs, StoredInput } from '../runtime/input-log.ts';
+import type { ControlCommand } from '../domain/control.ts';
+import type { Erasure } from '../engine/outputs.ts';
+import { controlId } from '../engine/records.ts';
+import { ControlEffects } from './control-effects.ts';
 import { type DecodedInput, inputDecoder } from './input.ts';
-import { type OutboundMessage, messageSink } from './outputs.ts';
+import { type OutboundMessage, controlMessage, messageSink } from './outputs.ts';
 
 export const ENGINE_CONSUMER = CONSUMERS.engine;
 
@@ -27,6 +31,8 @@ export const ENGINE_CONSUMER = CONSUMERS.engine;
 export function isEngineConsumer(name: string): boolean {
   return isDurableOf(ENGINE_CONSUMER, name);
 }
+/** No queued inputs to look ahead at. */
+const NOTHING_AHEAD: QueuedInputs = { queued: 0, peek: () => undefined };
 /** Queued inputs scanned when actors must come back from KV. */
 const LOOK_AHEAD = 500;
 
@@ -87,6 +93,9 @@ export class EngineService {
     decode: Decode,
     /** What the engine decided for the input being applied, waiting to be published. */
     outbox: OutboundMessage[],
+    /** The forgets the engine applies, as they are handed over by its sink. */
+    erasures: Erasure[],
+    private readonly effects: ControlEffects,
     /** Calls to NATS waiting for it to answer again (an outage): readiness and metrics show them. */
     readonly waits: NatsWaits,
   ) {
@@ -96,7 +105,8 @@ export class EngineService {
     this.consumer = new DurableConsumer<Checkpoint>({
       name: ENGINE_CONSUMER,
       log,
-      handler: new EngineInputs(engine, stores, outbox, decode, budget, this.stats),
+      // a forget's buckets are purged once a checkpoint past it is written: soon, then
+      handler: new EngineInputs(engine, stores, outbox, erasures, effects, () => this.consumer.checkpointSoon(), decode, budget, this.stats),
       publisher,
       maxInFlight: settings.maxInFlight,
       checkpoints: {
@@ -158,17 +168,22 @@ export class EngineService {
       users: new KvSnapshotStore('u', state, loaded.userAddresses),
     };
     const outbox: OutboundMessage[] = [];
+    const erasures: Erasure[] = [];
+    const effects = await ControlEffects.open(nc, js, jsm, publisher, logger.child({ component: 'control' }));
+    const { suppressed, blocked } = await effects.resume(loaded.seq);
     const engine: IdentityEngine = new IdentityEngine({
       config: options.config,
       sink: messageSink(
         (message) => outbox.push(message),
         (): number => engine.seq,
+        (erasure) => erasures.push(erasure),
       ),
+      hasher: effects.hasher,
       maxLiveActors: settings.maxLiveActors,
       dedupWindow: settings.dedupLookback,
       identifierStore: stores.identifiers,
       userStore: stores.users,
-      resume: { seq: loaded.seq, watermark: loaded.watermark, links: loaded.links, clusters: loaded.clusters, seen },
+      resume: { seq: loaded.seq, watermark: loaded.watermark, links: loaded.links, clusters: loaded.clusters, seen, suppressed, blocked },
     });
     logger.info(
       { seq: loaded.seq, links: loaded.links.size, buffering: loaded.identifierAddresses.length, dedupIds: seen.length, ms: Date.now() - started },
@@ -177,7 +192,7 @@ export class EngineService {
     // the durable consumer always restarts right after the checkpoint: inputs acked after it are
     // applied again, and their outputs dropped by the streams' duplicate window
     const log = new JetStreamInputLog({ js, jsm, logger, waits, maxAckPending: settings.maxInFlight * 4 });
-    const service = new EngineService(options, log, publisher, state, engine, stores, decode, outbox, waits);
+    const service = new EngineService(options, log, publisher, state, engine, stores, decode, outbox, erasures, effects, waits);
     await service.consumer.start(loaded.seq + 1);
     return service;
   }
@@ -203,6 +218,7 @@ export class EngineService {
   /** Stops pulling, finishes what was delivered, checkpoints, and lets go of the stream. */
   async stop(): Promise<void> {
     await this.consumer.stop();
+    await this.effects.settled();
     this.options.logger.debug({ seq: this.engine.seq, ...this.stats }, 'engine stopped');
   }
 
@@ -235,6 +251,7 @@ export class EngineService {
   private checkpointWritten(checkpoint: Checkpoint): void {
     this.stores.identifiers.written(checkpoint.identifiers);
     this.stores.users.written(checkpoint.users);
+    this.effects.checkpointWritten(checkpoint.seq);
     this.options.logger.debug({ seq: checkpoint.seq, links: checkpoint.links.size, actors: checkpoint.identifiers.length + checkpoint.users.length }, 'checkpoint');
   }
 }
@@ -245,6 +262,9 @@ class EngineInputs implements InputHandler {
     private readonly engine: IdentityEngine,
     private readonly stores: SnapshotStores,
     readonly outbox: OutboundMessage[],
+    private readonly erasures: Erasure[],
+    private readonly effects: ControlEffects,
+    private readonly checkpointSoon: () => void,
     private readonly decode: Decode,
     /** Storms: the records kept per reason per second of publish time (so a replay keeps the same ones). */
     private readonly budget: ErrorBudget,
@@ -260,12 +280,46 @@ class EngineInputs implements InputHandler {
       if (this.budget.keep(input.record.reason, msg.publishedMs())) this.outbox.push(input.rejected);
       return undefined;
     }
+    if ('control' in input) return this.applyControl(input.control, seq);
     const touched = this.engine.touches(input.event, input.time);
-    if (touched === undefined) {
-      this.engine.ingest(input.event, seq, input.time);
-      return undefined;
-    }
+    if (touched === undefined) return this.ingest(input.event, seq, input.time);
     return this.loadThenIngest(touched, input.event, seq, input.time, ahead);
+  }
+
+  /** Applies an event; a suppressed one's input is erased before it counts as applied. */
+  private ingest(event: XrefEvent, seq: number, time: number | undefined): Promise<void> | undefined {
+    return this.engine.ingest(event, seq, time) === 'suppressed' ? this.effects.eraseInput(seq) : undefined;
+  }
+
+  /**
+   * A control input: a forget is applied to the state with the hashes of its tombstone (when it
+   * was applied before), then the streams are erased before its audit record, which says what
+   * was erased, is published (docs/erasure.md).
+   */
+  private async applyControl(command: ControlCommand, seq: number): Promise<void> {
+    if (command.verb === 'unsuppress') {
+      this.engine.control(command, seq);
+      await this.effects.unsuppressed(command, seq);
+      return;
+    }
+    if (command.verb === 'unlink') {
+      const target = this.engine.unlinkTarget(command.identifier);
+      const standing = target === undefined ? [] : await this.effects.standing(target.user.ref, seq);
+      // what the retracted events will be placed among may be passivated: loaded first, as for an event
+      if (target !== undefined) {
+        for (let missing = this.engine.unlinkTouches(target, standing); missing !== undefined; missing = this.engine.unlinkTouches(target, standing)) await this.loadAhead(missing, NOTHING_AHEAD);
+      }
+      this.engine.control(command, seq, { standing });
+      await this.effects.unlinked(command, seq, target?.user.ref);
+      return;
+    }
+    this.engine.control(command, seq, { tombstone: await this.effects.tombstone(command.request) });
+    const erasure = this.erasures.pop()!;
+    this.erasures.length = 0;
+    const done = await this.effects.erase(command, erasure);
+    const at = this.outbox.findIndex((out) => out.msgId === controlId(command.request, 'forget'));
+    this.outbox[at] = controlMessage({ ...JSON.parse(this.outbox[at]!.payload), erased: done.erased, through: done.through });
+    this.checkpointSoon();
   }
 
   /** Deleted from the stream: nothing to apply. */
@@ -281,7 +335,7 @@ class EngineInputs implements InputHandler {
    */
   private async loadThenIngest(touched: Touched, event: XrefEvent, seq: number, time: number | undefined, ahead: QueuedInputs): Promise<void> {
     for (let missing: Touched | undefined = touched; missing !== undefined; missing = this.engine.touches(event, time)) await this.loadAhead(missing, ahead);
-    this.engine.ingest(event, seq, time);
+    await this.ingest(event, seq, time);
   }
 
   /**
@@ -299,7 +353,7 @@ class EngineInputs implements InputHandler {
     };
     for (let i = 0; i < Math.min(LOOK_AHEAD, ahead.queued); i++) {
       const input = this.decode(ahead.peek(i)!);
-      if (!('rejected' in input)) add(this.engine.touches(input.event, input.time));
+      if ('event' in input) add(this.engine.touches(input.event, input.time));
     }
     await Promise.all([this.stores.identifiers.prefetch([...identifiers]), this.stores.users.prefetch([...users])]);
   }

@@ -1,4 +1,5 @@
 import type { Config } from '../domain/config.ts';
+import { type ControlCommand, controlVerb, parseControl } from '../domain/control.ts';
 import { type XrefEvent, parseEvent } from '../domain/envelope.ts';
 import { type ErrorRecord, errorRecord } from '../domain/error-record.ts';
 import { XrefError } from '../domain/errors.ts';
@@ -7,6 +8,7 @@ import { type PayloadRules, payloadRules } from '../domain/payload-rules.ts';
 import { rejectedId } from '../engine/records.ts';
 import type { LogBatch } from '../nats/log-read-worker.ts';
 import { type InputMessage, StoredInput } from '../runtime/input-log.ts';
+import { subjects } from '../nats/subjects.ts';
 import { type OutboundMessage, errorMessage } from './outputs.ts';
 
 const decoder = new TextDecoder();
@@ -19,6 +21,8 @@ export function loggedInput(batch: LogBatch, i: number): InputMessage {
 export type DecodedInput =
   /** `json`: the message's text, when the event is exactly what it holds (nothing normalised). */
   | { readonly event: XrefEvent; readonly time: number | undefined; readonly json?: string }
+  /** A control input (`xref.ctl.<verb>`): a command, not an event (docs/erasure.md). */
+  | { readonly control: ControlCommand }
   | { readonly rejected: OutboundMessage; readonly record: ErrorRecord };
 
 /**
@@ -39,6 +43,7 @@ export function decodeInput(msg: EncodedInput, limits: Limits, rules?: PayloadRu
   let value: unknown;
   try {
     value = JSON.parse(text);
+    if (msg.subject.startsWith(subjects.ctlPrefix)) return { control: parseControl(controlVerb(msg.subject.slice(subjects.ctlPrefix.length)), value) };
     const { event, time } = parseEvent(value, limits, msg.data.length);
     rules?.check(event, published, time);
     return event === value ? { event, time: time ?? published, json: text } : { event, time: time ?? published };

@@ -1,5 +1,5 @@
 import type { ErrorRecord } from '../domain/error-record.ts';
-import type { AuditRecord, Resolved, Sink, Unmatched } from '../engine/outputs.ts';
+import type { AuditRecord, ControlAudit, Erasure, Resolved, Retraction, Sink, Unmatched } from '../engine/outputs.ts';
 import type { OutputHeader } from '../runtime/durable-consumer.ts';
 import { HEADERS, subjects } from '../nats/subjects.ts';
 
@@ -27,6 +27,15 @@ export function resolvedMessage(r: Resolved, at: number): OutboundMessage {
   };
 }
 
+/**
+ * A resolution taken back, on the user's subject after it: `{ retract, output, reason, seq, user }`
+ * (the event's id, the output retracted, the unlink input), also in the `Xref-Retraction` header.
+ */
+export function retractionMessage(r: Retraction): OutboundMessage {
+  const payload = JSON.stringify({ retract: r.eventId, output: r.retracted, reason: r.reason, seq: r.seq, user: r.user });
+  return { subject: subjects.group(r.user.kind, r.user.id), msgId: r.outputId, payload, header: { name: HEADERS.retraction, value: payload } };
+}
+
 /** An unplaced event on `xref.unmatched.<kind>`: `{ seq, reason, identifier, event }`. */
 export function unmatchedMessage(u: Unmatched): OutboundMessage {
   return {
@@ -41,6 +50,11 @@ export function auditMessage(a: AuditRecord): OutboundMessage {
   return { subject: subjects.audit(a.reason), msgId: a.outputId, payload: JSON.stringify(a) };
 }
 
+/** A control input's audit record on `xref.audit.<reason>` (forget, unsuppress, suppressed): as it is. */
+export function controlMessage(c: ControlAudit): OutboundMessage {
+  return { subject: subjects.audit(c.reason), msgId: c.outputId, payload: JSON.stringify(c) };
+}
+
 /**
  * An error record on `xref.errors.<reason>`, its id the message id: a rejected input, so nothing
  * vanishes silently (the engine's records have deterministic ids: a replay's are dropped as
@@ -52,12 +66,16 @@ export function errorMessage(record: ErrorRecord): OutboundMessage {
 
 /**
  * A sink that turns every decision of the engine into its message and hands it to `send`;
- * `applying` is the input the engine applies (it decides only while applying one).
+ * `applying` is the input the engine applies (it decides only while applying one); `erase` is
+ * told of a forget (what was already published of the user is the caller's to erase).
  */
-export function messageSink(send: (message: OutboundMessage) => void, applying: () => number): Sink {
+export function messageSink(send: (message: OutboundMessage) => void, applying: () => number, erase: (erasure: Erasure) => void = () => {}): Sink {
   return {
     resolved: (r) => send(resolvedMessage(r, applying())),
     unmatched: (u) => send(unmatchedMessage(u)),
     audit: (a) => send(auditMessage(a)),
+    control: (c) => send(controlMessage(c)),
+    retract: (r) => send(retractionMessage(r)),
+    erase,
   };
 }

@@ -1,10 +1,12 @@
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { ControlCommand } from '../domain/control.ts';
+import { standingResolutions } from '../nats/standing-resolutions.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../domain/config.ts';
 import { ErrorBudget } from '../domain/error-budget.ts';
 import { type Limits, defaultLimits } from '../domain/limits.ts';
-import { IdentityEngine } from '../engine/engine.ts';
+import { type ControlContext, IdentityEngine } from '../engine/engine.ts';
 import { StateImage } from '../engine/state-image.ts';
 import { readLogAhead } from '../nats/log-read-worker.ts';
 import { logBounds } from '../nats/log-reader.ts';
@@ -12,6 +14,7 @@ import { JetStreamPublisher } from '../nats/publisher.ts';
 import { settingDefaults } from '../settings.ts';
 import { STREAMS } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
+import { ControlStore } from '../nats/control-store.ts';
 import { inputDecoder, loggedInput } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
@@ -69,13 +72,30 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
   const publish = (out: OutboundMessage) => void publisher?.publish(out.subject, out.payload, out.msgId, undefined, out.header);
   // without --republish the outputs are counted, not built
   const sink = publisher === undefined ? { resolved: () => {}, unmatched: () => {}, audit: () => {} } : messageSink(publish, (): number => engine.seq);
-  const engine: IdentityEngine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER, dedupWindow: options.dedupWindow });
+  const control = new ControlStore(nc);
+  const engine: IdentityEngine = new IdentityEngine({ config: options.config, sink, maxLiveActors: Number.MAX_SAFE_INTEGER, dedupWindow: options.dedupWindow, hasher: await control.hasher() });
   const decode = inputDecoder(options.config, options.limits ?? defaultLimits());
   const budget = new ErrorBudget(options.errorsPerSecond ?? settingDefaults().errorsPerSecond);
+  /**
+   * A forget is applied with the hashes its first application found (the user's inputs are gone);
+   * an unlink retracts from what the user's subject held before it (with --republish, what this
+   * replay published so far).
+   */
+  const controlContext = async (command: ControlCommand, seq: number): Promise<ControlContext> => {
+    if (command.verb === 'forget') {
+      const tombstone = await control.get('forget', command.request);
+      return tombstone?.seq === undefined ? {} : { tombstone: tombstone.hashes };
+    }
+    if (command.verb !== 'unlink') return {};
+    const target = engine.unlinkTarget(command.identifier);
+    if (target === undefined) return {};
+    await publisher?.flushed();
+    return { standing: await standingResolutions(jetstream(nc), jsm, target.user.ref, seq) };
+  };
   let events = 0;
   let rejected = 0;
   const started = process.hrtime.bigint();
-  await readLogAhead(options.natsUrl, fromSeq, toSeq, (batch) => {
+  await readLogAhead(options.natsUrl, fromSeq, toSeq, async (batch) => {
     for (let i = 0; i < batch.seqs.length; i++) {
       const msg = loggedInput(batch, i);
       const input = decode(msg);
@@ -83,13 +103,15 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
         rejected++;
         engine.skip(msg.seq);
         if (budget.keep(input.record.reason, msg.publishedMs())) publish(input.rejected);
+      } else if ('control' in input) {
+        engine.control(input.control, msg.seq, await controlContext(input.control, msg.seq));
       } else {
         events++;
         engine.ingest(input.event, msg.seq, input.time);
       }
     }
     options.onProgress?.(batch.seqs[batch.seqs.length - 1]! - fromSeq + 1, total);
-    return publisher !== undefined && publisher.pending > 5000 ? publisher.flushed() : undefined;
+    if (publisher !== undefined && publisher.pending > 5000) await publisher.flushed();
   });
   options.onProgress?.(total, total);
   await publisher?.flushed();

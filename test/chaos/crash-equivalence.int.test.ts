@@ -17,13 +17,14 @@ describe('crash equivalence under chaos', () => {
   const seeds = Array.from({ length: runs }, (_, i) => firstSeed + i);
 
   it.each(seeds)(
-    `seed %i: ${kills} engine SIGKILLs (start-up, checkpoint, anywhere), a nats-server SIGKILL under a backlog, a SIGSTOP: the streams equal the offline engine`,
+    `seed %i: ${kills} engine SIGKILLs (start-up, checkpoint, anywhere), a nats-server SIGKILL under a backlog, a SIGSTOP, unlinks among the events: the streams equal the offline engine`,
     async (seed) => {
       const result = await chaosTrial({ seed, kills, events });
       if (report !== undefined) writeFileSync(report, `${JSON.stringify(result)}\n`, { flag: 'a' });
       expect(result.kills).toBeGreaterThanOrEqual(kills);
       expect(result.differences.slice(0, 40)).toEqual([]);
       expect(result.outputs.groups).toBeGreaterThan(0);
+      expect(result.outputs.retracted).toBeGreaterThan(0);
     },
     600_000,
   );

@@ -15,7 +15,11 @@ import { join } from 'node:path';
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { random } from './web-log.ts';
-import { groupEvents } from '../../src/group.ts';
+import { requestUnlink } from '../../src/control/requests.ts';
+import { controlVerb, parseControl } from '../../src/domain/control.ts';
+import type { ConfigInput } from '../../src/domain/config.ts';
+import { Grouper } from '../../src/group.ts';
+import { ControlStore } from '../../src/nats/control-store.ts';
 import { logger } from '../../src/log.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
 import { BUCKETS, STREAMS, kvStream, subjects } from '../../src/nats/subjects.ts';
@@ -42,7 +46,7 @@ export interface ChaosResult {
   readonly kills: number;
   /** Engines that found no server at start, exited 1 and were started again. */
   readonly supervisorRestarts: number;
-  readonly outputs: { groups: number; unmatched: number; audit: number };
+  readonly outputs: { groups: number; retracted: number; unmatched: number; audit: number };
   /** Longest time from the restarted server being ready to the engine storing a new output (ms). */
   readonly resumeMs: number;
   readonly resumeLog: string;
@@ -192,7 +196,7 @@ class Trial {
   }
 
   /** What `ask` answers once the server does (it may be coming back), within a minute. */
-  private async answered<T>(ask: () => Promise<T>): Promise<T> {
+  async answered<T>(ask: () => Promise<T>): Promise<T> {
     let answer: T | undefined;
     await waitFor('the nats-server to answer', () => ask().then((value) => ((answer = value), true), () => false), 60_000);
     return answer as T;
@@ -224,6 +228,11 @@ export async function chaosTrial(options: ChaosOptions): Promise<ChaosResult> {
     trial.start();
     for (let chunk = 0; chunk < chunks; chunk++) {
       const part = events.slice(Math.floor((chunk * events.length) / chunks), Math.floor(((chunk + 1) * events.length) / chunks));
+      // an unlink or two of cookies seen earlier, stored before the chunk's events (and before its chaos)
+      if (chunk >= 1) {
+        const seen = events.slice(0, Math.floor((chunk * events.length) / chunks));
+        for (const value of unlinksOf(seen, rand)) await trial.answered(() => requestUnlink(nc, { kind: 'cookie', value, block: rand() < 0.3, by: 'chaos' }));
+      }
       const stored = Promise.all(part.map((event) => publisher.publish(subjects.in('chaos'), JSON.stringify(event), String(event.id)))).then(() => undefined);
       const action = chunk >= 1 ? plan[chunk - 1] : undefined;
       if (action !== undefined) trial.actions.push(action);
@@ -275,17 +284,38 @@ export async function chaosTrial(options: ChaosOptions): Promise<ChaosResult> {
   }
 }
 
-type GroupPayload = { user: { kind: string; id: string }; event: { id: string } };
+/** One or two cookies of `earlier` to unlink. */
+function unlinksOf(earlier: ReadonlyArray<Record<string, unknown>>, rand: () => number): string[] {
+  const out: string[] = [];
+  for (let tries = 0; tries < 20 && out.length < 1 + Math.floor(rand() * 2); tries++) {
+    const ids = earlier[Math.floor(rand() * earlier.length)]?.ids as Record<string, unknown> | undefined;
+    if (typeof ids?.cookie === 'string' && !out.includes(ids.cookie)) out.push(ids.cookie);
+  }
+  return out;
+}
+
+/** The offline engine on XREF_IN as stored: events, and control inputs at their place. */
+async function offline(nc: NatsConnection, inputs: Array<{ subject: string; data: unknown }>, config: ConfigInput) {
+  const grouper = new Grouper(config, { hasher: await new ControlStore(nc).hasher() });
+  for (const { subject, data } of inputs) {
+    if (subject.startsWith(subjects.ctlPrefix)) grouper.control(parseControl(controlVerb(subject.slice(subjects.ctlPrefix.length)), data));
+    else grouper.add(data);
+  }
+  return grouper.finish();
+}
+
+type GroupPayload = { user: { kind: string; id: string }; event?: { id: string }; output?: string };
 type UnmatchedPayload = { reason: string; event: { id: string } };
 
 /** The three output streams against the offline engine on XREF_IN as stored: what differs (nothing, when equal). */
-export async function compare(nc: NatsConnection, events: ReadonlyArray<Record<string, unknown>>, config: Parameters<typeof groupEvents>[1], unexpected: string[]) {
-  const inputs = await readStream<{ id: string }>(nc, STREAMS.in);
-  const oracle = groupEvents(
-    inputs.map((m) => m.data),
-    config,
-  );
-  const groups = await readStream<GroupPayload>(nc, STREAMS.groups);
+export async function compare(nc: NatsConnection, events: ReadonlyArray<Record<string, unknown>>, config: ConfigInput, unexpected: string[]) {
+  const log = await readStream<{ id: string }>(nc, STREAMS.in);
+  const oracle = await offline(nc, log, config);
+  const inputs = log.filter((m) => !m.subject.startsWith(subjects.ctlPrefix));
+  // what stands: the resolutions less those an unlink retracted
+  const published = await readStream<GroupPayload>(nc, STREAMS.groups);
+  const retracted = new Set(published.flatMap((m) => (m.data.output === undefined ? [] : [m.data.output])));
+  const groups = published.filter((m) => m.data.event !== undefined && !retracted.has(m.msgId!));
   const unmatched = await readStream<UnmatchedPayload>(nc, STREAMS.unmatched);
   const audit = await readStream(nc, STREAMS.audit);
   const expectedGroups = Object.entries(oracle.groups).flatMap(([kind, users]) =>
@@ -295,16 +325,16 @@ export async function compare(nc: NatsConnection, events: ReadonlyArray<Record<s
     ...unexpected,
     // the log holds every event published, once (the same id again is stored once)
     ...multisetDiff('inputs', inputs.map((m) => m.data.id), [...new Set(events.map((e) => String(e.id)))]),
-    ...duplicates(STREAMS.groups, groups.map((m) => m.msgId)),
+    ...duplicates(STREAMS.groups, published.map((m) => m.msgId)),
     ...duplicates(STREAMS.unmatched, unmatched.map((m) => m.msgId)),
     ...duplicates(STREAMS.audit, audit.map((m) => m.msgId)),
-    ...multisetDiff('groups', groups.map((m) => `${m.data.user.kind}:${m.data.user.id} ${m.data.event.id}`), expectedGroups),
+    ...multisetDiff('groups', groups.map((m) => `${m.data.user.kind}:${m.data.user.id} ${m.data.event!.id}`), expectedGroups),
     ...multisetDiff(
       'unmatched',
       unmatched.map((m) => `${m.data.event.id} ${m.data.reason}`),
       oracle.unmatched.filter((u) => u.reason !== 'unlinked').map((u) => `${u.event.id} ${u.reason}`),
     ),
-    ...multisetDiff('audit', audit.map((m) => m.msgId ?? '?'), oracle.audit.map((a) => a.outputId)),
+    ...multisetDiff('audit', audit.map((m) => m.msgId ?? '?'), [...oracle.audit, ...oracle.control].map((a) => a.outputId)),
   ];
-  return { outputs: { groups: groups.length, unmatched: unmatched.length, audit: audit.length }, differences };
+  return { outputs: { groups: groups.length, retracted: retracted.size, unmatched: unmatched.length, audit: audit.length }, differences };
 }

@@ -52,7 +52,7 @@ export async function referenceStore(nc: NatsConnection, decode: InputDecoder, s
     const batch: { -readonly [K in keyof ProjectionBatch]: unknown[] } = { events: [], resolutions: [], unmatched: [], audit: [], errors: [], positions: [] };
     for (const msg of read.messages) {
       const rows = messageRows(stream, msg, decode);
-      if (rows.table !== 'none') batch[rows.table].push(rows.row);
+      if (rows.table !== 'none') (batch[rows.table] ??= []).push(rows.row);
     }
     batch.positions.push({ stream, seq: read.lastSeq, created: read.created });
     await store.apply(batch as unknown as ProjectionBatch, 'reference');

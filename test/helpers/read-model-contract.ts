@@ -8,8 +8,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import type { Identifier } from '../../src/domain/identifiers.ts';
 import type { UserRef } from '../../src/engine/outputs.ts';
-import { auditId, unmatchedId } from '../../src/engine/records.ts';
+import { auditId, resolvedId, unmatchedId } from '../../src/engine/records.ts';
 import { activityStoreContract } from './activity-store-contract.ts';
+import { forgetContract } from './forget-contract.ts';
+import { unlinkContract } from './unlink-contract.ts';
 import type {
   AuditRow,
   ErrorRow,
@@ -73,8 +75,9 @@ const firstId = (row: EventRow): Identifier => {
   return { kind, value };
 };
 
+/** A resolution as the engine publishes it: decided by its own input, its output id `<event id>:<user kind>.<user id>`. */
 export function resolutionRow(row: EventRow, user: UserRef, via: Identifier = firstId(row)): ResolutionRow {
-  return { eventSeq: row.seq, user, via, decidedSeq: row.seq };
+  return { eventSeq: row.seq, user, via, decidedSeq: row.seq, outputId: resolvedId(row.event.id, user) };
 }
 
 export function unmatchedRow(streamSeq: number, row: EventRow, reason: string, identifier: Identifier = firstId(row)): UnmatchedRow {
@@ -174,15 +177,15 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
     const page = (store: ReadModelStore, filter: EventFilter, order: Order = 'asc', limit = 100) => store.events({ filter, order, limit });
 
     describe('migrations and identity', () => {
-      it('is at schema version 2, and migrating again changes nothing (its instance id included)', async () => {
+      it('is at schema version 4, and migrating again changes nothing (its instance id included)', async () => {
         const store = await fresh();
-        expect(await store.schemaVersion()).toBe(2);
+        expect(await store.schemaVersion()).toBe(4);
         const id = await store.instanceId();
         expect(id).toMatch(/^[0-9a-f]{12}$/);
         await store.apply(scene().batch, OWNER);
         const before = await store.dump();
         await store.migrate();
-        expect(await store.schemaVersion()).toBe(2);
+        expect(await store.schemaVersion()).toBe(4);
         expect(await store.instanceId()).toBe(id);
         expect(await store.dump()).toEqual(before);
       });
@@ -197,6 +200,7 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
           events: [],
           event_ids: [],
           resolutions: [],
+          retractions: [],
           unmatched: [],
           audit: [],
           errors: [],
@@ -206,6 +210,7 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
           activity_counts: [],
           activity_anon: [],
           activity_pending: [],
+          erasures: [],
         });
       });
     });
@@ -566,12 +571,14 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
           'activity_people',
           'activity_state',
           'audit',
+          'erasures',
           'errors',
           'event_ids',
           'events',
           'links',
           'positions',
           'resolutions',
+          'retractions',
           'unmatched',
         ]);
         expect(dump.events?.[0]).toEqual({ seq: 1, id: 'e1', name: 'page', category: 'web', session_id: 's1', source: 'web', time_ms: e1.timeMs, body: e1.event });
@@ -585,6 +592,8 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
     });
 
     activityStoreContract(fresh);
+    forgetContract(fresh);
+    unlinkContract(fresh);
 
     it('keeps text as it was given: quotes, unicode, and keys that sort bytewise', async () => {
       const store = await fresh();

@@ -9,8 +9,9 @@
 import { type ConfigInput, resolveConfig } from '../../src/domain/config.ts';
 import { type Limits, defaultLimits } from '../../src/domain/limits.ts';
 import { IdentityEngine } from '../../src/engine/engine.ts';
-import { subjects } from '../../src/nats/subjects.ts';
-import { PROJECTED_STREAMS, type ProjectedStream, type ProjectionBatch, type ReadModelStore, type StreamPosition } from '../../src/projection/read-model.ts';
+import { msgIdHeaderValue } from '../../src/nats/publisher.ts';
+import { HEADERS, subjects } from '../../src/nats/subjects.ts';
+import { PROJECTED_STREAMS, type ProjectedStream, type ProjectionBatch, type ProjectionRows, type ReadModelStore, type RetractionRow, type StreamPosition } from '../../src/projection/read-model.ts';
 import { type StreamMessage, messageRows } from '../../src/projection/rows.ts';
 import { PROJECTED_STREAM_NAMES } from '../../src/projection/stream-identity.ts';
 import { type DecodedInput, type EncodedInput, inputDecoder } from '../../src/service/input.ts';
@@ -58,8 +59,8 @@ const notAnInput = (): DecodedInput => {
 const BASE_MS = Date.parse('2024-01-01T00:00:00.000Z');
 const CREATED = '2024-01-01T00:00:00.000Z';
 
-type Rows = { -readonly [K in keyof Omit<ProjectionBatch, 'positions'>]: Array<ProjectionBatch[K][number]> };
-const emptyRows = (): Rows => ({ events: [], resolutions: [], unmatched: [], audit: [], errors: [] });
+type Rows = { -readonly [K in keyof ProjectionRows]: Array<ProjectionRows[K][number]> } & { retractions: RetractionRow[] };
+const emptyRows = (): Rows => ({ events: [], resolutions: [], unmatched: [], audit: [], errors: [], retractions: [] });
 
 /**
  * A log turned into batches of rows, input by input: an engine that keeps its state across calls,
@@ -104,7 +105,8 @@ export class ReadModelFill {
       this.add(rows, 'in', msg, (m) => (decoded = this.decode(m)));
       if (decoded === undefined) throw new Error(`input ${seq} was not decoded`);
       if ('event' in decoded) this.engine.ingest(decoded.event, seq, decoded.time);
-      else this.outbox.push(decoded.rejected);
+      // the filler's inputs are events (`xref.in.<source>`): no control input comes here
+      else if ('rejected' in decoded) this.outbox.push(decoded.rejected);
       this.flushOutbox(rows);
     }
     return { ...rows, positions: this.positions() };
@@ -124,12 +126,10 @@ export class ReadModelFill {
     for (const out of this.outbox.splice(0)) {
       const stream = streamOf(out.subject);
       const header = out.header;
-      this.add(
-        rows,
-        stream,
-        { seq: ++this.seqs[stream], subject: out.subject, data: encoder.encode(out.payload), publishedMs: () => published, header: (name) => (header?.name === name ? header.value : undefined) },
-        notAnInput,
-      );
+      const msgId = msgIdHeaderValue(out.msgId);
+      // the headers a stored message has: the engine's, and its Nats-Msg-Id
+      const headerOf = (name: string) => (name === HEADERS.msgId ? msgId : header?.name === name ? header.value : undefined);
+      this.add(rows, stream, { seq: ++this.seqs[stream], subject: out.subject, data: encoder.encode(out.payload), publishedMs: () => published, header: headerOf }, notAnInput);
     }
   }
 
@@ -141,6 +141,9 @@ export class ReadModelFill {
         break;
       case 'resolutions':
         rows.resolutions.push(made.row);
+        break;
+      case 'retractions':
+        rows.retractions.push(made.row);
         break;
       case 'unmatched':
         rows.unmatched.push(made.row);
@@ -162,7 +165,7 @@ export class ReadModelFill {
 }
 
 /** A batch holding only `rows` of one table, no positions (e.g. error rows made by hand). */
-export function rowsBatch(rows: Partial<Omit<ProjectionBatch, 'positions'>>): ProjectionBatch {
+export function rowsBatch(rows: Partial<ProjectionRows>): ProjectionBatch {
   return { ...emptyRows(), ...rows, positions: [] };
 }
 
@@ -192,3 +195,34 @@ export async function addToReadModel(store: ReadModelStore, fill: ReadModelFill,
   await applyBatches(store, batches(), options.owner);
 }
 
+
+/** A message to publish: its subject, payload, Nats-Msg-Id, and the header the engine adds (a resolution's). */
+export interface LogMessage {
+  readonly subject: string;
+  readonly payload: string;
+  readonly msgId: string;
+  readonly header?: { readonly name: string; readonly value: string };
+}
+
+/**
+ * What the streaming service publishes for a log, decided by the offline engine as ReadModelFill
+ * does: the inputs for XREF_IN (input N of the list is its sequence N, so publish them first into
+ * an empty stream), and the engine's messages for the output streams, in the order it sent them.
+ */
+export function logMessages(inputs: readonly FillInput[], options: Pick<FillOptions, 'config' | 'limits'> = {}): { inputs: LogMessage[]; outputs: OutboundMessage[] } {
+  const config = resolveConfig(options.config ?? {});
+  const decode = inputDecoder(config, options.limits ?? defaultLimits());
+  const outputs: OutboundMessage[] = [];
+  const engine: IdentityEngine = new IdentityEngine({ config, sink: messageSink((message) => outputs.push(message), (): number => engine.seq) });
+  const messages = inputs.map((input, i): LogMessage => {
+    const seq = i + 1;
+    const payload = typeof input.event === 'string' ? input.event : JSON.stringify(input.event);
+    const subject = subjects.in(input.source ?? 'test');
+    const decoded = decode({ seq, subject, data: encoder.encode(payload), publishedMs: () => input.publishedMs ?? BASE_MS + seq });
+    if ('event' in decoded) engine.ingest(decoded.event, seq, decoded.time);
+    else if ('rejected' in decoded) outputs.push(decoded.rejected);
+    const id = (input.event as { id?: unknown } | null)?.id;
+    return { subject, payload, msgId: typeof id === 'string' ? id : `input-${seq}` };
+  });
+  return { inputs: messages, outputs };
+}

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CONSUMERS, decodeToken, durableName, encodeToken, isDurableOf, kvStream, kvSubject, linkKey, snapshotKeys, subjects } from '../../src/nats/subjects.ts';
+import { CONSUMERS, decodeToken, durableName, encodeToken, isDurableOf, kvStream, kvSubject, linkKey, snapshotKeys, subjectMatches, subjects } from '../../src/nats/subjects.ts';
 
 describe('subject and key encoding', () => {
   it('round-trips any string', () => {
@@ -51,5 +51,15 @@ describe('subject and key encoding', () => {
     expect(kvSubject('xref_snapshots', snapshotKeys.identifier('cookie:a b'))).toBe('$KV.xref_snapshots.i.cookie.a=20b');
     expect(snapshotKeys.user('db_id:7').startsWith(snapshotKeys.userPrefix)).toBe(true);
     expect(subjects.in('web').startsWith(subjects.inPrefix)).toBe(true);
+  });
+
+  it('a filter matches subjects as NATS does: * one token, > one or more at the end', () => {
+    expect(subjectMatches('xref.in.>', 'xref.in.http')).toBe(true);
+    expect(subjectMatches('xref.in.>', 'xref.in.a.b')).toBe(true);
+    expect(subjectMatches('xref.in.>', 'xref.in')).toBe(false);
+    expect(subjectMatches('xref.in.>', 'xref.ctl.forget')).toBe(false);
+    expect(subjectMatches('xref.*.forget', 'xref.ctl.forget')).toBe(true);
+    expect(subjectMatches('xref.*.forget', 'xref.ctl.unlink')).toBe(false);
+    expect(subjectMatches('xref.ctl', 'xref.ctl.forget')).toBe(false);
   });
 });
