@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { resolveConfig } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import type { Identifier } from '../../src/domain/identifiers.ts';
@@ -24,14 +24,13 @@ import { ControlStore } from '../../src/nats/control-store.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
 import { BUCKETS, STREAMS, controlMsgId, snapshotKeys, subjects } from '../../src/nats/subjects.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
-import { openReadModel } from '../../src/projection/open-store.ts';
 import { Projection } from '../../src/projection/projection.ts';
 import type { ReadModelStore } from '../../src/projection/read-model.ts';
 import { inputDecoder } from '../../src/service/input.ts';
 import { controlMessage, resolvedMessage } from '../../src/service/outputs.ts';
 import { loadSettings } from '../../src/settings.ts';
-import { freshDatabase } from '../helpers/postgres.ts';
 import { useNatsServer } from '../helpers/nats-server.ts';
+import { onBothDatabases } from '../helpers/read-model-stores.ts';
 import { streamMessages } from '../helpers/projection-reference.ts';
 import { fromSource, logMessages } from '../helpers/read-model-fill.ts';
 import { waitFor } from '../helpers/streams.ts';
@@ -235,18 +234,5 @@ function scenario(nats: ReturnType<typeof useNatsServer>, open: () => Promise<Re
 describe('forgetting a user in the read model', () => {
   const nats = useNatsServer('each');
 
-  it('on SQLite', { timeout: 60_000 }, scenario(nats, () => openReadModel({ databaseUrl: `sqlite:${join(mkdtempSync(join(tmpdir(), 'xref-rm-')), 'xref.sqlite')}`, dataDir: tmpdir(), logger: log })));
-
-  it('on PostgreSQL', { timeout: 60_000 }, async () => {
-    const databases: Array<Awaited<ReturnType<typeof freshDatabase>>> = [];
-    try {
-      await scenario(nats, async () => {
-        const database = await freshDatabase();
-        databases.push(database);
-        return openReadModel({ databaseUrl: database.url, dataDir: tmpdir(), logger: log });
-      })();
-    } finally {
-      for (const database of databases) await database.drop();
-    }
-  });
+  onBothDatabases((open) => scenario(nats, open)(), log);
 });

@@ -19,7 +19,6 @@ import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { ControlStore } from '../../src/nats/control-store.ts';
 import { msgIdHeaderValue } from '../../src/nats/publisher.ts';
 import { HEADERS } from '../../src/nats/subjects.ts';
-import { openReadModel } from '../../src/projection/open-store.ts';
 import { Projection } from '../../src/projection/projection.ts';
 import { ReadModelQueries } from '../../src/projection/queries.ts';
 import type { ReadModelStore } from '../../src/projection/read-model.ts';
@@ -29,7 +28,7 @@ import { inputDecoder } from '../../src/service/input.ts';
 import { controlMessage, resolvedMessage, retractionMessage } from '../../src/service/outputs.ts';
 import { loadSettings } from '../../src/settings.ts';
 import { useNatsServer } from '../helpers/nats-server.ts';
-import { freshDatabase } from '../helpers/postgres.ts';
+import { onBothDatabases } from '../helpers/read-model-stores.ts';
 import { publishEvents, waitFor } from '../helpers/streams.ts';
 
 const silent = pino({ level: 'silent' });
@@ -168,20 +167,7 @@ function scenario(nats: ReturnType<typeof useNatsServer>, open: () => Promise<Re
 describe('unlinking an identifier in the read model', () => {
   const nats = useNatsServer('each');
 
-  it('on SQLite', { timeout: 60_000 }, scenario(nats, () => openReadModel({ databaseUrl: `sqlite:${join(mkdtempSync(join(tmpdir(), 'xref-rm-')), 'xref.sqlite')}`, dataDir: tmpdir(), logger: silent })));
-
-  it('on PostgreSQL', { timeout: 60_000 }, async () => {
-    const databases: Array<Awaited<ReturnType<typeof freshDatabase>>> = [];
-    try {
-      await scenario(nats, async () => {
-        const database = await freshDatabase();
-        databases.push(database);
-        return openReadModel({ databaseUrl: database.url, dataDir: tmpdir(), logger: silent });
-      })();
-    } finally {
-      for (const database of databases) await database.drop();
-    }
-  });
+  onBothDatabases((open) => scenario(nats, open)(), silent);
 });
 
 describe('the messages of an unlink, as rows', () => {
