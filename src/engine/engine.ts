@@ -75,8 +75,12 @@ export interface EngineOptions {
 export interface ControlContext {
   /** forget: the hashes its first application found (its tombstone), when it was applied before. */
   readonly tombstone?: readonly string[];
-  /** unlink: the user's resolutions standing before the unlink (published, not retracted), in log order. */
-  readonly standing?: readonly Resolved[];
+  /**
+   * unlink: the identifier as `unlinkTarget` found it (undefined: not linked), and its user's
+   * resolutions standing before the unlink (published, not retracted). Without them, the engine
+   * finds the identifier itself and retracts nothing.
+   */
+  readonly unlink?: { readonly target: UnlinkTarget | undefined; readonly standing: readonly Resolved[] };
 }
 
 /** An identifier an unlink names, as the engine found it: its key and its user. */
@@ -291,7 +295,7 @@ export class IdentityEngine {
         return;
       }
       case 'unlink':
-        this.unlink(command, seq, context.standing ?? []);
+        this.unlink(command, seq, context.unlink ?? { target: this.unlinkTarget(command.identifier), standing: [] });
         return;
     }
   }
@@ -327,8 +331,7 @@ export class IdentityEngine {
    * own input and time, so they follow the other ids' links, or are buffered, to expire or flush
    * on a later link like any buffered event.
    */
-  private unlink(command: UnlinkCommand, seq: number, standing: readonly Resolved[]): void {
-    const target = this.unlinkTarget(command.identifier);
+  private unlink(command: UnlinkCommand, seq: number, { target, standing }: NonNullable<ControlContext['unlink']>): void {
     const taken: Resolved[] = [];
     if (target !== undefined) {
       const { key, user } = target;
@@ -397,11 +400,6 @@ export class IdentityEngine {
       return true;
     }
     return false;
-  }
-
-  /** The suppression list now (hashes and their requests). */
-  suppressed(): Array<[hash: string, request: string]> {
-    return [...this.suppression.entries()];
   }
 
   /** End of an offline run: whatever is still buffered is released as `unlinked`. */
@@ -546,11 +544,6 @@ export class IdentityEngine {
   private isBlocked(key: string, user: UserEntry): boolean {
     const id = parseIdKey(key);
     return this.blocked.has(blockKey(this.suppression.hash(id.kind, id.value), this.suppression.hash(user.ref.kind, user.ref.id)));
-  }
-
-  /** The links refused by `unlink --block`. */
-  blockedLinks(): string[] {
-    return [...this.blocked];
   }
 
   /** Gives back a capped kind's place (the identifier moved on, or a claim was refused). */

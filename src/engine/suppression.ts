@@ -48,12 +48,4 @@ export class SuppressionList {
     return this.hasher(kind, value);
   }
 
-  get canHash(): boolean {
-    return this.hasher !== undefined;
-  }
-
-  /** Every suppressed hash and its request. */
-  entries(): IterableIterator<[hash: string, request: string]> {
-    return this.requests.entries();
-  }
 }

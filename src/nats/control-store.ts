@@ -41,6 +41,11 @@ export interface ControlRecord {
   readonly erasedAt?: string;
 }
 
+/** A forget's hashes as its first application found them, once it was applied (its tombstone); else undefined. */
+export function appliedHashes(record: ControlRecord | undefined): readonly string[] | undefined {
+  return record?.seq === undefined ? undefined : record.hashes;
+}
+
 /**
  * The `xref_control` bucket: the installation's salt (made once, by whoever needs it first) and
  * the records of control requests. Everything in it is hashes, counts and times.

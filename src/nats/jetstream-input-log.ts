@@ -8,6 +8,8 @@ import { FencedError } from '../engine/state-store.ts';
 import { JS_ACK_PREFIX, STREAMS, durableName, isDurableOf, subjectMatches } from './subjects.ts';
 
 const CONSUMER_NOT_FOUND = 10014;
+/** A gap of this many inputs or more is looked up in the stream's deleted sequences at once (`readGap`). */
+const LONG_GAP = 16;
 
 /**
  * The stream sequence of a delivered message, read in place from its reply subject
@@ -189,16 +191,25 @@ export class JetStreamInputLog implements InputLog {
     return (await this.options.jsm.streams.info(this.stream)).state.last_seq;
   }
 
-  /** The stream's deleted sequences through its end when last asked: a gap of erased inputs costs one request, not one each. */
+  /** The stream's deleted sequences through its end when last asked (for a long gap). */
   private deleted: { through: number; seqs: ReadonlySet<number> } | undefined;
 
-  async read(seq: number): Promise<InputMessage | undefined> {
-    const { jsm, logger, waits } = this.options;
-    if (this.deleted === undefined || seq > this.deleted.through) {
+  /**
+   * An input of a gap in a delivery: a long gap (a forget's erased inputs) is looked up in the
+   * stream's list of deleted sequences, asked once for the whole gap, instead of one read each.
+   */
+  async readGap(seq: number, through: number): Promise<InputMessage | undefined> {
+    if (through - seq >= LONG_GAP && (this.deleted === undefined || through > this.deleted.through)) {
+      const { jsm, logger, waits } = this.options;
       const { state } = await untilAnswered('reading deleted inputs', () => jsm.streams.info(this.stream, { deleted_details: true }), { logger, waits, idempotent: true });
       this.deleted = { through: state.last_seq, seqs: new Set(state.deleted ?? []) };
     }
-    if (this.deleted.seqs.has(seq)) return undefined;
+    if (this.deleted !== undefined && seq <= this.deleted.through && this.deleted.seqs.has(seq)) return undefined;
+    return this.read(seq);
+  }
+
+  async read(seq: number): Promise<InputMessage | undefined> {
+    const { jsm, logger, waits } = this.options;
     const stored = await untilAnswered('reading missing inputs', () => jsm.streams.getMessage(this.stream, { seq }), { logger, waits, idempotent: true });
     // a message this consumer does not read (a control input, for the projection's `xref.in.>`) is a gap to it
     return stored === null || (this.filter !== undefined && !subjectMatches(this.filter, stored.subject)) ? undefined : fetchedInput(stored);
@@ -222,7 +233,7 @@ class JetStreamDelivery {
     private readonly log: JetStreamInputLog,
     private readonly options: DeliveryOptions,
   ) {
-    this.ordered = new OrderedDelivery(options.fromSeq, { read: (seq) => log.read(seq), close: () => this.close() }, options.delivered, log.options.logger);
+    this.ordered = new OrderedDelivery(options.fromSeq, { read: (seq, through) => log.readGap(seq, through), close: () => this.close() }, options.delivered, log.options.logger);
   }
 
   /** This holding's durable consumer (one per lease epoch, so a fenced holder pulling again cannot take the next one's inputs). */

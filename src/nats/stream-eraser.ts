@@ -1,4 +1,4 @@
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { type JetStreamClient, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { IdHasher } from '../domain/id-hash.ts';
@@ -8,6 +8,14 @@ import type { Erasure } from '../engine/outputs.ts';
 import type { StoreReceipt } from './control-store.ts';
 import { readStream } from './log-reader.ts';
 import { BUCKETS, HEADERS, STREAMS, addressKey, decodeToken, keyAddress, kvStream, kvSubject, snapshotKeys, subjects } from './subjects.ts';
+
+/** The server's code for a message delete that failed (its message says why). */
+const MSG_DELETE_FAILED = 10057;
+
+/** Whether a delete failed because the message is not there (erased before: "no message found", "sequence N not found", past the end). */
+function isAlreadyGone(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.code === MSG_DELETE_FAILED && /not found|EOF/i.test(error.message);
+}
 
 /** Deletes sent at once. */
 const PARALLEL = 64;
@@ -195,8 +203,8 @@ export class StreamEraser {
     return inBatches(seqs, (seq) =>
       this.jsm.streams.deleteMessage(stream, seq, true).then(
         () => undefined,
-        (error: Error) => {
-          if (!/no message found|not found/i.test(error.message)) throw error;
+        (error: unknown) => {
+          if (!isAlreadyGone(error)) throw error;
         },
       ),
     );

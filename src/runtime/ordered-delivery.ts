@@ -4,7 +4,8 @@ import type { InputDelivery, InputMessage, LogGap } from './input-log.ts';
 
 /** What an adapter's transport gives an ordered delivery: reads by sequence, and a way to stop pulling. */
 export interface DeliverySource {
-  read(seq: number): Promise<InputMessage | undefined>;
+  /** The input at `seq`, one of a gap through `through` (a source may look the whole gap up at once). */
+  read(seq: number, through: number): Promise<InputMessage | undefined>;
   close(): Promise<void>;
 }
 
@@ -69,7 +70,7 @@ export class OrderedDelivery implements InputDelivery {
   }
 
   private async readMissing(seq: number, delivered: number): Promise<InputMessage | LogGap> {
-    const found = await this.source.read(seq);
+    const found = await this.source.read(seq, delivered - 1);
     if (!this.filling) {
       this.filling = true;
       // deleted inputs (an erasure's) are expected; a stored one the transport skipped is not

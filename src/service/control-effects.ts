@@ -82,10 +82,9 @@ export class ControlEffects {
     await this.control.put({ verb: 'unlink', request: command.request, status: 'done', by: command.by, requestedAt: known?.requestedAt ?? command.at, seq, id: command.identifier, ...(blockedUser === undefined ? {} : { blockedUser }) });
   }
 
-  /** The hashes a forget's first application found, if it was applied before. */
-  async tombstone(request: string): Promise<readonly string[] | undefined> {
-    const record = await this.control.get('forget', request);
-    return record?.seq === undefined ? undefined : record.hashes;
+  /** A forget's record: requested, or its tombstone when it was applied before. */
+  forgetRecord(request: string): Promise<ControlRecord | undefined> {
+    return this.control.get('forget', request);
   }
 
   /**
@@ -93,8 +92,7 @@ export class ControlEffects {
    * an interrupted erasure is finished with the same hashes), then what was published before it
    * stored (it must not land after the erasure), then the streams. Returns the counts for its audit record.
    */
-  async erase(command: ForgetCommand, erasure: Erasure): Promise<StreamsErased> {
-    const known = await this.control.get('forget', command.request);
+  async erase(command: ForgetCommand, erasure: Erasure, known: ControlRecord | undefined): Promise<StreamsErased> {
     const record: ControlRecord = {
       verb: 'forget',
       request: command.request,

@@ -21,6 +21,7 @@ import { type InputMessage, type QueuedInputs, StoredInput } from '../runtime/in
 import type { ControlCommand } from '../domain/control.ts';
 import type { Erasure } from '../engine/outputs.ts';
 import { controlId } from '../engine/records.ts';
+import { appliedHashes } from '../nats/control-store.ts';
 import { ControlEffects } from './control-effects.ts';
 import { type DecodedInput, inputDecoder } from './input.ts';
 import { type OutboundMessage, controlMessage, messageSink } from './outputs.ts';
@@ -309,14 +310,15 @@ class EngineInputs implements InputHandler {
       if (target !== undefined) {
         for (let missing = this.engine.unlinkTouches(target, standing); missing !== undefined; missing = this.engine.unlinkTouches(target, standing)) await this.loadAhead(missing, NOTHING_AHEAD);
       }
-      this.engine.control(command, seq, { standing });
+      this.engine.control(command, seq, { unlink: { target, standing } });
       await this.effects.unlinked(command, seq, target?.user.ref);
       return;
     }
-    this.engine.control(command, seq, { tombstone: await this.effects.tombstone(command.request) });
+    const known = await this.effects.forgetRecord(command.request);
+    this.engine.control(command, seq, { tombstone: appliedHashes(known) });
     const erasure = this.erasures.pop()!;
     this.erasures.length = 0;
-    const done = await this.effects.erase(command, erasure);
+    const done = await this.effects.erase(command, erasure, known);
     const at = this.outbox.findIndex((out) => out.msgId === controlId(command.request, 'forget'));
     this.outbox[at] = controlMessage({ ...JSON.parse(this.outbox[at]!.payload), erased: done.erased, through: done.through });
     this.checkpointSoon();

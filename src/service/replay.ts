@@ -14,7 +14,7 @@ import { JetStreamPublisher } from '../nats/publisher.ts';
 import { settingDefaults } from '../settings.ts';
 import { STREAMS } from '../nats/subjects.ts';
 import { ensureTopology } from '../nats/topology.ts';
-import { ControlStore } from '../nats/control-store.ts';
+import { ControlStore, appliedHashes } from '../nats/control-store.ts';
 import { inputDecoder, loggedInput } from './input.ts';
 import { type OutboundMessage, messageSink } from './outputs.ts';
 
@@ -82,15 +82,12 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
    * replay published so far).
    */
   const controlContext = async (command: ControlCommand, seq: number): Promise<ControlContext> => {
-    if (command.verb === 'forget') {
-      const tombstone = await control.get('forget', command.request);
-      return tombstone?.seq === undefined ? {} : { tombstone: tombstone.hashes };
-    }
+    if (command.verb === 'forget') return { tombstone: appliedHashes(await control.get('forget', command.request)) };
     if (command.verb !== 'unlink') return {};
     const target = engine.unlinkTarget(command.identifier);
     if (target === undefined) return {};
     await publisher?.flushed();
-    return { standing: await standingResolutions(jetstream(nc), jsm, target.user.ref, seq) };
+    return { unlink: { target, standing: await standingResolutions(jetstream(nc), jsm, target.user.ref, seq) } };
   };
   let events = 0;
   let rejected = 0;
