@@ -9,12 +9,17 @@ import type { StoreReceipt } from './control-store.ts';
 import { readStream } from './log-reader.ts';
 import { BUCKETS, HEADERS, STREAMS, addressKey, decodeToken, keyAddress, kvStream, kvSubject, snapshotKeys, subjects } from './subjects.ts';
 
-/** The server's code for a message delete that failed (its message says why). */
+/** The server's codes: a sequence not in the stream; a message delete that failed (its message says why). */
+const SEQUENCE_NOT_FOUND = 10043;
 const MSG_DELETE_FAILED = 10057;
 
-/** Whether a delete failed because the message is not there (erased before: "no message found", "sequence N not found", past the end). */
+/**
+ * Whether a delete failed because the message is not there: erased before ("sequence N not
+ * found" once its block moved on, "no message found" before), or past the stream's end.
+ */
 function isAlreadyGone(error: unknown): boolean {
-  return error instanceof JetStreamApiError && error.code === MSG_DELETE_FAILED && /not found|EOF/i.test(error.message);
+  if (!(error instanceof JetStreamApiError)) return false;
+  return error.code === SEQUENCE_NOT_FOUND || (error.code === MSG_DELETE_FAILED && /no message found|not found|EOF/i.test(error.message));
 }
 
 /** Deletes sent at once. */

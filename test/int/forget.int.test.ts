@@ -7,6 +7,7 @@ import type { XrefEvent } from '../../src/domain/envelope.ts';
 import { logger } from '../../src/log.ts';
 import { type ControlRecord, ControlStore } from '../../src/nats/control-store.ts';
 import { NatsStateStore } from '../../src/nats/state-store.ts';
+import { StreamEraser } from '../../src/nats/stream-eraser.ts';
 import { JetStreamPublisher } from '../../src/nats/publisher.ts';
 import { EngineService } from '../../src/service/engine-service.ts';
 import { compareStates, replayLog } from '../../src/service/replay.ts';
@@ -123,6 +124,16 @@ describe('forget a user', () => {
     await replayLog({ nc, natsUrl: nats.server.url, config, logger: silent, republish: true });
     expect((await readStream(nc, 'XREF_GROUPS')).map((m) => m.msgId).sort()).toEqual(kept);
     expect(await tracesOf(nc, FORGOTTEN)).toEqual([]);
+  });
+
+  it('erasing an input again (a forget applied again after a crash) is a no-op, whatever the server says of the gone message', async () => {
+    const { nc } = nats;
+    await publishEvents(nc, Array.from({ length: 10 }, (_, i) => ev(`g${i}`, { cookie: 'ck-g' }, { minute: i })));
+    const eraser = new StreamEraser(nc, jetstream(nc), await jetstreamManager(nc));
+    for (const seq of [4, 3, 5, 1]) await eraser.eraseInput(seq);
+    // "sequence 4 not found" (code 10043), "no message found" (10057), and past the end
+    for (const seq of [4, 1, 3, 99]) await eraser.eraseInput(seq);
+    expect((await jetstreamManager(nc).then((jsm) => jsm.streams.info('XREF_IN'))).state.messages).toBe(6);
   });
 
   const trials = 3;
