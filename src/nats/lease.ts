@@ -131,9 +131,8 @@ export class Lease {
       } catch (error) {
         // a renewal whose answer never came may have been stored: the lease is still ours, at a
         // revision this process did not hear of
-        const now = await kv.get(this.name);
-        if (!isHeld(now) || (now.json() as LeaseRecord).holder.id !== this.holder.id) throw error;
-        await kv.delete(this.name, { previousSeq: now.revision });
+        if (!(await this.adoptOwnRevision())) throw error;
+        await kv.delete(this.name, { previousSeq: this.revision });
       }
     } catch (error) {
       this.logger.debug({ err: error }, 'lease not released (taken over meanwhile, or NATS away)');
@@ -156,14 +155,27 @@ export class Lease {
         this.revision = await (await this.bucket()).update(this.name, this.record(), this.revision);
         this.validUntil = started + this.ttlMs - this.ttlMs / 4;
       } catch (error) {
-        const message = (error as Error).message;
-        if (/wrong last sequence/i.test(message)) this.lose('another process took the lease');
-        else this.logger.warn({ err: error }, 'the lease could not be renewed: trying again');
+        const ours = /wrong last sequence/i.test((error as Error).message) ? await this.adoptOwnRevision().catch(() => undefined) : undefined;
+        if (ours === false) this.lose('another process took the lease');
+        else if (ours === undefined) this.logger.warn({ err: error }, 'the lease could not be renewed: trying again');
       } finally {
         this.renewing = undefined;
       }
     })();
     return this.renewing;
+  }
+
+  /**
+   * The revision moved under this holder: a renewal of its own whose answer never came (a
+   * timeout on a busy server) may have been stored. Still its own record: the lease is kept at
+   * that revision, its validity unchanged (the next renewal that is answered extends it). Whether
+   * the lease is still this process's.
+   */
+  private async adoptOwnRevision(): Promise<boolean> {
+    const now = await (await this.bucket()).get(this.name);
+    if (!isHeld(now) || (now.json() as LeaseRecord).holder.id !== this.holder.id) return false;
+    this.revision = now.revision;
+    return true;
   }
 
   private lose(why: string): void {

@@ -22,11 +22,11 @@ describe('one engine per log, with a hot standby', () => {
   const nats = useNatsServer('each');
 
   /** A hard log, its config in a file, the env both engines run with, and a publisher. */
-  async function setUp(events: number) {
+  async function setUp(events: number, ttlMs = TTL_MS) {
     const log = chaosLog({ seed: 77, events });
     const dir = mkdtempSync(join(tmpdir(), 'xref-standby-'));
     writeFileSync(join(dir, 'xref.json'), JSON.stringify(log.config));
-    const env = { XREF_CONFIG: join(dir, 'xref.json'), XREF_LEASE_TTL_MS: String(TTL_MS), XREF_CHECKPOINT_EVERY: '500', XREF_CHECKPOINT_MS: '500', XREF_LOG_LEVEL: 'info' };
+    const env = { XREF_CONFIG: join(dir, 'xref.json'), XREF_LEASE_TTL_MS: String(ttlMs), XREF_CHECKPOINT_EVERY: '500', XREF_CHECKPOINT_MS: '500', XREF_LOG_LEVEL: 'info' };
     const jsm = await jetstreamManager(nats.nc);
     await ensureTopology(nats.nc, jsm, logger.child({ component: 'test-topology' }));
     const publisher = new JetStreamPublisher(nats.nc, logger.child({ component: 'test-publisher' }));
@@ -37,7 +37,8 @@ describe('one engine per log, with a hot standby', () => {
   }
 
   it('a second engine stands by (its collector ready, its engine "standby") while the first applies the whole log alone', async () => {
-    const { log, env, jsm, publisher, publish, lastInput } = await setUp(6000);
+    // the default TTL: a healthy holder on a busy machine keeps its lease (the takeovers below use a short one)
+    const { log, env, jsm, publisher, publish, lastInput } = await setUp(6000, 10_000);
     const active = startEngineProcess(nats.server.url, env);
     await waitFor('the first engine to run', () => active.output().includes('xref is running'));
     await waitFor('the first engine to hold the lease', async () => (await ackFloor(jsm).catch(() => 0)) >= 0 && active.output().includes('state loaded'));
@@ -52,7 +53,7 @@ describe('one engine per log, with a hot standby', () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ ready: true, engine: 'standby' });
     // the standby never touched the engine's consumer (made once, by the first)
-    expect(await consumers()).toEqual(consumer);
+    expect(await consumers(), `${active.output()}\n----\n${standby.output()}`).toEqual(consumer);
     expect(standby.output(), `${active.output()}\n----\n${standby.output()}`).not.toMatch(/taking over: |state loaded/);
     for (const engine of [standby, active]) {
       engine.kill('SIGTERM');

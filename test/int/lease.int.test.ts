@@ -88,4 +88,26 @@ describe('the engine lease', () => {
     await holder.release();
     expect(await holder.holderNow()).toBeUndefined();
   });
+
+  it('a renewal stored without its answer (a timeout on a busy server) keeps the lease: the holder is not fenced by its own write', async () => {
+    await ensureTopology(nats.nc, await jetstreamManager(nats.nc), log);
+    const lostBy: string[] = [];
+    const holder = lease((why) => lostBy.push(why));
+    expect(await holder.tryAcquire()).toEqual({ acquired: true });
+    const epoch = holder.epoch;
+    // the holder's own record stored at a revision it never heard of, as a lost answer leaves it
+    const kv = await new Kvm(nats.nc).open(BUCKETS.leases);
+    const entry = (await kv.get('test-consumer'))!;
+    const moved = await kv.update('test-consumer', entry.string(), entry.revision);
+    await waitFor('a renewal past the moved revision', async () => ((await kv.get('test-consumer'))?.revision ?? 0) > moved, 5_000);
+    expect(lostBy).toEqual([]);
+    expect(holder.valid()).toBe(true);
+    expect(holder.epoch).toBe(epoch);
+    // a record of another process at that revision is a takeover all the same
+    const other = (await kv.get('test-consumer'))!;
+    await kv.update('test-consumer', JSON.stringify({ holder: thisProcess(), renewedAt: new Date().toISOString() }), other.revision);
+    await waitFor('the holder to find itself fenced', () => lostBy.length > 0, 5_000);
+    expect(lostBy).toEqual(['another process took the lease']);
+    expect(holder.valid()).toBe(false);
+  });
 });
