@@ -134,8 +134,11 @@ export function createIdentifierMachine(bounds: Bounds) {
             {
               actions: enqueueActions(({ context, event, enqueue }) => {
                 const { kept, dropped } = expire(context.buffer, event.watermark, bounds.ttlMs, context.deadline);
-                if (dropped.length === 0) return;
-                enqueue.assign({ buffer: kept, deadline: deadline(kept, bounds.ttlMs) });
+                const due = deadline(kept, bounds.ttlMs);
+                // nothing dropped, yet due: a snapshot taken under a shorter ttl (the config changed
+                // since). Its deadline moves to the current ttl's, or it would be due again at once, forever
+                if (dropped.length === 0 && due === context.deadline) return;
+                enqueue.assign({ buffer: kept, deadline: due });
                 for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'expired' } });
               }),
             },

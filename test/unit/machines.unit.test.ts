@@ -66,6 +66,19 @@ describe('identifier machine', () => {
     expect(effects).toEqual(['release e1 (expired)']);
   });
 
+  it('restored under a longer ttl (the config changed since its snapshot): a watermark past the old deadline keeps the item and moves the deadline to the new ttl', () => {
+    const before = identifier({ maxEvents: 3, ttlMs: 1000 });
+    const actor = createActor(before.machine, { input: { key: 'cookie:c', members: ['cookie:c'], policy: 'latest', first: item(1, 0) } }).start();
+    const persisted = JSON.parse(JSON.stringify(actor.getPersistedSnapshot()));
+    const after = identifier({ maxEvents: 3, ttlMs: 10_000 });
+    const restored = createActor(after.machine, fromSnapshot(persisted)).start();
+    restored.send({ type: 'WATERMARK', watermark: 5000 });
+    expect(after.effects).toEqual([]);
+    expect(restored.getSnapshot().context.deadline).toBe(10_000);
+    restored.send({ type: 'WATERMARK', watermark: 10_001 });
+    expect(after.effects).toEqual(['release e1 (expired)']);
+  });
+
   it.each([
     ['latest', 'db_id:2', ['audit relink cookie:c db_id:2']],
     ['first', 'db_id:1', ['audit conflict cookie:c db_id:1']],
