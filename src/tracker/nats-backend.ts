@@ -9,7 +9,7 @@
  * event in it is acked. An event JetStream refuses for good (PublishRejectedError) fails, reported
  * as `rejected` with JetStream's error.
  */
-import { type NatsConnection, connect } from '@nats-io/transport-node';
+import { type ConnectionOptions, type NatsConnection, connect } from '@nats-io/transport-node';
 import { InvalidConfigError, XrefError } from '../domain/errors.ts';
 import { JetStreamPublisher, type PublishCallback, PublishRejectedError } from '../nats/publisher.ts';
 import { subjects } from '../nats/subjects.ts';
@@ -22,6 +22,12 @@ export interface NatsBackendOptions extends DeliveryOptions {
   nc?: NatsConnection;
   /** NATS server URL(s) to connect to: the backend connects itself (reconnecting forever) and closes that connection on `close()`. */
   servers?: string | string[];
+  /**
+   * With `servers`: more of nats.js's connect options, e.g. credentials (`user` and `pass`,
+   * `token`, or `authenticator: credsAuthenticator(…)`) or `tls`; docs/security.md gives the user
+   * an event publisher needs.
+   */
+  connectOptions?: Omit<ConnectionOptions, 'servers'>;
   /** Where to publish: an input subject of xref, `xref.in.<source>`; default `xref.in.tracker`. */
   subject?: string;
   /** How long to wait for JetStream's ack before the same message (same id) is sent again, in ms; default 4,000. */
@@ -49,6 +55,7 @@ export class NatsBackend extends QueuedBackend {
   private readonly ownConnection: boolean;
   private readonly ackTimeoutMs: number;
   private readonly servers: string | string[] | undefined;
+  private readonly connectOptions: Omit<ConnectionOptions, 'servers'>;
   private connection: Promise<NatsConnection> | undefined;
   private publisher: JetStreamPublisher | undefined;
   private closing = false;
@@ -57,7 +64,7 @@ export class NatsBackend extends QueuedBackend {
   constructor(options: NatsBackendOptions) {
     super();
     if (typeof options !== 'object' || options === null) throw new InvalidConfigError('natsBackend', options, 'must be an options object { nc | servers, subject }');
-    const { nc, servers } = options;
+    const { nc, servers, connectOptions } = options;
     if ((nc === undefined) === (servers === undefined)) {
       throw new XrefError('XREF_INVALID_CONFIG', 'config natsBackend needs exactly one of nc (a NATS connection of yours) and servers (URLs to connect to)', { field: 'natsBackend.nc' });
     }
@@ -67,6 +74,9 @@ export class NatsBackend extends QueuedBackend {
     if (servers !== undefined && !(typeof servers === 'string' ? servers !== '' : Array.isArray(servers) && servers.length > 0 && servers.every((s) => typeof s === 'string' && s !== ''))) {
       throw new InvalidConfigError('natsBackend.servers', servers, 'must be a NATS URL or a non-empty list of them, e.g. nats://127.0.0.1:4222');
     }
+    if (connectOptions !== undefined && (typeof connectOptions !== 'object' || connectOptions === null || Array.isArray(connectOptions) || nc !== undefined)) {
+      throw new InvalidConfigError('natsBackend.connectOptions', nc !== undefined ? '(given with nc)' : connectOptions, 'must be an object of connect options, given with servers (a connection of yours has its own)');
+    }
     const subject = options.subject ?? NATS_DEFAULTS.subject;
     if (!validSubject(subject)) throw new InvalidConfigError('natsBackend.subject', subject, `must be one of xref's input subjects, ${subjects.inPrefix}<source>, without wildcards`);
     this.subject = subject;
@@ -74,6 +84,7 @@ export class NatsBackend extends QueuedBackend {
     if (!Number.isInteger(this.ackTimeoutMs) || this.ackTimeoutMs < 1) throw new InvalidConfigError('natsBackend.ackTimeoutMs', this.ackTimeoutMs, 'must be an integer >= 1');
     this.ownConnection = nc === undefined;
     this.servers = servers;
+    this.connectOptions = connectOptions ?? {};
     if (nc !== undefined) this.connection = Promise.resolve(nc);
     this.queue = new DeliveryQueue({
       ...options,
@@ -106,7 +117,7 @@ export class NatsBackend extends QueuedBackend {
     if (this.publisher !== undefined) return this.publisher;
     // a first connection that fails is tried again at the batch's next attempt (backoff); once
     // made, it reconnects forever
-    this.connection ??= connect({ servers: this.servers!, name: 'xref-tracker', maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000, noAsyncTraces: true });
+    this.connection ??= connect({ name: 'xref-tracker', maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000, noAsyncTraces: true, ...this.connectOptions, servers: this.servers! });
     let nc: NatsConnection;
     try {
       nc = await this.connection;

@@ -23,6 +23,7 @@ import { connectNats } from '../../src/nats/connection.ts';
 import { STREAMS, subjects } from '../../src/nats/subjects.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import type { NatsAuth } from '../../src/settings.ts';
+import { type NatsBackendOptions, natsBackend } from '../../src/tracker/nats.ts';
 import { freePort } from '../helpers/nats-server.ts';
 
 const XREF_PASSWORD = 'pw_xref_int_71c3e9';
@@ -197,6 +198,32 @@ describe('a nats-server with users', () => {
     } finally {
       await shop.close();
     }
+  });
+
+  it("the tracker's natsBackend connects as the event publisher's user (connectOptions) and stores its events; without credentials it logs the refusal, stores nothing and reports the event dropped", async () => {
+    const jsm = await jetstreamManager(nc);
+    const subject = subjects.in('shop-tracker');
+    const shopEvents = async () => (await jsm.streams.info(STREAMS.in, { subjects_filter: subject })).state.subjects?.[subject] ?? 0;
+    const before = await shopEvents();
+    const send = async (options: Partial<NatsBackendOptions>) => {
+      const drops: string[] = [];
+      const { logger, lines } = capturedLogger();
+      const backend = natsBackend({ servers: server.url, subject, minRetryDelayMs: 20, maxRetryDelayMs: 50, onDrop: (events, reason) => drops.push(...events.map(() => reason)), ...options });
+      const host = { name: 'xref', logger, onDrop: () => {}, child: () => host };
+      backend.attach(host);
+      backend.send({ id: `shop-t-${before}-${Object.keys(options).length}`, name: 'pageview', timestamp: new Date().toISOString(), ids: { cookie: 'c-t' }, data: {}, context: {} });
+      await backend.flush({ timeoutMs: 5_000 });
+      await backend.close({ timeoutMs: 100 });
+      return { drops, lines };
+    };
+    expect((await send({ connectOptions: { user: 'shop', pass: SHOP_PASSWORD } })).drops).toEqual([]);
+    expect(await shopEvents()).toBe(before + 1);
+    const refused = await send({});
+    expect(refused.drops).toEqual(['closed']);
+    expect(refused.lines.join('')).toMatch(/natsBackend cannot connect to nats:\/\/127\.0\.0\.1:\d+: [^"]*Authorization/i);
+    expect(refused.lines.join('')).not.toContain(SHOP_PASSWORD);
+    expect(await shopEvents()).toBe(before + 1);
+    expect(() => natsBackend({ nc, connectOptions: { user: 'shop' } })).toThrow(/natsBackend\.connectOptions/);
   });
 
   it("an admin tool's user with the permissions docs/security.md gives writes a control input as xref does", async () => {
