@@ -204,8 +204,9 @@ export const HEADERS = {
   /** Stored only if the subject's last message is at this sequence (compare-and-set). */
   expectedLastSubjectSequence: 'Nats-Expected-Last-Subject-Sequence',
   /**
-   * On a resolved event in XREF_GROUPS: `{"seq":…,"user":…,"via":…}`, the message without its
-   * event, so that the projection reads the stream headers only.
+   * On a resolved event in XREF_GROUPS: `{"seq":…,"user":…,"via":…,"at":…,"stored":…}`, the
+   * message without its event (so that the projection reads the stream headers only), the input
+   * that resolved it, and how far every output was stored (src/service/outputs.ts).
    */
   resolution: 'Xref-Resolution',
   /**

@@ -11,6 +11,9 @@
  *    min(F, what the events projection wrote), and writes its changes with its position in one
  *    transaction. The same log gives the same counts, frozen ones included, however the
  *    projection was split, stopped or rebuilt.
+ * While the projection catches up, L is reached only at the end; before it, the `stored` of the
+ * `Xref-Resolution` headers written (every input up to it had all its outputs stored before that
+ * message was published) is such an F, with the groups position as its L.
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
@@ -163,6 +166,9 @@ export class ActivityStage {
    */
   private async decidedThrough(): Promise<number> {
     const { jsm, positions } = this.options;
+    // what the groups projection has written is read before the streams are looked at: every
+    // output of the inputs up to its `stored` is in what it wrote, or in the audit stream's end seen after
+    const headed = positions().get('groups');
     const before = await incarnationNow(jsm, STREAMS.groups);
     const decided = await engineDecidedThrough(jsm, before === undefined ? 0 : Date.parse(before.created));
     const after = await incarnationNow(jsm, STREAMS.groups);
@@ -176,6 +182,11 @@ export class ActivityStage {
     if (before === undefined && after === undefined) this.floors.push({ decided, groupsEnd: 0, created: '', ...auditFloor });
     else if (before !== undefined && after !== undefined && before.created === after.created) {
       this.floors.push({ decided, groupsEnd: after.lastSeq, created: after.created, ...auditFloor });
+    }
+    // while the projection catches up, the engine's floor is reached only at the groups stream's
+    // end: the headers written tell how far is safe before that
+    if (headed?.stored !== undefined && headed.stored > this.counting.position && headed.created === after?.created) {
+      this.floors.push({ decided: headed.stored, groupsEnd: headed.seq, created: headed.created, ...auditFloor });
     }
     const groups = positions().get('groups');
     let safe = 0;

@@ -28,6 +28,12 @@ export interface StreamPosition {
   readonly seq: number;
   /** The stream's creation time as the server reports it (ISO 8601). */
   readonly created: string;
+  /**
+   * Groups stream, as this projection has written it since its start: every input up to it has
+   * all its outputs at or below `seq` (the highest `stored` of the `Xref-Resolution` headers
+   * written, see src/service/outputs.ts). Not kept in the database.
+   */
+  readonly stored?: number;
 }
 
 /** An accepted event of XREF_IN, with its identifiers (for the `identifier=` filter and `who`). */

@@ -17,7 +17,8 @@ const decoder = new TextDecoder();
 /** The rows one message gives, by table (at most one of them). */
 export type MessageRows =
   | { readonly table: 'events'; readonly row: EventRow }
-  | { readonly table: 'resolutions'; readonly row: ResolutionRow }
+  /** `stored`: every input up to it had all its outputs stored before this message was (its `Xref-Resolution` header, when xref wrote it). */
+  | { readonly table: 'resolutions'; readonly row: ResolutionRow; readonly stored?: number }
   | { readonly table: 'retractions'; readonly row: RetractionRow }
   | { readonly table: 'unmatched'; readonly row: UnmatchedRow }
   /** `control`: what an audit record of a control input asks of the read model besides its row (a forget, an event suppressed, an unlink). */
@@ -145,11 +146,11 @@ export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode:
     if (head === undefined) return { table: 'none', why: 'not a JSON object' };
     // a retraction read whole (no headers)
     if ('retract' in head) return retractionRows(head, msg);
-    const { seq, user, via, at } = head;
+    const { seq, user, via, at, stored } = head;
     if (typeof seq !== 'number' || !isRef(user) || !isIdentifier(via)) return { table: 'none', why: 'not a resolved event' };
     const outputId = resolutionOutputId(msg, head, user, header !== undefined);
     const row: ResolutionRow = { eventSeq: seq, user, via, decidedSeq: typeof at === 'number' && at >= seq ? at : seq };
-    return { table: 'resolutions', row: outputId === undefined ? row : { ...row, outputId } };
+    return { table: 'resolutions', row: outputId === undefined ? row : { ...row, outputId }, ...(typeof stored === 'number' ? { stored } : {}) };
   }
   const body = parse(msg);
   if (body === undefined) return { table: 'none', why: 'not a JSON object' };

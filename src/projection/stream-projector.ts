@@ -160,9 +160,12 @@ export class StreamProjector {
 
   /** A batch of the running consumer is written. */
   batchWritten(position: StreamPosition): void {
-    this.position = position;
+    // what the batches before it told of the stream, in the same incarnation, still holds
+    const before = this.position?.created === position.created ? (this.position.stored ?? 0) : 0;
+    const written = before > (position.stored ?? 0) ? { ...position, stored: before } : position;
+    this.position = written;
     this.stats.batches++;
-    this.ctx.written(position);
+    this.ctx.written(written);
   }
 
   private async reconcile(): Promise<void> {
@@ -239,6 +242,8 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   /** The control records read since the last write (audit stream). */
   private controls: ControlAction[] = [];
   private inputs = 0;
+  /** The highest `stored` of the resolutions read since the last write (0: none). */
+  private stored = 0;
   /** The last sequence read (applied or skipped), and the last one handed to a write. */
   private last = 0;
   private taken = 0;
@@ -346,6 +351,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
     } else {
       (this.rows[rows.table] as unknown[]).push(rows.row);
       if (rows.table === 'audit' && rows.control !== undefined) this.controls.push(rows.control);
+      if (rows.table === 'resolutions' && rows.stored !== undefined && rows.stored > this.stored) this.stored = rows.stored;
     }
     // a whole batch waits while the last one is written: reading waits for that write
     return ++this.inputs >= this.ctx.batch ? this.writing : undefined;
@@ -367,11 +373,13 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   /** The rows read since the last write and the position, handed to the next write. */
   private take(): StreamCheckpoint | undefined {
     if (this.last === this.taken) return undefined;
-    const batch: ProjectionBatch = { ...this.rows, positions: [{ stream: this.projector.role, seq: this.last, created: this.created }] };
+    const position = { stream: this.projector.role, seq: this.last, created: this.created, ...(this.stored > 0 ? { stored: this.stored } : {}) };
+    const batch: ProjectionBatch = { ...this.rows, positions: [position] };
     const controls = this.controls;
     this.rows = noRows();
     this.controls = [];
     this.inputs = 0;
+    this.stored = 0;
     this.taken = this.last;
     return { seq: this.last, batch, controls };
   }

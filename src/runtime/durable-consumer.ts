@@ -151,6 +151,16 @@ export class DurableConsumer<C extends CheckpointAt> {
   }
 
   /** The last sequence applied (or skipped). */
+  /**
+   * The highest input through which every input applied has all its outputs stored, as this run
+   * knows it while it applies `applying` (the inputs before the run's start were settled before
+   * it: a checkpoint covers only inputs whose outputs are stored). An output published after this
+   * is read is stored after all of theirs.
+   */
+  storedBelow(applying: number): number {
+    return Math.min(this.ledger.lowestInFlight(), applying) - 1;
+  }
+
   get position(): number {
     return this.applied;
   }

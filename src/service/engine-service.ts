@@ -170,6 +170,7 @@ export class EngineService {
     };
     const outbox: OutboundMessage[] = [];
     const erasures: Erasure[] = [];
+    let service: EngineService | undefined;
     const effects = await ControlEffects.open(nc, js, jsm, publisher, logger.child({ component: 'control' }));
     const { suppressed, blocked } = await effects.resume(loaded.seq);
     const engine: IdentityEngine = new IdentityEngine({
@@ -178,6 +179,8 @@ export class EngineService {
         (message) => outbox.push(message),
         (): number => engine.seq,
         (erasure) => erasures.push(erasure),
+        // undefined while the engine is made (it decides nothing before its consumer runs)
+        (): number | undefined => service?.consumer.storedBelow(engine.seq),
       ),
       hasher: effects.hasher,
       maxLiveActors: settings.maxLiveActors,
@@ -193,7 +196,7 @@ export class EngineService {
     // the durable consumer always restarts right after the checkpoint: inputs acked after it are
     // applied again, and their outputs dropped by the streams' duplicate window
     const log = new JetStreamInputLog({ js, jsm, logger, waits, maxAckPending: settings.maxInFlight * 4 });
-    const service = new EngineService(options, log, publisher, state, engine, stores, decode, outbox, erasures, effects, waits);
+    service = new EngineService(options, log, publisher, state, engine, stores, decode, outbox, erasures, effects, waits);
     await service.consumer.start(loaded.seq + 1);
     return service;
   }

@@ -15,15 +15,18 @@ export interface OutboundMessage {
  * A resolved event on its user's subject: `{ seq, user, via, event }`, event last; the same
  * without the event, with `at`, the input whose applying resolved it (the event's own, or a later
  * link that flushed it from a buffer), in the `Xref-Resolution` header (JSON has no raw CR or LF,
- * and begins with `{`).
+ * and begins with `{`). With `stored` when the publisher knows it: every input up to it had all
+ * its outputs stored before this message was published (docs/activity.md: how far the counts may
+ * go while the projection catches up). Unlike the rest, it depends on timing, not on the log.
  */
-export function resolvedMessage(r: Resolved, at: number): OutboundMessage {
+export function resolvedMessage(r: Resolved, at: number, stored?: number): OutboundMessage {
   const head = JSON.stringify({ seq: r.seq, user: r.user, via: r.via });
+  const tail = stored === undefined ? `"at":${at}}` : `"at":${at},"stored":${stored}}`;
   return {
     subject: subjects.group(r.user.kind, r.user.id),
     msgId: r.outputId,
     payload: `${head.slice(0, -1)},"event":${JSON.stringify(r.event)}}`,
-    header: { name: HEADERS.resolution, value: `${head.slice(0, -1)},"at":${at}}` },
+    header: { name: HEADERS.resolution, value: `${head.slice(0, -1)},${tail}` },
   };
 }
 
@@ -67,11 +70,12 @@ export function errorMessage(record: ErrorRecord): OutboundMessage {
 /**
  * A sink that turns every decision of the engine into its message and hands it to `send`;
  * `applying` is the input the engine applies (it decides only while applying one); `erase` is
- * told of a forget (what was already published of the user is the caller's to erase).
+ * told of a forget (what was already published of the user is the caller's to erase); `stored`,
+ * the input through which every output is stored now (DurableConsumer.storedBelow), if known.
  */
-export function messageSink(send: (message: OutboundMessage) => void, applying: () => number, erase: (erasure: Erasure) => void = () => {}): Sink {
+export function messageSink(send: (message: OutboundMessage) => void, applying: () => number, erase: (erasure: Erasure) => void = () => {}, stored?: () => number | undefined): Sink {
   return {
-    resolved: (r) => send(resolvedMessage(r, applying())),
+    resolved: (r) => send(resolvedMessage(r, applying(), stored?.())),
     unmatched: (u) => send(unmatchedMessage(u)),
     audit: (a) => send(auditMessage(a)),
     control: (c) => send(controlMessage(c)),

@@ -69,6 +69,8 @@ describe('streaming engine on JetStream', () => {
     const settings = loadSettings({ NATS_URL: nats.server.url });
     const service = await EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
     const before = service.seq;
+    const jsm = await jetstreamManager(nats.nc);
+    const first = (await jsm.streams.info(STREAMS.groups)).state.last_seq;
     // an anonymous visit, the login that links its cookie (and flushes the visit), a signed-in event
     await publishEvents(nats.nc, [
       { id: 'at-visit', ids: { cookie: 'at-c' } },
@@ -77,15 +79,15 @@ describe('streaming engine on JetStream', () => {
     ]);
     await waitFor('the engine to apply the three', () => service.seq >= before + 3);
     await service.stop();
-    const jsm = await jetstreamManager(nats.nc);
     const { last_seq } = (await jsm.streams.info(STREAMS.groups)).state;
     const headers: Record<string, unknown> = {};
-    for (let seq = 1; seq <= last_seq; seq++) {
+    for (let seq = first + 1; seq <= last_seq; seq++) {
       const stored = (await jsm.streams.getMessage(STREAMS.groups, { seq }))!;
       const body = stored.json<{ event: { id: string } }>();
       const header = JSON.parse(stored.header.get(HEADERS.resolution)) as Record<string, unknown>;
       const { event, ...rest } = body as Record<string, unknown> & { event: { id: string } };
-      expect({ ...header, at: undefined }).toEqual({ ...rest, at: undefined });
+      expect({ ...header, at: undefined, stored: undefined }).toEqual({ ...rest, at: undefined, stored: undefined });
+      expect(header.stored).toBeLessThan(header.at as number);
       headers[event.id] = header.at;
     }
     expect([headers['at-visit'], headers['at-login'], headers['at-later']]).toEqual([before + 2, before + 2, before + 3]);
@@ -128,5 +130,57 @@ describe('passivation and restart on JetStream', () => {
     await third.stop();
     const unmatched = await readStream<{ reason: string; event: { id: string } }>(nats.nc, 'XREF_UNMATCHED');
     expect(unmatched.filter((m) => m.data.event.id === 'x1').map((m) => m.data.reason)).toEqual(['expired']);
+  });
+
+  it('a restart under a longer buffer ttl (the config changed) goes on: a buffer due under the old ttl keeps its event, which a later link flushes', async () => {
+    const first = await start();
+    const base = first.seq;
+    // after the watermark the tests before left (an hour past the first minute)
+    await publishEvents(nats.nc, [{ id: 'ttl1', timestamp: at(200), ids: { cookie: 'longer-ttl' } }]);
+    await waitFor('the buffer', () => first.seq >= base + 1);
+    await first.stop();
+    const longer = { ...config, buffer: { maxEvents: 100, ttlMs: 3 * 60 * 60_000 } };
+    const second = await EngineService.start({ nc: nats.nc, config: longer, settings: loadSettings({ NATS_URL: nats.server.url }), logger: logger.child({ component: 'test-engine' }) });
+    // past the old deadline (an hour), well within the new one (three)
+    await publishEvents(nats.nc, [
+      { id: 'ttl2', timestamp: at(290), ids: { anonymous_id: 'ttl-other' } },
+      { id: 'ttl3', timestamp: at(295), ids: { db_id: 'ttl-user', cookie: 'longer-ttl' } },
+    ]);
+    await waitFor('the link', () => second.seq >= base + 3);
+    await second.stop();
+    const groups = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nats.nc, 'XREF_GROUPS');
+    expect(groupsFromMessages(groups.filter((m) => m.data.user.id === 'ttl-user'))).toEqual({ 'db_id:ttl-user': { 'cookie:longer-ttl': ['ttl1'], 'db_id:ttl-user': ['ttl3'] } });
+  });
+
+  it("a resolution's header tells how far every output is stored: each resolution decided by an input up to its `stored` is at a lower sequence", async () => {
+    const jsm = await jetstreamManager(nats.nc);
+    const first = (await jsm.streams.info(STREAMS.groups).catch(() => undefined))?.state.last_seq ?? 0;
+    // a log with late links, published while the engine runs, so outputs are in flight as it applies
+    const log = webLog({ events: 12_000, identifiers: 2_000, seed: 23 });
+    const settings = loadSettings({ NATS_URL: nats.server.url, XREF_CHECKPOINT_EVERY: '2000' });
+    const service = await EngineService.start({ nc: nats.nc, config: defaultConfig(), settings, logger: logger.child({ component: 'test-engine' }) });
+    const before = service.seq;
+    await publishEvents(nats.nc, log);
+    await waitFor('the engine to apply the log', () => service.seq >= before + log.length);
+    await service.stop();
+    const last = (await jsm.streams.info(STREAMS.groups)).state.last_seq;
+    const heads: Array<{ seq: number; at: number; stored: number }> = [];
+    for (let seq = first + 1; seq <= last; seq++) {
+      const msg = await jsm.streams.getMessage(STREAMS.groups, { seq });
+      const head = msg?.header.get(HEADERS.resolution);
+      if (head === undefined) continue;
+      const { at, stored } = JSON.parse(head) as { at: number; stored: number };
+      heads.push({ seq, at, stored });
+    }
+    expect(heads.length).toBeGreaterThan(log.length / 2);
+    // the highest sequence of a resolution decided by each input, then by each input or one before it
+    const highest: number[] = [];
+    for (const { seq, at } of heads) highest[at] = Math.max(highest[at] ?? 0, seq);
+    for (let at = 1; at < highest.length; at++) highest[at] = Math.max(highest[at] ?? 0, highest[at - 1] ?? 0);
+    const broken = heads.filter(({ seq, stored }) => (highest[Math.min(stored, highest.length - 1)] ?? 0) >= seq);
+    expect(broken.slice(0, 5)).toEqual([]);
+    for (const { at, stored } of heads) expect(stored).toBeLessThan(at);
+    // it tells more than nothing: it follows the log to its end
+    expect(Math.max(...heads.map(({ stored }) => stored))).toBeGreaterThan(before + log.length * 0.9);
   });
 });
