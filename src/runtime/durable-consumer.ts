@@ -150,7 +150,6 @@ export class DurableConsumer<C extends CheckpointAt> {
     this.checkpointer.soon();
   }
 
-  /** The last sequence applied (or skipped). */
   /**
    * The highest input through which every input applied has all its outputs stored, as this run
    * knows it while it applies `applying` (the inputs before the run's start were settled before
@@ -161,6 +160,7 @@ export class DurableConsumer<C extends CheckpointAt> {
     return Math.min(this.ledger.lowestInFlight(), applying) - 1;
   }
 
+  /** The last sequence applied (or skipped). */
   get position(): number {
     return this.applied;
   }
