@@ -151,6 +151,10 @@ describe('passivation and restart on JetStream', () => {
     const groups = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nats.nc, 'XREF_GROUPS');
     expect(groupsFromMessages(groups.filter((m) => m.data.user.id === 'ttl-user'))).toEqual({ 'db_id:ttl-user': { 'cookie:longer-ttl': ['ttl1'], 'db_id:ttl-user': ['ttl3'] } });
   });
+});
+
+describe("how far the engine's outputs are stored, as its headers tell", () => {
+  const nats = useNatsServer();
 
   it("a resolution's header tells how far every output is stored: each resolution decided by an input up to its `stored` is at a lower sequence", async () => {
     const jsm = await jetstreamManager(nats.nc);
