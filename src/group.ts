@@ -122,7 +122,8 @@ export class Grouper {
   control(command: ControlCommand): void {
     this.index++;
     const target = command.verb === 'unlink' ? this.engine.unlinkTarget(command.identifier) : undefined;
-    this.engine.control(command, this.engine.seq + 1, target === undefined ? {} : { unlink: { target, standing: this.collector.standing(target.user.ref) } });
+    const standing = target === undefined ? [] : this.collector.standing(target.user.ref);
+    this.engine.control(command, this.engine.seq + 1, command.verb === 'unlink' ? { unlink: { target, standing } } : {});
   }
 
   /** Adds one raw event (`bytes`: its size, when known). Returns the error when it was rejected. */

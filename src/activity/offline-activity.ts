@@ -95,7 +95,7 @@ export class OfflineActivity {
     this.taken.length = 0;
     const target = command.verb === 'unlink' ? this.engine.unlinkTarget(command.identifier) : undefined;
     const standing = target === undefined ? [] : [...(this.standing?.get(userKey(target.user.ref))?.values() ?? [])];
-    this.engine.control(command, seq, target === undefined ? {} : { unlink: { target, standing } });
+    this.engine.control(command, seq, command.verb === 'unlink' ? { unlink: { target, standing } } : {});
     for (const r of this.taken) this.counter.retracted(seq, r.seq, r.user, r.event, eventTime(r.event));
     for (const output of this.decided) this.counter.resolved(seq, output.seq, output.user);
     this.counter.endOfInput(seq);

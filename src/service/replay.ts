@@ -85,7 +85,7 @@ export async function replayLog(options: ReplayOptions): Promise<ReplayResult> {
     if (command.verb === 'forget') return { tombstone: appliedHashes(await control.get('forget', command.request)) };
     if (command.verb !== 'unlink') return {};
     const target = engine.unlinkTarget(command.identifier);
-    if (target === undefined) return {};
+    if (target === undefined) return { unlink: { target, standing: [] } };
     await publisher?.flushed();
     return { unlink: { target, standing: await standingResolutions(jetstream(nc), jsm, target.user.ref, seq) } };
   };
