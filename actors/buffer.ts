@@ -39,8 +39,13 @@ export function isExpired(item: Buffered, watermark: number, ttlMs: number): boo
   return item.time !== undefined && item.time + ttlMs < watermark;
 }
 
-/** Splits off what the watermark passed. `due` (the buffer's deadline) skips the scan when nothing is. */
-export function expire(buffer: readonly Buffered[], watermark: number, ttlMs: number, due: number | null = -Infinity) {
+/**
+ * Splits off what the watermark passed (nothing copied when nothing is). The buffer's deadline is
+ * worked out here under `ttlMs`, not taken from the actor's context: a snapshot written under
+ * another ttl holds another one.
+ */
+export function expire(buffer: readonly Buffered[], watermark: number, ttlMs: number) {
+  const due = deadline(buffer, ttlMs);
   if (due === null || due >= watermark) return { kept: buffer, dropped: [] as Buffered[] };
   const kept: Buffered[] = [];
   const dropped: Buffered[] = [];

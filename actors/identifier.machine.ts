@@ -101,7 +101,7 @@ export function createIdentifierMachine(bounds: Bounds) {
         on: {
           BUFFER: {
             actions: enqueueActions(({ context, event, enqueue }) => {
-              const live = expire(context.buffer, event.watermark, bounds.ttlMs, context.deadline);
+              const live = expire(context.buffer, event.watermark, bounds.ttlMs);
               const { kept, dropped } = append(live.kept, event.item, bounds);
               enqueue.assign({ buffer: kept, deadline: deadline(kept, bounds.ttlMs) });
               for (const item of live.dropped) enqueue({ type: 'release', params: { item, reason: 'expired' } });
@@ -110,7 +110,7 @@ export function createIdentifierMachine(bounds: Bounds) {
           },
           ABSORB: {
             actions: enqueueActions(({ context, event, enqueue }) => {
-              const live = expire(context.buffer, event.watermark, bounds.ttlMs, context.deadline);
+              const live = expire(context.buffer, event.watermark, bounds.ttlMs);
               const incoming = expire(event.buffer, event.watermark, bounds.ttlMs);
               const { kept, dropped } = merge(live.kept, incoming.kept, bounds);
               enqueue.assign({
@@ -133,10 +133,10 @@ export function createIdentifierMachine(bounds: Bounds) {
             },
             {
               actions: enqueueActions(({ context, event, enqueue }) => {
-                const { kept, dropped } = expire(context.buffer, event.watermark, bounds.ttlMs, context.deadline);
+                const { kept, dropped } = expire(context.buffer, event.watermark, bounds.ttlMs);
                 const due = deadline(kept, bounds.ttlMs);
-                // nothing dropped, yet due: a snapshot taken under a shorter ttl (the config changed
-                // since). Its deadline moves to the current ttl's, or it would be due again at once, forever
+                // nothing dropped, yet due: a deadline worked out under a shorter ttl (the config
+                // changed since). It moves to the current ttl's, or it would be due again at once, forever
                 if (dropped.length === 0 && due === context.deadline) return;
                 enqueue.assign({ buffer: kept, deadline: due });
                 for (const item of dropped) enqueue({ type: 'release', params: { item, reason: 'expired' } });

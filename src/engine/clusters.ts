@@ -1,4 +1,5 @@
 import { type IdentifierContext, type IdentifierEvent, type IdentifierMachine, type LinkEvent, startingSnapshot } from '../../actors/identifier.machine.ts';
+import { deadline } from '../../actors/buffer.ts';
 import type { Bounds, Buffered } from '../../actors/types.ts';
 import type { RelinkPolicy } from '../domain/config.ts';
 import { parseIdKey } from '../domain/identifiers.ts';
@@ -8,10 +9,19 @@ import { DeadlineHeap } from './deadline-heap.ts';
 /** A buffering actor's cluster as its snapshot holds it (live or persisted): the persisted form. */
 export interface ClusterState {
   readonly members: readonly string[];
+  /** Its buffer's deadline under the ttl it was worked out with (the config's then). */
   readonly deadline: number | null;
+  readonly buffer: readonly Buffered[];
 }
 
-/** The members and deadline of an identifier actor's snapshot, live or persisted (read in place, no copy). */
+/** A cluster as a checkpoint gives it back: its actor's address, members and buffer. */
+export interface StoredCluster {
+  readonly address: string;
+  readonly members: readonly string[];
+  readonly buffer: readonly Buffered[];
+}
+
+/** The members, deadline and buffer of an identifier actor's snapshot, live or persisted (read in place, no copy). */
 export function clusterState(snapshot: unknown): ClusterState {
   return (snapshot as { context: IdentifierContext }).context;
 }
@@ -37,10 +47,13 @@ export class Clusters {
     private readonly policyOf: (kind: string) => RelinkPolicy,
   ) {}
 
-  /** A cluster read back from a checkpoint (its actor is in the store). */
-  restore(address: string, members: readonly string[], deadline: number | null): void {
+  /**
+   * A cluster read back from a checkpoint (its actor is in the store), due at its buffer's
+   * deadline under the current ttl (the checkpoint's may have been written under another).
+   */
+  restore({ address, members, buffer }: StoredCluster): void {
     for (const key of members) this.rootOf.set(key, address);
-    this.schedule(address, deadline);
+    this.schedule(address, deadline(buffer, this.bounds.ttlMs));
   }
 
   /** Identifiers buffering. */

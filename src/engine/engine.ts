@@ -9,7 +9,7 @@ import { type XrefEvent, eventTime } from '../domain/envelope.ts';
 import type { IdHasher } from '../domain/id-hash.ts';
 import { idKey, junkRule, parseIdKey } from '../domain/identifiers.ts';
 import { ActorSystem } from './actor-system.ts';
-import { Clusters } from './clusters.ts';
+import { Clusters, type StoredCluster } from './clusters.ts';
 import { EventIdWindow } from './event-id-window.ts';
 import { IdentityGraph, type Link, type UserEntry } from './identity-graph.ts';
 import type { Resolved, Sink } from './outputs.ts';
@@ -52,8 +52,8 @@ export interface EngineOptions {
     watermark: number;
     /** Identity graph: third-party identifier key → user key and the input that linked it. */
     links: Iterable<readonly [key: string, link: { user: string; seq: number }]>;
-    /** Each buffering actor's cluster members and deadline (the rest of its state is in its snapshot). */
-    clusters: Iterable<{ address: string; members: readonly string[]; deadline: number | null }>;
+    /** Each buffering actor's cluster members and buffer (the rest of its state is in its snapshot). */
+    clusters: Iterable<StoredCluster>;
     /** Event ids of the inputs before `seq` (at least the last `dedupWindow`) and their inputs, in log order. */
     seen?: Iterable<readonly [id: string, seq: number]>;
     /** The suppression list as of `seq`: each suppressed hash and the forget request that suppressed it. */
@@ -175,7 +175,7 @@ export class IdentityEngine {
     this.nextSeq = state.seq + 1;
     this.watermarkMs = state.watermark;
     for (const [key, link] of state.links) this.graph.restore(key, link.user, link.seq);
-    for (const cluster of state.clusters) this.clusters.restore(cluster.address, cluster.members, cluster.deadline);
+    for (const cluster of state.clusters) this.clusters.restore(cluster);
     for (const [id, seq] of state.seen ?? []) this.seen.note(id, seq);
     for (const [hash, request] of state.suppressed ?? []) this.suppression.add([hash], request);
     for (const key of state.blocked ?? []) this.blocked.add(key);

@@ -1,6 +1,6 @@
 import type { Checkpoint, EngineOptions } from './engine.ts';
 import { persistedSnapshot } from './actor-system.ts';
-import { clusterState } from './clusters.ts';
+import { type StoredCluster, clusterState } from './clusters.ts';
 import { MemorySnapshotStore } from './snapshot-store.ts';
 import type { CheckpointWrite } from './state-store.ts';
 
@@ -60,10 +60,10 @@ function setOrDelete(map: Map<string, unknown>, key: string, value: unknown): vo
   else map.set(key, persistedSnapshot(value));
 }
 
-/** Each buffering actor's cluster members and deadline, read from its persisted snapshot. */
-export function* clustersOf(identifiers: Iterable<readonly [string, unknown]>) {
+/** Each buffering actor's cluster members and buffer, read from its persisted snapshot. */
+export function* clustersOf(identifiers: Iterable<readonly [string, unknown]>): Generator<StoredCluster> {
   for (const [address, snapshot] of identifiers) {
-    const { members, deadline } = clusterState(snapshot);
-    yield { address, members, deadline };
+    const { members, buffer } = clusterState(snapshot);
+    yield { address, members, buffer };
   }
 }

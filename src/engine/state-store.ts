@@ -1,5 +1,6 @@
 import { XrefError } from '../domain/errors.ts';
 import type { CheckpointWriteOptions } from '../runtime/checkpointer.ts';
+import type { StoredCluster } from './clusters.ts';
 import type { Checkpoint } from './engine.ts';
 import type { StateImage } from './state-image.ts';
 
@@ -42,7 +43,7 @@ export interface LoadedState {
   seq: number;
   watermark: number;
   links: Map<string, { user: string; seq: number }>;
-  clusters: Array<{ address: string; members: readonly string[]; deadline: number | null }>;
+  clusters: StoredCluster[];
   identifierAddresses: string[];
   userAddresses: string[];
 }

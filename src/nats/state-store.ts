@@ -70,9 +70,9 @@ export class NatsStateStore implements StateStore {
     for (const [key, snapshot] of snapshots) {
       const { machine, address } = snapshotOwner(key);
       if (machine === 'identifier') {
-        const { members, deadline } = clusterState(snapshot);
+        const { members, buffer } = clusterState(snapshot);
         state.identifierAddresses.push(address);
-        state.clusters.push({ address, members, deadline });
+        state.clusters.push({ address, members, buffer });
       } else {
         state.userAddresses.push(address);
       }

@@ -66,8 +66,8 @@ function expectedLoad(image: StateImage) {
     links: Object.fromEntries(image.links),
     clusters: [...image.identifiers]
       .map(([address, snapshot]) => {
-        const { members, deadline } = (snapshot as ReturnType<typeof buffering>).context;
-        return { address, members, deadline };
+        const { members, buffer } = (snapshot as ReturnType<typeof buffering>).context;
+        return { address, members, buffer };
       })
       .sort((a, b) => a.address.localeCompare(b.address)),
     identifierAddresses: [...image.identifiers.keys()].sort(),
@@ -165,8 +165,8 @@ export function stateStoreContract(name: string, make: () => Promise<StateStoreF
         watermark: 10_000,
         links: { [ODD]: { user: 'db_id:u1', seq: 10 } },
         clusters: [
-          { address: 'cookie:lone', members: ['cookie:lone'], deadline: null },
-          { address: 'cookie:x', members: ['cookie:x', 'device_id:y'], deadline: 3_600_000 },
+          { address: 'cookie:lone', members: ['cookie:lone'], buffer: [{ id: 'cookie:lone-0' }] },
+          { address: 'cookie:x', members: ['cookie:x', 'device_id:y'], buffer: [{ id: 'cookie:x-0' }] },
         ],
       });
       expect(plain(await fresh.loadImage())).toEqual(plain(folded(first)));

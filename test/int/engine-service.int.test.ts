@@ -151,6 +151,28 @@ describe('passivation and restart on JetStream', () => {
     const groups = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nats.nc, 'XREF_GROUPS');
     expect(groupsFromMessages(groups.filter((m) => m.data.user.id === 'ttl-user'))).toEqual({ 'db_id:ttl-user': { 'cookie:longer-ttl': ['ttl1'], 'db_id:ttl-user': ['ttl3'] } });
   });
+
+  it('a restart under a shorter buffer ttl expires a restored buffer at the new deadline, not the old one: a later link finds it gone', async () => {
+    const first = await start();
+    const base = first.seq;
+    // after the watermark the tests before left
+    await publishEvents(nats.nc, [{ id: 'short1', timestamp: at(400), ids: { cookie: 'shorter-ttl' } }]);
+    await waitFor('the buffer', () => first.seq >= base + 1);
+    await first.stop();
+    const shorter = { ...config, buffer: { maxEvents: 100, ttlMs: 10 * 60_000 } };
+    const second = await EngineService.start({ nc: nats.nc, config: shorter, settings: loadSettings({ NATS_URL: nats.server.url }), logger: logger.child({ component: 'test-engine' }) });
+    // an input past the new deadline (ten minutes), well within the old one (an hour): the buffer expires at it
+    await publishEvents(nats.nc, [{ id: 'short2', timestamp: at(420), ids: { anonymous_id: 'short-other' } }]);
+    const expiries = async () =>
+      (await readStream<{ reason: string; event: { id: string } }>(nats.nc, 'XREF_UNMATCHED')).filter((m) => m.data.event.id === 'short1').map((m) => m.data.reason);
+    await waitFor('the expiry', async () => (await expiries()).length > 0, 10_000);
+    await publishEvents(nats.nc, [{ id: 'short3', timestamp: at(421), ids: { db_id: 'short-user', cookie: 'shorter-ttl' } }]);
+    await waitFor('the link', () => second.seq >= base + 3);
+    await second.stop();
+    expect(await expiries()).toEqual(['expired']);
+    const groups = await readStream<Parameters<typeof groupsFromMessages>[0][number]['data']>(nats.nc, 'XREF_GROUPS');
+    expect(groupsFromMessages(groups.filter((m) => m.data.user.id === 'short-user'))).toEqual({ 'db_id:short-user': { 'db_id:short-user': ['short3'] } });
+  });
 });
 
 describe("how far the engine's outputs are stored, as its headers tell", () => {
