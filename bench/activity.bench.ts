@@ -17,6 +17,7 @@ import { startNatsServer } from '../test/helpers/nats-server.ts';
 import { freshDatabase } from '../test/helpers/postgres.ts';
 import { random } from '../test/helpers/web-log.ts';
 import { type Percentiles, timed } from './query.bench.ts';
+import { type CpuSeconds, cpuMeter } from './cpu-time.ts';
 import { engineOnLog } from './projection.bench.ts';
 
 const log = logger.child({ component: 'bench' });
@@ -41,6 +42,8 @@ export interface ActivityBenchResult {
   streamsOn: number;
   /** With the counts on: from every stream written to every input counted (ms). */
   tailMs: number;
+  /** The CPU time of the engine and of each projection (cpu-time.ts). */
+  cpu: Record<'engine' | 'off' | 'on', CpuSeconds>;
   people: number;
   personDays: number;
   /** Rows per second written into the counts, while loading the lookups' database. */
@@ -73,25 +76,28 @@ async function projectionRates(events: number, dir: string, config: ReturnType<t
   const server = await startNatsServer();
   const nc = await connect({ servers: server.url, noAsyncTraces: true });
   try {
-    const { settings, engineRate } = await engineOnLog(nc, server.url, events, config);
+    const { settings, engineRate, engineCpu } = await engineOnLog(nc, server, events, config);
     let start: number;
     const projection = { off: 0, on: 0 };
+    const cpu = { engine: engineCpu } as ActivityBenchResult['cpu'];
     let tailMs = 0;
     let streamsOn = 0;
     for (const mode of ['off', 'on'] as const) {
       const store = await openReadModel({ databaseUrl: `sqlite:${join(dir, `projection-${mode}.sqlite`)}`, dataDir: dir, logger: log });
       start = now();
+      const meter = cpuMeter(server.pid);
       const running = await Projection.start({ nc, store, settings, logger: log, decode: inputDecoder(config), ...(mode === 'on' ? { activity: config } : {}) });
       await running.caughtUp();
       const streamsDone = now();
       if (mode === 'on') await running.activityCaughtUp();
       if (mode === 'on') [tailMs, streamsOn] = [now() - streamsDone, events / ((streamsDone - start) / 1000)];
       projection[mode] = events / ((now() - start) / 1000);
+      cpu[mode] = meter.read();
       if (mode === 'on' && running.activityPosition < events) throw new Error(`the counts reached input ${running.activityPosition} of ${events}`);
       await running.stop();
       await store.close();
     }
-    return { engine: engineRate, projection, streamsOn, tailMs };
+    return { engine: engineRate, projection, streamsOn, tailMs, cpu };
   } finally {
     await nc.close();
     await server.stop();

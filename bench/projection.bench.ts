@@ -15,6 +15,7 @@ import { ackFloor } from '../test/helpers/engine-process.ts';
 import { startNatsServer } from '../test/helpers/nats-server.ts';
 import { freshDatabase } from '../test/helpers/postgres.ts';
 import { webLog } from '../test/helpers/web-log.ts';
+import { type CpuSeconds, cpuMeter } from './cpu-time.ts';
 import { publishAll } from './streaming.bench.ts';
 
 const log = logger.child({ component: 'bench' });
@@ -26,23 +27,27 @@ export interface ProjectionBenchResult {
   engine: number;
   /** The projection's rate on the same log and the streams the engine wrote: from its start to every stream written through its end. */
   projection: Record<'sqlite' | 'postgres', number>;
+  /** The CPU time each took (cpu-time.ts). */
+  cpu: Record<'engine' | 'sqlite' | 'postgres', CpuSeconds>;
 }
 
 /**
  * A web-shaped log of `events` published, and the engine run over it: its rate from its start to
- * every input acked (its outputs stored), and the settings it ran with.
+ * every input acked (its outputs stored), the CPU time that took, and the settings it ran with.
  */
-export async function engineOnLog(nc: NatsConnection, natsUrl: string, events: number, config: Config): Promise<{ settings: Settings; engineRate: number }> {
+export async function engineOnLog(nc: NatsConnection, nats: { url: string; pid: number }, events: number, config: Config): Promise<{ settings: Settings; engineRate: number; engineCpu: CpuSeconds }> {
   const jsm = await jetstreamManager(nc);
   await ensureTopology(nc, jsm, log);
   await publishAll(nc, webLog({ events, identifiers: events / 10, seed: 5, rich: true }));
-  const settings = loadSettings({ NATS_URL: natsUrl });
+  const settings = loadSettings({ NATS_URL: nats.url });
   const start = now();
+  const cpu = cpuMeter(nats.pid);
   const engine = await EngineService.start({ nc, config, settings, logger: log });
   while ((await ackFloor(jsm)) < events) await new Promise((resolve) => setTimeout(resolve, 5));
   const engineRate = events / ((now() - start) / 1000);
+  const engineCpu = cpu.read();
   await engine.stop();
-  return { settings, engineRate };
+  return { settings, engineRate, engineCpu };
 }
 
 /**
@@ -58,19 +63,22 @@ export async function benchProjection(events = 200_000): Promise<ProjectionBench
   const nc = await connect({ servers: server.url, noAsyncTraces: true });
   try {
     const config = defaultConfig();
-    const { settings, engineRate } = await engineOnLog(nc, server.url, events, config);
+    const { settings, engineRate, engineCpu } = await engineOnLog(nc, server, events, config);
     let start: number;
     const projection = { sqlite: 0, postgres: 0 };
+    const cpu = { engine: engineCpu } as ProjectionBenchResult['cpu'];
     for (const [dialect, databaseUrl] of [['sqlite', `sqlite:${join(dir, 'xref.sqlite')}`], ['postgres', pg.url]] as const) {
       const store = await openReadModel({ databaseUrl, dataDir: dir, logger: log });
       start = now();
+      const meter = cpuMeter(server.pid);
       const running = await Projection.start({ nc, store, settings, logger: log, decode: inputDecoder(config) });
       await running.caughtUp();
       projection[dialect] = events / ((now() - start) / 1000);
+      cpu[dialect] = meter.read();
       await running.stop();
       await store.close();
     }
-    return { events, engine: engineRate, projection };
+    return { events, engine: engineRate, projection, cpu };
   } finally {
     await nc.close();
     await server.stop();

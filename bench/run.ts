@@ -11,6 +11,7 @@ import { benchActivity } from './activity.bench.ts';
 import { benchProjection } from './projection.bench.ts';
 import { benchQueries } from './query.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
+import { cpuLine, cpuTotal } from './cpu-time.ts';
 import { benchTracker } from './tracker.bench.ts';
 
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
@@ -85,6 +86,10 @@ async function projectionSection(): Promise<void> {
       `  engine end to end      ${fmt(r.engine)} events/s   (start to every input acked)`,
       `  projection, SQLite     ${fmt(r.projection.sqlite)} events/s   ratio ${(r.projection.sqlite / r.engine).toFixed(2)} (target >= 1.0; all five streams)`,
       `  projection, PostgreSQL ${fmt(r.projection.postgres)} events/s   ratio ${(r.projection.postgres / r.engine).toFixed(2)}`,
+      `  CPU per 100k events    engine ${cpuLine(r.cpu.engine, r.events)}`,
+      `                         SQLite ${cpuLine(r.cpu.sqlite, r.events)}`,
+      `                         PostgreSQL ${cpuLine(r.cpu.postgres, r.events, true)}`,
+      `  engine CPU / projection CPU: SQLite ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.sqlite)).toFixed(2)}, PostgreSQL ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.postgres, true)).toFixed(2)} (where the cores are all busy, the ratio cannot go much above this)`,
       '',
     ].join('\n'),
   );
@@ -118,6 +123,10 @@ async function activitySection(): Promise<void> {
       `  projection, counts off ${fmt(r.projection.off)} events/s   ratio ${(r.projection.off / r.engine).toFixed(2)}`,
       `  projection, counts on  ${fmt(r.projection.on)} events/s   ratio ${(r.projection.on / r.engine).toFixed(2)} (target >= 1.0; start to every input counted)`,
       `    of which the streams  ${fmt(r.streamsOn)} events/s   ratio ${(r.streamsOn / r.engine).toFixed(2)} (start to every stream written; the counting then ${fmt(r.tailMs)} ms behind)`,
+      `  CPU per 100k events    engine ${cpuLine(r.cpu.engine, r.events)}`,
+      `                         counts off ${cpuLine(r.cpu.off, r.events)}`,
+      `                         counts on ${cpuLine(r.cpu.on, r.events)}`,
+      `  engine CPU / projection CPU: counts off ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.off)).toFixed(2)}, counts on ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.on)).toFixed(2)}`,
       `lookups over a year of ${fmt(r.people)} people (${fmt(r.personDays)} person-days), p50 / p95 of 200 each (target p95 < 100 ms); counts loaded at SQLite ${fmt(r.load.sqlite)}, PostgreSQL ${fmt(r.load.postgres)} rows/s`,
       `  ${'lookup'.padEnd(22)} ${'SQLite p50'.padStart(10)} ${'p95'.padStart(9)}   ${'PostgreSQL p50'.padStart(14)} ${'p95'.padStart(9)}`,
       row('DAU, 365 days', r.lookups.dau),
