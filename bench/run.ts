@@ -89,7 +89,7 @@ async function projectionSection(): Promise<void> {
       `  CPU per 100k events    engine ${cpuLine(r.cpu.engine, r.events)}`,
       `                         SQLite ${cpuLine(r.cpu.sqlite, r.events)}`,
       `                         PostgreSQL ${cpuLine(r.cpu.postgres, r.events, true)}`,
-      `  engine CPU / projection CPU: SQLite ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.sqlite)).toFixed(2)}, PostgreSQL ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.postgres, true)).toFixed(2)} (where the cores are all busy, the ratio cannot go much above this)`,
+      `  engine CPU / projection CPU: SQLite ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.sqlite)).toFixed(2)}, PostgreSQL ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.postgres, true)).toFixed(2)} (where the cores are all busy, the ratio cannot go much above this; ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.postgres)).toFixed(2)} without the server's own part, as on a host of its own)`,
       '',
     ].join('\n'),
   );
