@@ -43,7 +43,7 @@ function processSeconds(pid: number): number {
   }
 }
 
-/** Every process named postgres (the server and its backends), ended ones excluded. */
+/** Every process named postgres (the server and its backends; one that ended meanwhile takes its time with it). */
 function postgresSeconds(): number {
   let total = 0;
   try {
@@ -62,14 +62,13 @@ function postgresSeconds(): number {
   return total;
 }
 
-/** Busy and total CPU seconds of the whole machine (/proc/stat's first line). */
-function machineSeconds(): { busy: number; total: number } {
+/** The busy CPU seconds of the whole machine so far (/proc/stat's first line less idle and iowait). */
+function machineBusySeconds(): number {
   try {
     const ticks = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const total = ticks.reduce((a, b) => a + b, 0);
-    return { busy: (total - ticks[3]! - ticks[4]!) / clockTicks(), total: total / clockTicks() };
+    return (ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) / clockTicks();
   } catch {
-    return { busy: Number.NaN, total: Number.NaN };
+    return Number.NaN;
   }
 }
 
@@ -78,16 +77,19 @@ export function cpuMeter(natsPid: number): { read(): CpuSeconds } {
   const own = process.cpuUsage();
   const nats = processSeconds(natsPid);
   const postgres = postgresSeconds();
-  const machine = machineSeconds();
+  const machine = machineBusySeconds();
   const started = performance.now();
   return {
-    read: () => ({
-      xref: ((used) => (used.user + used.system) / 1e6)(process.cpuUsage(own)),
-      nats: processSeconds(natsPid) - nats,
-      postgres: postgresSeconds() - postgres,
-      machine: machineSeconds().busy - machine.busy,
-      capacity: (cpus().length * (performance.now() - started)) / 1000,
-    }),
+    read: () => {
+      const used = process.cpuUsage(own);
+      return {
+        xref: (used.user + used.system) / 1e6,
+        nats: processSeconds(natsPid) - nats,
+        postgres: postgresSeconds() - postgres,
+        machine: machineBusySeconds() - machine,
+        capacity: (cpus().length * (performance.now() - started)) / 1000,
+      };
+    },
   };
 }
 

@@ -54,7 +54,7 @@ export async function engineOnLog(nc: NatsConnection, nats: { url: string; pid: 
  * Whether the projection keeps up with the engine, in one run on one server: the engine on a log
  * of `events` web-shaped events, then the projection of all five streams (the log and what the
  * engine wrote) into a fresh SQLite file and a fresh PostgreSQL database, each timed from its
- * start to its last write.
+ * start to its last write, with the CPU time each phase took (cpu-time.ts).
  */
 export async function benchProjection(events = 200_000): Promise<ProjectionBenchResult> {
   const server = await startNatsServer();
