@@ -20,6 +20,15 @@ import type { AuditRow, ProjectedStream, ProjectionBatch, ProjectionRows, ReadMo
 import { type ControlAction, messageRows } from './rows.ts';
 import { PROJECTED_STREAM_NAMES, type StreamIncarnation, type StreamNames, incarnationOf, staleBecause } from './stream-identity.ts';
 
+/**
+ * Messages a stream's consumer may have delivered and not yet applied (nor acked): a few of the
+ * client's pulls (2,000 each). While a batch is written, the next one waits to be applied, and
+ * what the server delivers meanwhile waits in this process: with four batches' worth allowed
+ * (80,000 messages a stream), a projection catching up held 200 MB more at its peak (heap 475–481
+ * MB against 251–288) and spent a third more time in young collections, for no faster reading.
+ */
+const DELIVERED_AHEAD = 5_000;
+
 /** How an XREF_IN message is read: as the engine does, with the same config (see `projectionDecoder`). */
 export type InputDecoder = (msg: EncodedInput) => DecodedInput;
 
@@ -457,7 +466,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
    */
   private inputLog(): InputLog {
     const { js, jsm, logger, waits } = this.ctx;
-    const inner = new JetStreamInputLog({ js, jsm, logger, waits, ...this.names, maxAckPending: this.ctx.batch * 4, inactiveThresholdMs: this.ctx.inactiveThresholdMs });
+    const inner = new JetStreamInputLog({ js, jsm, logger, waits, ...this.names, maxAckPending: DELIVERED_AHEAD, inactiveThresholdMs: this.ctx.inactiveThresholdMs });
     const gone = () => {
       this.discard();
       void this.projector.check();
