@@ -80,12 +80,9 @@ export const insertRowsSql = (table: WrittenTable, rows: number): string => {
 /** One row's INSERT (`?` per column). */
 export const insertRowSql = (table: WrittenTable): string => insertRowsSql(table, 1);
 
-export const eventValues = (row: EventRow): Value[] => {
-  const { event } = row;
-  return [row.seq, event.id, orNull(event.name), orNull(event.category), orNull(event.session_id), row.source, row.timeMs, row.json ?? JSON.stringify(event)];
-};
+export const eventValues = (row: EventRow): Value[] => [row.seq, row.id, orNull(row.name), orNull(row.category), orNull(row.sessionId), row.source, row.timeMs, row.json];
 /** One row per identifier of the event. */
-export const eventIdValues = (row: EventRow): Value[][] => Object.entries(row.event.ids).map(([kind, value]) => [kind, value, row.seq]);
+export const eventIdValues = (row: EventRow): Value[][] => Object.entries(row.ids).map(([kind, value]) => [kind, value, row.seq]);
 export const resolutionValues = (row: ResolutionRow): Value[] => [row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value, row.decidedSeq, row.outputId ?? null];
 export const unmatchedValues = (row: UnmatchedRow): Value[] => [
   row.outputId,
@@ -146,7 +143,7 @@ export function eventsInOrder(events: readonly EventRow[]): EventRow[] {
   // read from one stream, they come in order already: sorted only when not
   let sorted = true;
   for (let i = 1; i < events.length && sorted; i++) sorted = events[i - 1]!.seq <= events[i]!.seq;
-  return (sorted ? events : [...events].sort((a, b) => a.seq - b.seq)).filter((row) => !seen.has(row.event.id) && seen.add(row.event.id));
+  return (sorted ? events : [...events].sort((a, b) => a.seq - b.seq)).filter((row) => !seen.has(row.id) && seen.add(row.id));
 }
 
 /** A batch's positions, each stream once (its furthest): one upsert per stream. */

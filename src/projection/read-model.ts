@@ -36,18 +36,32 @@ export interface StreamPosition {
   readonly stored?: number;
 }
 
-/** An accepted event of XREF_IN, with its identifiers (for the `identifier=` filter and `who`). */
+/**
+ * An accepted event of XREF_IN as it is stored: its columns, its identifiers (for the
+ * `identifier=` filter and `who`) and its JSON, not the parsed envelope: a batch holds thousands of
+ * rows while it waits to be written, and the parsed envelopes lived long enough to be promoted
+ * (`eventRow` makes one).
+ */
 export interface EventRow {
   /** Its XREF_IN sequence: the log order, and the tie-breaker of every time order. */
   readonly seq: number;
-  /** The envelope as the engine reads it (validated, identifier values strings). */
-  readonly event: XrefEvent;
+  readonly id: string;
+  readonly name: string | undefined;
+  readonly category: string | undefined;
+  readonly sessionId: string | undefined;
+  /** kind → value, as the engine reads them (values strings). */
+  readonly ids: Readonly<Record<string, string>>;
   /** The `<source>` of `xref.in.<source>`, decoded. */
   readonly source: string;
   /** Event time (epoch ms): its timestamp, or when it was published when it has none. */
   readonly timeMs: number;
-  /** The event's JSON as the log holds it, when that is the event as read (stored as it is, not written again). */
-  readonly json?: string;
+  /** The event's JSON: as the log holds it when that is the event as read, else the envelope as read. */
+  readonly json: string;
+}
+
+/** The row of `event` (validated, as the engine reads it) at `seq`; `json`: the log's own text of it, when it is that. */
+export function eventRow(seq: number, event: XrefEvent, source: string, timeMs: number, json?: string): EventRow {
+  return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event) };
 }
 
 /** An event resolved to a user (XREF_GROUPS). */

@@ -10,7 +10,7 @@ import type { UserRef } from '../engine/outputs.ts';
 import { resolvedId, retractionId, unmatchedId } from '../engine/records.ts';
 import { HEADERS, decodeToken, subjects } from '../nats/subjects.ts';
 import type { DecodedInput, EncodedInput } from '../service/input.ts';
-import type { AuditRow, ErrorRow, EventRow, ForgetRecord, ProjectedStream, ResolutionRow, RetractionRow, UnlinkRecord, UnmatchedRow } from './read-model.ts';
+import { type AuditRow, type ErrorRow, type ForgetRecord, type ProjectedStream, type ResolutionRow, type RetractionRow, type UnlinkRecord, type UnmatchedRow, type EventRow, eventRow } from './read-model.ts';
 
 const decoder = new TextDecoder();
 
@@ -132,8 +132,7 @@ export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode:
     if ('rejected' in decoded) return { table: 'none', why: 'rejected' };
     // a command (xref.ctl.<verb>), read only to fill a gap of the delivery: the engine applies it
     if ('control' in decoded) return { table: 'none', why: 'a control input' };
-    const row: EventRow = { seq: msg.seq, event: decoded.event, source: sourceOf(msg.subject), timeMs: decoded.time ?? msg.publishedMs() };
-    return { table: 'events', row: decoded.json === undefined ? row : { ...row, json: decoded.json } };
+    return { table: 'events', row: eventRow(msg.seq, decoded.event, sourceOf(msg.subject), decoded.time ?? msg.publishedMs(), decoded.json) };
   }
   if (stream === 'groups') {
     const retraction = msg.header?.(HEADERS.retraction);

@@ -37,9 +37,9 @@ export function controlAudit(streamSeq: number, record: Record<string, unknown>)
 /** An audit row naming a second user: a relink's `previous`, a conflict's `claimedBy`. */
 function namingAudit(streamSeq: number, reason: 'relink' | 'conflict', identifier: { kind: string; value: string }, user: UserRef, other: UserRef, row: EventRow): AuditRow {
   const base = auditRow(streamSeq, reason, identifier, user, row);
-  const outputId = auditId(row.event.id, reason, `${identifier.kind}:${identifier.value}`);
+  const outputId = auditId(row.id, reason, `${identifier.kind}:${identifier.value}`);
   const field = reason === 'relink' ? 'previous' : 'claimedBy';
-  return { ...base, record: { outputId, reason, identifier, user, [field]: other, seq: row.seq, eventId: row.event.id } };
+  return { ...base, record: { outputId, reason, identifier, user, [field]: other, seq: row.seq, eventId: row.id } };
 }
 
 /**

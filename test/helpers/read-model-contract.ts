@@ -30,6 +30,7 @@ import type {
   StoredRecord,
   UnmatchedRow,
 } from '../../src/projection/read-model.ts';
+import { eventRow as rowOf } from '../../src/projection/read-model.ts';
 
 export interface ReadModelFixture {
   /** A store over an empty, migrated database. */
@@ -55,8 +56,11 @@ interface EventSpec {
   readonly at?: number;
 }
 
+/** A stored event's row and, for the checks, the event it was made of. */
+type TestEventRow = EventRow & { readonly event: XrefEvent };
+
 /** An XREF_IN event at `seq` (id `e<seq>`, cookie `c<seq>`, source `web`, time T0 unless told). */
-export function eventRow(seq: number, spec: EventSpec = {}): EventRow {
+export function eventRow(seq: number, spec: EventSpec = {}): TestEventRow {
   const timeMs = T0 + (spec.at ?? 0);
   const event: XrefEvent = {
     id: spec.id ?? `e${seq}`,
@@ -67,22 +71,22 @@ export function eventRow(seq: number, spec: EventSpec = {}): EventRow {
     ...(spec.session === undefined ? {} : { session_id: spec.session }),
     data: { n: seq },
   };
-  return { seq, event, source: spec.source ?? 'web', timeMs };
+  return { ...rowOf(seq, event, spec.source ?? 'web', timeMs), event };
 }
 
 const firstId = (row: EventRow): Identifier => {
-  const [kind, value] = Object.entries(row.event.ids)[0] as [string, string];
+  const [kind, value] = Object.entries(row.ids)[0] as [string, string];
   return { kind, value };
 };
 
 /** A resolution as the engine publishes it: decided by its own input, its output id `<event id>:<user kind>.<user id>`. */
 export function resolutionRow(row: EventRow, user: UserRef, via: Identifier = firstId(row)): ResolutionRow {
-  return { eventSeq: row.seq, user, via, decidedSeq: row.seq, outputId: resolvedId(row.event.id, user) };
+  return { eventSeq: row.seq, user, via, decidedSeq: row.seq, outputId: resolvedId(row.id, user) };
 }
 
-export function unmatchedRow(streamSeq: number, row: EventRow, reason: string, identifier: Identifier = firstId(row)): UnmatchedRow {
+export function unmatchedRow(streamSeq: number, row: TestEventRow, reason: string, identifier: Identifier = firstId(row)): UnmatchedRow {
   return {
-    outputId: unmatchedId(row.event.id),
+    outputId: unmatchedId(row.id),
     streamSeq,
     eventSeq: row.seq,
     reason,
@@ -93,9 +97,9 @@ export function unmatchedRow(streamSeq: number, row: EventRow, reason: string, i
 }
 
 export function auditRow(streamSeq: number, reason: string, identifier: Identifier, user: UserRef | undefined, row: EventRow, timeMs = row.timeMs): AuditRow {
-  const outputId = auditId(row.event.id, reason, `${identifier.kind}:${identifier.value}`);
-  const record = { outputId, reason, identifier, ...(user === undefined ? {} : { user }), seq: row.seq, eventId: row.event.id };
-  return { outputId, streamSeq, reason, identifier, ...(user === undefined ? {} : { user }), eventSeq: row.seq, eventId: row.event.id, timeMs, record };
+  const outputId = auditId(row.id, reason, `${identifier.kind}:${identifier.value}`);
+  const record = { outputId, reason, identifier, ...(user === undefined ? {} : { user }), seq: row.seq, eventId: row.id };
+  return { outputId, streamSeq, reason, identifier, ...(user === undefined ? {} : { user }), eventSeq: row.seq, eventId: row.id, timeMs, record };
 }
 
 export function errorRow(streamSeq: number, reason: string, origin: string, at: number): ErrorRow {
@@ -476,7 +480,7 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
         });
         // e5 carries c3 and went nowhere yet; more c3 events wait, one of them later unmatched
         const waiting = [eventRow(20, { at: 9000, ids: { cookie: 'c3' } }), eventRow(21, { at: 50, ids: { cookie: 'c3', email: 'q' } }), eventRow(22, { at: 7000, ids: { cookie: 'c3' } })];
-        await store.apply(batchOf({ events: waiting, unmatched: [unmatchedRow(2, waiting[2] as EventRow, 'expired', { kind: 'cookie', value: 'c3' })] }), OWNER);
+        await store.apply(batchOf({ events: waiting, unmatched: [unmatchedRow(2, waiting[2]!, 'expired', { kind: 'cookie', value: 'c3' })] }), OWNER);
         const c3 = await store.identifier({ kind: 'cookie', value: 'c3' }, 2);
         expect(c3.link).toBeUndefined();
         expect(c3.buffered.count).toBe(3);

@@ -15,7 +15,7 @@ import { openReadModel, readModelLocation } from '../../src/projection/open-stor
 import { PostgresStore, redactUrl } from '../../src/projection/postgres-store.ts';
 import { SqliteStore } from '../../src/projection/sqlite-store.ts';
 import { eventsPage, recordsPage } from '../../src/projection/read-model-sql.ts';
-import type { EventFilter, ReadModelStore } from '../../src/projection/read-model.ts';
+import { type EventFilter, type ReadModelStore, eventRow as rowOf } from '../../src/projection/read-model.ts';
 import { freshDatabase } from '../helpers/postgres.ts';
 import { T0, auditRow, batchOf, errorRow, eventRow, readModelContract, resolutionRow, unmatchedRow } from '../helpers/read-model-contract.ts';
 
@@ -227,7 +227,8 @@ describe('PostgreSQL only', () => {
     expect(await store.claim('a', 60_000)).toBe(true);
     // a NUL or a lone surrogate in a key column is kept (as U+FFFD, and found so); in a body, kept as it was
     const odd = eventRow(1, { session: 'nul\0here', ids: { cookie: 'x\0y', email: 'lone\ud800' } });
-    const body = { ...odd, event: { ...odd.event, data: { nul: 'a\0b', lone: '\udc00x', pair: '😀' } } };
+    const event = { ...odd.event, data: { nul: 'a\0b', lone: '\udc00x', pair: '😀' } };
+    const body = { ...rowOf(1, event, odd.source, odd.timeMs), event };
     await store.apply(batchOf({ events: [body] }), 'a');
     expect((await store.event('e1'))?.event).toEqual(body.event);
     expect((await store.events({ filter: { identifier: { kind: 'email', value: 'lone\ud800' } }, order: 'asc', limit: 10 })).map((e) => e.seq)).toEqual([1]);
