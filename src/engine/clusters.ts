@@ -14,12 +14,8 @@ export interface ClusterState {
   readonly buffer: readonly Buffered[];
 }
 
-/** A cluster as a checkpoint gives it back: its actor's address, members and buffer. */
-export interface StoredCluster {
-  readonly address: string;
-  readonly members: readonly string[];
-  readonly buffer: readonly Buffered[];
-}
+/** A cluster as a checkpoint gives it back: its actor's address, members and buffer (its deadline is worked out again, under the current ttl). */
+export type StoredCluster = { readonly address: string } & Pick<ClusterState, 'members' | 'buffer'>;
 
 /** The members, deadline and buffer of an identifier actor's snapshot, live or persisted (read in place, no copy). */
 export function clusterState(snapshot: unknown): ClusterState {

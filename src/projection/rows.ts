@@ -10,7 +10,7 @@ import type { UserRef } from '../engine/outputs.ts';
 import { resolvedId, retractionId, unmatchedId } from '../engine/records.ts';
 import { HEADERS, decodeToken, subjects } from '../nats/subjects.ts';
 import type { DecodedInput, EncodedInput } from '../service/input.ts';
-import { type AuditRow, type ErrorRow, type ForgetRecord, type ProjectedStream, type ResolutionRow, type RetractionRow, type UnlinkRecord, type UnmatchedRow, type EventRow, eventRow } from './read-model.ts';
+import { type AuditRow, type ErrorRow, type EventRow, type ForgetRecord, type ProjectedStream, type ResolutionRow, type RetractionRow, type UnlinkRecord, type UnmatchedRow, eventRow } from './read-model.ts';
 
 const decoder = new TextDecoder();
 

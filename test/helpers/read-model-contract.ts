@@ -12,25 +12,25 @@ import { auditId, resolvedId, unmatchedId } from '../../src/engine/records.ts';
 import { activityStoreContract } from './activity-store-contract.ts';
 import { forgetContract } from './forget-contract.ts';
 import { unlinkContract } from './unlink-contract.ts';
-import type {
-  AuditRow,
-  ErrorRow,
-  EventFilter,
-  EventRow,
-  Keyset,
-  Order,
-  PageQuery,
-  ProjectedStream,
-  ProjectionBatch,
-  ReadModelStore,
-  RecordFilter,
-  RecordList,
-  ResolutionRow,
-  StoredEvent,
-  StoredRecord,
-  UnmatchedRow,
+import {
+  type AuditRow,
+  type ErrorRow,
+  type EventFilter,
+  type EventRow,
+  type Keyset,
+  type Order,
+  type PageQuery,
+  type ProjectedStream,
+  type ProjectionBatch,
+  type ReadModelStore,
+  type RecordFilter,
+  type RecordList,
+  type ResolutionRow,
+  type StoredEvent,
+  type StoredRecord,
+  type UnmatchedRow,
+  eventRow as rowOf,
 } from '../../src/projection/read-model.ts';
-import { eventRow as rowOf } from '../../src/projection/read-model.ts';
 
 export interface ReadModelFixture {
   /** A store over an empty, migrated database. */
