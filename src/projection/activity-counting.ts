@@ -30,23 +30,35 @@ export type CountingOutcome = 'counted' | 'fenced';
 export interface Counting {
   /** The last input counted and written. */
   readonly position: number;
-  /** Counts the inputs through `target`, calling `written` after each write, until `stopped()`. */
+  /**
+   * Counts the inputs through `target`, until `stopped()`, writing them chunk by chunk and calling
+   * `written` after each write. The last write may still be under way when it resolves (counting
+   * goes on beside it): the next call waits for it before it writes, and so does `close`.
+   */
   advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome>;
   /** Loads the stored counts again (they were deleted with the events or resolutions they came from). */
   reload(): Promise<void>;
   close(): Promise<void>;
 }
 
+/** How a write ended: written, refused (the stored counts changed under it) or failed, or the claim lost. */
+type WriteOutcome = 'written' | 'stale' | 'fenced';
+
 /** Chunks counted per write, at most. */
 const WRITE_EVERY = 5;
 
 export class ActivityCounting implements Counting {
   private counter: ActivityCounter;
+  /** The last input written, and the last the counter took (more while a write is under way). */
   private seq = 0;
+  private counted = 0;
   /** Where the counts are stored: what a write expects to find. */
   private mark: ActivityMark = { generation: 0, seq: 0 };
-  /** A write failed: the counter holds what was not written, and is loaded again before it counts on. */
+  /** A read failed: the counter holds what was not written, and is loaded again before it counts on. */
   private stale = false;
+  /** The write under way, and whom it tells. */
+  private writing: Promise<WriteOutcome> | undefined;
+  private written: (seq: number) => void = () => {};
   private quiet = false;
 
   private constructor(private readonly options: CountingOptions) {
@@ -65,50 +77,69 @@ export class ActivityCounting implements Counting {
   }
 
   async advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome> {
+    this.written = written;
     if (this.stale) await this.load();
-    // read chunk by chunk, written every WRITE_EVERY chunks (a row touched in several is written once) and at the target
-    let counted = this.seq;
+    if (this.counted >= target) return this.settle();
+    // read chunk by chunk, written every WRITE_EVERY chunks (a row touched in several is written
+    // once) and at the target; each write runs while the next chunks are read and counted
     let chunks = 0;
     try {
-      while (!stopped() && counted < target) {
-        const inputs = await this.options.store.activity.inputs(counted, target, this.options.chunk);
+      while (!stopped() && this.counted < target) {
+        const inputs = await this.options.store.activity.inputs(this.counted, target, this.options.chunk);
         this.count(inputs);
-        counted = inputs.through;
-        if (++chunks < WRITE_EVERY && counted < target && !stopped()) continue;
+        this.counted = inputs.through;
+        if (++chunks < WRITE_EVERY && this.counted < target && !stopped()) continue;
         chunks = 0;
-        const outcome = await this.write(counted);
-        if (outcome === 'fenced') return outcome;
-        if (outcome === 'stale') {
-          // loaded again now, so that the position says where counting goes on from
-          await this.load();
-          return 'counted';
-        }
-        written(this.seq);
+        const before = await this.finish();
+        if (before === 'fenced') return before;
+        // loaded again: the position says where counting goes on from
+        if (before === 'stale') return 'counted';
+        this.writing = this.write(this.counted);
       }
     } catch (error) {
       // a read failed with counts not written: they are counted again from what is stored
-      if (counted !== this.seq) this.stale = true;
+      await this.finish();
+      if (this.counted !== this.seq) this.stale = true;
       throw error;
     }
     return 'counted';
   }
 
-  reload(): Promise<void> {
-    return this.load();
+  /** Waits for the write under way: `fenced` if the claim was lost (loaded again if it was refused). */
+  async settle(): Promise<CountingOutcome> {
+    return (await this.finish()) === 'fenced' ? 'fenced' : 'counted';
   }
 
-  async close(): Promise<void> {}
+  async reload(): Promise<void> {
+    await this.finish();
+    await this.load();
+  }
+
+  async close(): Promise<void> {
+    await this.finish();
+  }
+
+  /** The write under way, waited for (none: `written`); refused or failed, the stored counts are loaded again. */
+  private async finish(): Promise<WriteOutcome> {
+    const writing = this.writing;
+    if (writing === undefined) return 'written';
+    this.writing = undefined;
+    const outcome = await writing;
+    // what was counted and not written is counted again, from what is stored
+    if (outcome === 'stale') await this.load();
+    return outcome;
+  }
 
   private async load(): Promise<void> {
     const { store, config, owner, logger } = this.options;
     const loaded = await store.activity.load();
-    [this.counter, this.seq, this.mark, this.stale] = [new ActivityCounter(config), 0, loaded.mark, false];
+    [this.counter, this.seq, this.counted, this.mark, this.stale] = [new ActivityCounter(config), 0, 0, loaded.mark, false];
     if (loaded.state === undefined) return;
     try {
       const counter = ActivityCounter.restore(config, loaded.state);
       // what forgotten people counted stays counted, their rows gone
       if (loaded.counts !== undefined) counter.adoptCounts(loaded.counts);
-      [this.counter, this.seq] = [counter, loaded.mark.seq];
+      [this.counter, this.seq, this.counted] = [counter, loaded.mark.seq, loaded.mark.seq];
     } catch (error) {
       if (!isXrefError(error, 'XREF_INVALID_CONFIG')) throw error;
       logger.warn({ reason: error.message }, 'the active-people counts were counted under another activity config: counting them again from the start');
@@ -142,8 +173,8 @@ export class ActivityCounting implements Counting {
     }
   }
 
-  /** Writes the changes through `seq`: `stale` when the stored counts changed under it, or the write failed (loaded again at the next round). */
-  private async write(seq: number): Promise<'written' | 'stale' | 'fenced'> {
+  /** Writes the changes through `seq` (taken now): `stale` when the stored counts changed under it, or the write failed. */
+  private async write(seq: number): Promise<WriteOutcome> {
     const { store, owner, logger } = this.options;
     const changes = this.counter.takeChanges();
     try {
@@ -151,6 +182,7 @@ export class ActivityCounting implements Counting {
         [this.seq, this.mark] = [seq, { generation: this.mark.generation, seq }];
         if (this.quiet) logger.info({ seq }, 'the active-people counts are written again');
         this.quiet = false;
+        this.written(seq);
         return 'written';
       }
       logger.info({ expected: this.mark }, 'the active-people counts changed under the projection (deleted with their stream): loading them again');
@@ -159,8 +191,6 @@ export class ActivityCounting implements Counting {
       if (!this.quiet) logger.warn({ err: error }, 'the active-people counts could not be written: counting again from what is stored');
       this.quiet = true;
     }
-    // what was counted and not written is counted again, from what is stored
-    this.stale = true;
     return 'stale';
   }
 }

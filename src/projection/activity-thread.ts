@@ -2,8 +2,8 @@
  * The active-people counting on a thread of its own, so that the projection's thread (reading and
  * parsing the streams) is not slowed by it: a worker holding its own connection to the read
  * model and an ActivityCounting, driven by messages (activity-stage.ts ThreadCounting):
- * `{ start }` → `{ ready, position }`; `{ advance, id }` → `{ written }`… then `{ done, id, outcome }`
- * or `{ done, id, error }`; `{ reload, id }` → `{ done, id }`; `{ stop }` → `{ stopped }`.
+ * `{ start }` → `{ ready, position }`; `{ advance, id }` → `{ written }`… and `{ done, id, outcome }`
+ * or `{ done, id, error }` (a write may be reported after its round is done); `{ reload, id }` → `{ done, id }`; `{ stop }` → `{ stopped }`.
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../domain/config.ts';
@@ -35,6 +35,7 @@ try {
     if (message.stop) {
       stopping = true;
       void running.then(async () => {
+        await counting.close();
         await store.close();
         port.postMessage({ stopped: true });
         port.close();

@@ -20,13 +20,11 @@ import { Fenced, sqliteWrites } from './sqlite-writes.mjs';
 import {
   BUFFERED_EVENTS_SQL,
   BUFFERED_SUMMARY_SQL,
-  CLAIM_SQL,
   COUNTS_SQL,
   DUMP_TABLES,
   IDENTIFIER_LINK_SQL,
   INSTANCE_SQL,
   POSITIONS_SQL,
-  RELEASE_SQL,
   SCHEMA_VERSION_SQL,
   type Statement,
   UNMATCHED_REASONS_SQL,
@@ -85,20 +83,10 @@ const PRAGMAS = [
   'analysis_limit = 1000',
 ];
 
-/** Statements prepared once the schema is there (SQLite prepares against the tables). */
-function prepareWrites(db: Db) {
-  const p = (sql: string) => db.prepare<unknown[]>(sql);
-  return {
-    claim: p(CLAIM_SQL),
-    release: p(RELEASE_SQL),
-  };
-}
-
 export class SqliteStore implements ReadModelStore {
   readonly dialect = 'sqlite' as const;
   readonly activity: SqliteActivity = new SqliteActivity(this.activityAccess());
   private readonly db: Db;
-  private writes: ReturnType<typeof prepareWrites> | undefined;
   /** The writer thread (a file's). */
   private thread: SqliteWriter | undefined;
   /** Read statements by their text: the page queries have a few shapes, each prepared once. */
@@ -140,13 +128,19 @@ export class SqliteStore implements ReadModelStore {
     return this.read(INSTANCE_SQL).pluck().get() as string;
   }
 
+  // the claim is taken, renewed and released on the write connection, after the writes asked before
   async claim(owner: string, ttlMs: number): Promise<boolean> {
-    const now = Date.now();
-    return guard('claiming the read model', () => this.prepared().claim.run(owner, now + ttlMs, owner, now).changes === 1);
+    const writer = this.writer();
+    if (writer !== undefined) return writer.claim(owner, ttlMs);
+    let held = false;
+    this.writeInline('claiming the read model', owner, (writes) => (held = writes.claim({ owner, ttlMs })));
+    return held;
   }
 
   async release(owner: string): Promise<void> {
-    guard('releasing the read model', () => this.prepared().release.run(owner));
+    const writer = this.writer();
+    if (writer !== undefined) return writer.release(owner);
+    this.writeInline('releasing the read model', owner, (writes) => writes.release({ owner }));
   }
 
   async positions(): Promise<ReadonlyMap<ProjectedStream, StreamPosition>> {
@@ -158,8 +152,12 @@ export class SqliteStore implements ReadModelStore {
     const writer = this.writer();
     if (writer !== undefined) await writer.apply(batch, owner);
     else this.writeInline('applying a projection batch', owner, (writes) => writes.apply(applyRequest(batch, owner)));
-    // the statistics of a database that grew since it was opened (empty, at first) are brought up to date now and then
-    if (Date.now() - this.optimizedAt > OPTIMIZE_EVERY_MS) this.optimize();
+    // the statistics of a database that grew since it was opened (empty, at first) are brought up
+    // to date now and then, on the write connection (here, it could wait on that one's lock)
+    if (Date.now() - this.optimizedAt <= OPTIMIZE_EVERY_MS) return;
+    this.optimizedAt = Date.now();
+    if (writer !== undefined) await writer.optimize();
+    else this.optimize();
   }
 
   async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
@@ -316,11 +314,6 @@ export class SqliteStore implements ReadModelStore {
         throw error;
       }
     });
-  }
-
-  private prepared() {
-    this.writes ??= prepareWrites(this.db);
-    return this.writes;
   }
 
   private read(sql: string): Prepared {

@@ -2,7 +2,9 @@
 // writing a batch on the main thread stops the reading and parsing of the next one. This thread
 // owns the write connection and runs the writes of sqlite-writes.mjs; the main thread sends each
 // batch already flattened to values (sqlite-writer.ts). The claim is checked in the batch's own
-// transaction. Other threads (the activity counting's) may be given a port of their own to it,
+// transaction, and taken, renewed and released here too, after the writes asked before (on
+// another connection it would wait on this one's lock, and a writer busy with one batch after
+// another could keep it waiting until it ran out). Other threads (the activity counting's) may be given a port of their own to it,
 // so that every write of the database goes through this one connection, one after another, and
 // none waits on another's lock. Plain JavaScript: a worker thread starts with no TypeScript
 // loader (under tsx, bin/xref.js registers it on the main thread only).
@@ -21,6 +23,9 @@ function handle(request, port) {
     let result;
     if (request.reset !== undefined) writes.reset(request.reset);
     else if (request.run !== undefined) result = writes.run(request.run);
+    else if (request.claim !== undefined) result = writes.claim(request.claim);
+    else if (request.release !== undefined) writes.release(request.release);
+    else if (request.optimize) writes.optimize();
     else writes.apply(request.apply);
     port.postMessage({ id: request.id, result });
   } catch (error) {

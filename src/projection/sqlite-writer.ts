@@ -8,6 +8,8 @@ import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { XrefError } from '../domain/errors.ts';
 import {
   CLAIM_OWNER_SQL,
+  CLAIM_SQL,
+  RELEASE_SQL,
   COLUMNS,
   STREAM_RESETS,
   type Value,
@@ -67,7 +69,7 @@ export function writeSpec() {
     ]),
   );
   const emptied = STREAM_RESETS;
-  return { ownerSql: CLAIM_OWNER_SQL, inserts, links: insertRowSql('links'), position: insertRowSql('positions'), emptied, forget: 'DELETE FROM positions WHERE stream = ?' };
+  return { ownerSql: CLAIM_OWNER_SQL, claimSql: CLAIM_SQL, releaseSql: RELEASE_SQL, inserts, links: insertRowSql('links'), position: insertRowSql('positions'), emptied, forget: 'DELETE FROM positions WHERE stream = ?' };
 }
 
 /** A batch as sqlite-writes.mjs takes it: each table's rows flattened to one array of values. */
@@ -136,6 +138,21 @@ export class SqliteWriter {
   /** Writes the batch in one transaction (rejects with XREF_FENCED, writing nothing, unless `owner` holds the claim). */
   async apply(batch: ProjectionBatch, owner: string): Promise<void> {
     await this.request('applying a projection batch', owner, { apply: applyRequest(batch, owner) });
+  }
+
+  /** Takes or renews the claim for `ttlMs` from when the thread runs it, after the writes asked before: whether `owner` holds it. */
+  async claim(owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.request('claiming the read model', owner, { claim: { owner, ttlMs } })) as boolean;
+  }
+
+  /** Gives the claim up after the writes asked before. */
+  async release(owner: string): Promise<void> {
+    await this.request('releasing the read model', owner, { release: { owner } });
+  }
+
+  /** Brings the planner's statistics up to date, between two writes. */
+  async optimize(): Promise<void> {
+    await this.request('optimizing the SQLite read model', '', { optimize: true });
   }
 
   /** Deletes the rows read from `streams` and their positions, after the writes asked before. */

@@ -7,10 +7,11 @@
 /** The claim is not the writer's: nothing was written. */
 export class Fenced {}
 
-/** The apply, reset and run transactions of `db`, from `spec` (see `writeSpec`). */
+/** The writes of `db` (apply, reset and run transactions; the claim; the statistics), from `spec` (see `writeSpec`). */
 export function sqliteWrites(db, spec) {
-  const { ownerSql, inserts, links, position, emptied, forget } = spec;
+  const { ownerSql, claimSql, releaseSql, inserts, links, position, emptied, forget } = spec;
   const owner = db.prepare(ownerSql).pluck();
+  const claims = { take: db.prepare(claimSql), release: db.prepare(releaseSql) };
   const prepared = new Map();
   const prepare = (sql) => {
     let statement = prepared.get(sql);
@@ -105,5 +106,21 @@ export function sqliteWrites(db, spec) {
     return true;
   }).immediate;
 
-  return { apply, reset, run };
+  /** Takes or renews the claim for `ttlMs` from now: whether `owner` holds it. */
+  function claim({ owner: who, ttlMs }) {
+    const now = Date.now();
+    return claims.take.run(who, now + ttlMs, who, now).changes === 1;
+  }
+
+  /** Gives the claim up, if `owner` holds it. */
+  function release({ owner: who }) {
+    claims.release.run(who);
+  }
+
+  /** Brings the planner's statistics up to date (cheap: analysis_limit, and only tables that changed much). */
+  function optimize() {
+    db.pragma('optimize');
+  }
+
+  return { apply, reset, run, claim, release, optimize };
 }

@@ -13,7 +13,9 @@ type Reply = { ready?: true; position?: number; failed?: string; written?: numbe
 export class ThreadCounting implements Counting {
   private seq = 0;
   private next = 0;
-  private readonly rounds = new Map<number, { resolve: (outcome: CountingOutcome) => void; reject: (error: Error) => void; written: (seq: number) => void }>();
+  private readonly rounds = new Map<number, { resolve: (outcome: CountingOutcome) => void; reject: (error: Error) => void }>();
+  /** Whom a write tells (the last round's: a round's last write may be reported after it is done). */
+  private written: (seq: number) => void = () => {};
   private failure: Error | undefined;
   private stopped: (() => void) | undefined;
 
@@ -57,18 +59,19 @@ export class ThreadCounting implements Counting {
   }
 
   advance(target: number, written: (seq: number) => void): Promise<CountingOutcome> {
-    return this.ask({ advance: target }, written);
+    this.written = written;
+    return this.ask({ advance: target });
   }
 
   async reload(): Promise<void> {
-    await this.ask({ reload: true }, () => {});
+    await this.ask({ reload: true });
   }
 
-  private ask(body: object, written: (seq: number) => void): Promise<CountingOutcome> {
+  private ask(body: object): Promise<CountingOutcome> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const id = this.next++;
     return new Promise((resolve, reject) => {
-      this.rounds.set(id, { resolve, reject, written });
+      this.rounds.set(id, { resolve, reject });
       this.worker.postMessage({ ...body, id });
     });
   }
@@ -84,7 +87,7 @@ export class ThreadCounting implements Counting {
   private answered(reply: Reply): void {
     if (reply.written !== undefined) {
       this.seq = reply.written;
-      for (const round of this.rounds.values()) round.written(reply.written);
+      this.written(reply.written);
     }
     if (reply.done !== undefined) {
       // where the thread's counter is now (lower than written after the counts were deleted and loaded again)

@@ -72,6 +72,7 @@ export async function referenceDump(nc: NatsConnection, decode: InputDecoder, ac
       const target = Math.min(await engineDecidedSinceGroups(jsm), await store.watermark());
       const counting = await ActivityCounting.open({ store, config: activity, owner: 'reference', logger: logger.child({ component: 'reference' }), chunk: 1_000_000 });
       await counting.advance(target, () => {}, () => false);
+      await counting.close();
     }
     return await store.dump();
   } finally {

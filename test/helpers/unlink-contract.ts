@@ -190,6 +190,7 @@ export function unlinkContract(fresh: (claimed?: boolean) => Promise<ReadModelSt
       // counted from the store as the counter would be fed them
       const counting = await ActivityCounting.open({ store, config, owner: OWNER, logger: pino({ level: 'silent' }), chunk: 2 });
       await counting.advance(5, () => {}, () => false);
+      await counting.settle();
       const counter = new ActivityCounter(config);
       const feed = (seq: number, row?: { event: typeof s.e1.event; timeMs: number }) => row !== undefined && counter.input(seq, row.event, row.timeMs);
       feed(1, s.e1);

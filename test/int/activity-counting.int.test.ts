@@ -42,8 +42,11 @@ describe('the active-people counting', () => {
     const counting = await open(store);
     const written: number[] = [];
     expect(await counting.advance(1200, (seq) => written.push(seq), () => false)).toBe('counted');
+    // the last write of a round runs beside the next round's counting: settled, it is reported
+    expect(await counting.settle()).toBe('counted');
     expect(written).toEqual([1200]);
     expect(await counting.advance(log.length, (seq) => written.push(seq), () => false)).toBe('counted');
+    expect(await counting.settle()).toBe('counted');
     expect(written.at(-1)).toBe(log.length);
     const stored = await store.activity.load();
     expect(stored.mark.seq).toBe(log.length);
@@ -52,6 +55,32 @@ describe('the active-people counting', () => {
     const again = await open(store);
     expect(again.position).toBe(log.length);
     expect(await again.advance(log.length, () => {}, () => false)).toBe('counted');
+    await again.settle();
+    expect((await store.activity.load()).state).toEqual(offline());
+  });
+
+  it('counts the next inputs while its last write is under way, and waits for it before writing again', async () => {
+    const store = await filled();
+    const counting = await open(store);
+    const write = store.activity.write.bind(store.activity);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const writes: number[] = [];
+    store.activity.write = async (changes, from, seq, owner) => {
+      writes.push(seq);
+      await held;
+      return write(changes, from, seq, owner);
+    };
+    const written: number[] = [];
+    expect(await counting.advance(1000, (seq) => written.push(seq), () => false)).toBe('counted');
+    // the round is done with its write held: counted, not yet written
+    expect([writes, written, counting.position]).toEqual([[1000], [], 0]);
+    const next = counting.advance(log.length, (seq) => written.push(seq), () => false);
+    release();
+    expect(await next).toBe('counted');
+    await counting.settle();
+    expect(written[0]).toBe(1000);
+    expect(written.at(-1)).toBe(log.length);
     expect((await store.activity.load()).state).toEqual(offline());
   });
 
@@ -59,12 +88,15 @@ describe('the active-people counting', () => {
     const store = await filled();
     const counting = await open(store);
     await counting.advance(1000, () => {}, () => false);
+    await counting.settle();
     await store.activity.reset(OWNER);
     // what it counted since is not written over the deleted counts
     expect(await counting.advance(2000, () => {}, () => false)).toBe('counted');
+    expect(await counting.settle()).toBe('counted');
     expect(counting.position).toBe(0);
     expect((await store.activity.load()).state).toBeUndefined();
     await counting.advance(log.length, () => {}, () => false);
+    await counting.settle();
     expect((await store.activity.load()).state).toEqual(offline());
   });
 
@@ -72,20 +104,26 @@ describe('the active-people counting', () => {
     const store = await filled();
     const counting = await open(store);
     await counting.advance(1000, () => {}, () => false);
+    await counting.settle();
     const before = await store.dump();
     await store.release(OWNER);
     expect(await store.claim('another', 60_000)).toBe(true);
-    expect(await counting.advance(log.length, () => {}, () => false)).toBe('fenced');
+    // its write is refused (seen at the next write, or once what is counted is settled)
+    await counting.advance(log.length, () => {}, () => false);
+    expect(await counting.settle()).toBe('fenced');
     expect(await store.dump()).toEqual(before);
   });
 
   it('counts made under another activity config are counted again from the start', async () => {
     const store = await filled();
-    await (await open(store)).advance(log.length, () => {}, () => false);
+    const first = await open(store);
+    await first.advance(log.length, () => {}, () => false);
+    await first.settle();
     const other = resolveConfig({ activity: { buckets: { anon: { linked: false } } } });
     const counting = await open(store, other);
     expect(counting.position).toBe(0);
     await counting.advance(log.length, () => {}, () => false);
+    await counting.settle();
     expect((await store.activity.load()).state).toEqual(activityOfLog(log, { activity: { buckets: { anon: { linked: false } } } }).counter.state());
   });
 });
