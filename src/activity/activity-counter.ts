@@ -1,11 +1,11 @@
 import type { Config } from '../domain/config.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import { XrefError, quote } from '../domain/errors.ts';
-import { idKey, junkRule, type JunkRule } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
 import { type ActivityConfig, resolveActivityConfig } from './activity-config.ts';
 import { type ActivitySeries, type CountsSource, type SeriesRequest, planSeries, seriesOf, zoneOf } from './activity-series.ts';
-import { BucketRules } from './bucket-rules.ts';
+import type { BucketRules } from './bucket-rules.ts';
+import { type EventFeatures, FeatureRules } from './event-features.ts';
 import { PERIOD_KINDS, type PeriodKind, periodStart, requestedZone, ZoneCalendar } from './periods.ts';
 
 /**
@@ -287,8 +287,8 @@ export class ActivityCounter {
   /** Every zone counted. */
   readonly zones: readonly string[];
   private readonly tables: PeriodTable[] = [];
-  private readonly isJunk: JunkRule;
-  private readonly internal: ReadonlySet<string>;
+  /** What it reads of an event (its identifier keys, the buckets it matches), and how that is stored. */
+  readonly features: FeatureRules;
   private readonly parent = new Map<string, string>();
   private readonly size = new Map<string, number>();
   private readonly pending = new Map<number, Pending>();
@@ -302,12 +302,13 @@ export class ActivityCounter {
    * its event until it is placed: with its user when resolved in its own input (most events), else
    * with its anonymous person at the end of the input.
    */
-  private current: { seq: number; keys: string[]; resolved: boolean; unplaced: Pending | undefined } | undefined;
+  private current: { seq: number; keys: readonly string[]; resolved: boolean; unplaced: Pending | undefined } | undefined;
 
   /** `config`: the resolved config (its `internal` kinds and junk rules, and its `activity`). */
   constructor(config: Config, options: CounterOptions = {}) {
     this.activity = config.activity ?? resolveActivityConfig({});
-    this.rules = new BucketRules(this.activity);
+    this.features = new FeatureRules(config);
+    this.rules = this.features.rules;
     this.timeZone = this.activity.timeZone;
     const extra = (options.extraTimeZones ?? []).map((zone) => requestedZone(zone));
     this.zones = [...new Set([this.timeZone, ...this.activity.extraTimeZones, ...extra])];
@@ -315,8 +316,6 @@ export class ActivityCounter {
       const calendar = new ZoneCalendar(zone);
       for (const kind of PERIOD_KINDS) this.tables.push(new PeriodTable(calendar, kind, this.activity.close[kind], this.rules));
     }
-    this.isJunk = junkRule(config.junkValues, config.junkPattern === undefined ? undefined : new RegExp(config.junkPattern));
-    this.internal = new Set(config.internal);
   }
 
   /** The greatest event time seen (epoch ms), -Infinity before any. */
@@ -330,19 +329,24 @@ export class ActivityCounter {
 
   /** Step 1 of input S: an accepted event counts for its person (anonymous until resolved). `timeMs` undefined: it has no time. */
   input(seq: number, event: XrefEvent, timeMs: number | undefined): void {
+    this.inputOf(seq, this.features.of(event), timeMs);
+  }
+
+  /** `input`, given what the counter reads of the event (event-features.ts: as the read model stores it). */
+  inputOf(seq: number, features: EventFeatures, timeMs: number | undefined): void {
     if (this.current !== undefined && this.current.seq !== seq) this.endOfInput(this.current.seq);
     this.counted.events++;
     const timed = timeMs !== undefined && Number.isFinite(timeMs);
     if (!timed) this.counted.untimed++;
     else if (timeMs > this.watermarkMs) this.watermarkMs = timeMs;
-    const keys = this.anonymousKeys(event);
+    const keys = features.keys;
     if (keys === undefined) {
       this.counted.unattributed++;
       if (timed) for (const table of this.tables) table.unattributed(table.calendar.periodOf(table.kind, timeMs));
       return;
     }
     // an event with no third-party identifier (its user's id only) stands alone until its resolution
-    const unplaced = timed ? { anchor: keys[0] ?? `#${seq}`, time: timeMs, matched: this.rules.match(event) } : undefined;
+    const unplaced = timed ? { anchor: keys[0] ?? `#${seq}`, time: timeMs, matched: features.matched } : undefined;
     this.current = { seq, keys, resolved: false, unplaced };
   }
 
@@ -381,11 +385,16 @@ export class ActivityCounter {
    * `event` and `timeMs` are what `input` had. An event counted for no user (untimed, junk-only,
    * still anonymous) is left as it is. Call it before the resolutions S decided.
    */
-  retracted(_seq: number, eventSeq: number, user: UserRef, event: XrefEvent, timeMs: number | undefined): void {
+  retracted(seq: number, eventSeq: number, user: UserRef, event: XrefEvent, timeMs: number | undefined): void {
+    this.retractedOf(seq, eventSeq, user, this.features.of(event), timeMs);
+  }
+
+  /** `retracted`, given what the counter reads of the event. */
+  retractedOf(_seq: number, eventSeq: number, user: UserRef, features: EventFeatures, timeMs: number | undefined): void {
     if (timeMs === undefined || !Number.isFinite(timeMs) || this.pending.has(eventSeq)) return;
-    const keys = this.anonymousKeys(event);
+    const keys = features.keys;
     if (keys === undefined) return;
-    const placed: Pending = { anchor: keys[0] ?? `#${eventSeq}`, time: timeMs, matched: this.rules.match(event) };
+    const placed: Pending = { anchor: keys[0] ?? `#${eventSeq}`, time: timeMs, matched: features.matched };
     this.pending.set(eventSeq, placed);
     this.changedPending.add(eventSeq);
     const from = `${USER}${user.kind}:${user.id}`;
@@ -589,19 +598,6 @@ export class ActivityCounter {
   private table(period: PeriodKind, tz: string | undefined): PeriodTable {
     const zone = zoneOf(tz, this);
     return this.tables.find((table) => table.calendar.zone === zone && table.kind === period)!;
-  }
-
-  /** The keys of an event's third-party identifiers, junk left out; undefined when all its identifiers are junk (it counts for no one). */
-  private anonymousKeys(event: XrefEvent): string[] | undefined {
-    let usable = false;
-    const keys: string[] = [];
-    for (const kind in event.ids) {
-      const value = event.ids[kind]!;
-      if (this.isJunk(value)) continue;
-      usable = true;
-      if (!this.internal.has(kind)) keys.push(idKey(kind, value));
-    }
-    return usable ? keys : undefined;
   }
 
   private find(key: string): string {

@@ -59,6 +59,8 @@ export class ActivityCounting implements Counting {
   /** The write under way, and whom it tells. */
   private writing: Promise<WriteOutcome> | undefined;
   private written: (seq: number) => void = () => {};
+  /** A write was refused for the claim: it writes nothing more. */
+  private fenced = false;
   private quiet = false;
 
   private constructor(private readonly options: CountingOptions) {
@@ -78,6 +80,7 @@ export class ActivityCounting implements Counting {
 
   async advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome> {
     this.written = written;
+    if (this.fenced) return 'fenced';
     if (this.stale) await this.load();
     if (this.counted >= target) return this.settle();
     // read chunk by chunk, written every WRITE_EVERY chunks (a row touched in several is written
@@ -85,7 +88,7 @@ export class ActivityCounting implements Counting {
     let chunks = 0;
     try {
       while (!stopped() && this.counted < target) {
-        const inputs = await this.options.store.activity.inputs(this.counted, target, this.options.chunk);
+        const inputs = await this.options.store.activity.inputs(this.counted, target, this.options.chunk, this.counter.features);
         this.count(inputs);
         this.counted = inputs.through;
         if (++chunks < WRITE_EVERY && this.counted < target && !stopped()) continue;
@@ -105,9 +108,10 @@ export class ActivityCounting implements Counting {
     return 'counted';
   }
 
-  /** Waits for the write under way: `fenced` if the claim was lost (loaded again if it was refused). */
+  /** Waits for the write under way: `fenced` once the claim was lost (loaded again if the write was refused). */
   async settle(): Promise<CountingOutcome> {
-    return (await this.finish()) === 'fenced' ? 'fenced' : 'counted';
+    await this.finish();
+    return this.fenced ? 'fenced' : 'counted';
   }
 
   async reload(): Promise<void> {
@@ -125,6 +129,7 @@ export class ActivityCounting implements Counting {
     if (writing === undefined) return 'written';
     this.writing = undefined;
     const outcome = await writing;
+    if (outcome === 'fenced') this.fenced = true;
     // what was counted and not written is counted again, from what is stored
     if (outcome === 'stale') await this.load();
     return outcome;
@@ -161,12 +166,12 @@ export class ActivityCounting implements Counting {
       const seq = Math.min(events[e]?.seq ?? Infinity, resolutions[r]?.decidedSeq ?? Infinity, retractions[t]?.seq ?? Infinity);
       const event = events[e];
       if (event !== undefined && event.seq === seq) {
-        counter.input(seq, event.event, event.timeMs);
+        counter.inputOf(seq, event.features, event.timeMs);
         e++;
       }
       for (; t < retractions.length && retractions[t]!.seq === seq; t++) {
         const taken = retractions[t]!;
-        counter.retracted(seq, taken.eventSeq, taken.user, taken.event, taken.timeMs);
+        counter.retractedOf(seq, taken.eventSeq, taken.user, taken.features, taken.timeMs);
       }
       for (; r < resolutions.length && resolutions[r]!.decidedSeq === seq; r++) counter.resolved(seq, resolutions[r]!.eventSeq, resolutions[r]!.user);
       counter.endOfInput(seq);

@@ -5,6 +5,7 @@
  */
 import type { CounterScalars, CounterState } from '../activity/activity-counter.ts';
 import type { PeriodCounts } from '../activity/activity-series.ts';
+import type { FeatureRules } from '../activity/event-features.ts';
 import {
   ACTIVITY_COUNTS_SQL,
   ACTIVITY_EVENTS_SQL,
@@ -68,12 +69,14 @@ export abstract class ActivityReads {
     return rangeCounts(await this.reader.rows(ACTIVITY_RANGE_SQL, [range.zone, range.period, range.from, range.to]));
   }
 
-  inputs(afterSeq: number, toSeq: number, limit: number): Promise<ActivityInputs> {
+  inputs(afterSeq: number, toSeq: number, limit: number, features: FeatureRules): Promise<ActivityInputs> {
+    const { fingerprint } = features;
     return this.reader.snapshot(async (rows) => {
-      const events = activityEvents(await rows(ACTIVITY_EVENTS_SQL, [afterSeq, toSeq, limit]));
+      const events = activityEvents(await rows(ACTIVITY_EVENTS_SQL, [fingerprint, afterSeq, toSeq, limit]), features);
       const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
       const resolutions = activityResolutions(await rows(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through, afterSeq, through]));
-      return { events, resolutions, retractions: activityRetractions(await rows(ACTIVITY_RETRACTIONS_SQL, [afterSeq, through])), through };
+      const retractions = activityRetractions(await rows(ACTIVITY_RETRACTIONS_SQL, [fingerprint, afterSeq, through]), features);
+      return { events, resolutions, retractions, through };
     });
   }
 }

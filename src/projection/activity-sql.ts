@@ -6,6 +6,7 @@
  */
 import type { CounterChanges, CounterScalars, CounterState } from '../activity/activity-counter.ts';
 import { counterState } from '../activity/counter-image.ts';
+import { type EventFeatures, FINGERPRINT_LENGTH, type FeatureRules } from '../activity/event-features.ts';
 import type { PeriodKind } from '../activity/activity-config.ts';
 import { periodStart } from '../activity/period-index.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
@@ -103,8 +104,13 @@ export const ACTIVITY_KEYS_SQL = 'SELECT id, parent, size FROM activity_anon';
 export const ACTIVITY_PENDING_SQL = 'SELECT seq, anchor, time_ms, matched FROM activity_pending';
 /** A table's counts over a range of periods: `[zone, period, from, to]` (to exclusive). */
 export const ACTIVITY_RANGE_SQL = 'SELECT idx, counts, frozen FROM activity_counts WHERE zone = ? AND period = ? AND idx >= ? AND idx < ? ORDER BY idx';
-/** The events after an input, in log order: `[after, through, limit]`. */
-export const ACTIVITY_EVENTS_SQL = 'SELECT seq, time_ms, body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?';
+/**
+ * What the counts read of an event: its features stored under the config of `fingerprint`, else
+ * its body (`activity` and `body`; the first parameter is the fingerprint).
+ */
+const FEATURES_OR_BODY = (e: string) => `${e}activity, CASE WHEN substr(${e}activity, 1, ${FINGERPRINT_LENGTH}) = ? THEN NULL ELSE ${e}body END AS body`;
+/** The events after an input, in log order: `[fingerprint, after, through, limit]`. */
+export const ACTIVITY_EVENTS_SQL = `SELECT seq, time_ms, ${FEATURES_OR_BODY('')} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`;
 /**
  * The resolutions the inputs of a range decided, in the order the counter takes them, those an
  * unlink took back since among them (the counter took them when they were decided):
@@ -114,9 +120,9 @@ export const ACTIVITY_RESOLUTIONS_SQL =
   'SELECT decided_seq, event_seq, user_kind, user_id FROM resolutions WHERE decided_seq > ? AND decided_seq <= ? ' +
   'UNION ALL SELECT decided_seq, event_seq, user_kind, user_id FROM retractions WHERE decided_seq > ? AND decided_seq <= ? AND event_seq IS NOT NULL ' +
   'ORDER BY decided_seq, event_seq, user_kind, user_id';
-/** The resolutions the unlinks of a range took back, with their events, in the order the counter takes them: `[after, through]`. */
+/** The resolutions the unlinks of a range took back, with their events, in the order the counter takes them: `[fingerprint, after, through]`. */
 export const ACTIVITY_RETRACTIONS_SQL =
-  'SELECT t.unlink_seq, t.event_seq, t.user_kind, t.user_id, e.time_ms, e.body FROM retractions t CROSS JOIN events e ' +
+  `SELECT t.unlink_seq, t.event_seq, t.user_kind, t.user_id, e.time_ms, ${FEATURES_OR_BODY('e.')} FROM retractions t CROSS JOIN events e ` +
   'WHERE t.unlink_seq > ? AND t.unlink_seq <= ? AND e.seq = t.event_seq ORDER BY t.unlink_seq, t.event_seq, t.user_kind, t.user_id';
 
 export interface StateRow {
@@ -163,10 +169,10 @@ export function storedState(
   });
 }
 
-/** An input the counter takes: an event in log order. */
+/** An input the counter takes: an event in log order, as the counter reads it. */
 export interface ActivityEvent {
   readonly seq: number;
-  readonly event: XrefEvent;
+  readonly features: EventFeatures;
   readonly timeMs: number;
 }
 
@@ -182,7 +188,7 @@ export interface ActivityRetraction {
   readonly seq: number;
   readonly eventSeq: number;
   readonly user: { readonly kind: string; readonly id: string };
-  readonly event: XrefEvent;
+  readonly features: EventFeatures;
   readonly timeMs: number;
 }
 
@@ -195,8 +201,17 @@ export interface ActivityInputs {
   readonly through: number;
 }
 
-export function activityEvents(rows: readonly unknown[]): ActivityEvent[] {
-  return (rows as Array<{ seq: number; time_ms: number; body: string }>).map((row) => ({ seq: row.seq, timeMs: row.time_ms, event: JSON.parse(row.body) as XrefEvent }));
+/** A row of FEATURES_OR_BODY. */
+interface FeaturesRow {
+  activity: string | null;
+  body: string | null;
+}
+
+/** What the counter reads of a row's event: as stored, else from its body. */
+const featuresOf = (row: FeaturesRow, features: FeatureRules): EventFeatures => features.decode(row.activity) ?? features.of(JSON.parse(row.body!) as XrefEvent);
+
+export function activityEvents(rows: readonly unknown[], features: FeatureRules): ActivityEvent[] {
+  return (rows as Array<{ seq: number; time_ms: number } & FeaturesRow>).map((row) => ({ seq: row.seq, timeMs: row.time_ms, features: featuresOf(row, features) }));
 }
 
 export function activityResolutions(rows: readonly unknown[]): ActivityResolution[] {
@@ -207,12 +222,12 @@ export function activityResolutions(rows: readonly unknown[]): ActivityResolutio
   }));
 }
 
-export function activityRetractions(rows: readonly unknown[]): ActivityRetraction[] {
-  return (rows as Array<{ unlink_seq: number; event_seq: number; user_kind: string; user_id: string; time_ms: number; body: string }>).map((row) => ({
+export function activityRetractions(rows: readonly unknown[], features: FeatureRules): ActivityRetraction[] {
+  return (rows as Array<{ unlink_seq: number; event_seq: number; user_kind: string; user_id: string; time_ms: number } & FeaturesRow>).map((row) => ({
     seq: row.unlink_seq,
     eventSeq: row.event_seq,
     user: { kind: row.user_kind, id: row.user_id },
-    event: JSON.parse(row.body) as XrefEvent,
+    features: featuresOf(row, features),
     timeMs: row.time_ms,
   }));
 }

@@ -132,12 +132,22 @@ function schemaV4(dialect: Dialect): string[] {
   ];
 }
 
+/**
+ * Version 5: what the active-people counts read of each event (its identifier keys and the
+ * buckets it matches, src/activity/event-features.ts), stored by a projection that counts, so that
+ * the counting does not parse the event's body again.
+ */
+function schemaV5(dialect: Dialect): string[] {
+  return [`ALTER TABLE events ADD COLUMN activity ${types(dialect).text}`];
+}
+
 /** Every migration, in version order. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the read model: events, resolutions, records, links, positions', statements: schemaV1 },
   { version: 2, description: 'the input that decided each resolution; the active-people counts', statements: schemaV2 },
   { version: 3, description: 'the receipts of forgotten users; audit rows by identifier', statements: schemaV3 },
   { version: 4, description: "resolutions' output ids; the resolutions unlinks took back", statements: schemaV4 },
+  { version: 5, description: 'what the active-people counts read of each event', statements: schemaV5 },
 ];
 
 /** The table of applied versions, made before anything else. */

@@ -7,6 +7,7 @@
  * database at a time (its claim); others stand by. A stream deleted and made again
  * (`xref replay --republish`) is noticed and read anew (stream-projector.ts).
  */
+import { FeatureRules } from '../activity/event-features.ts';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -303,6 +304,7 @@ export class Projection {
       batchMs: settings.projectionMs,
       inactiveThresholdMs: INACTIVE_THRESHOLD_MS,
       decode,
+      features: this.options.activity === undefined ? undefined : new FeatureRules(this.options.activity),
       logger,
       written: (position) => this.written(position),
       reset: (stream) => this.written({ stream, seq: 0, created: '' }),

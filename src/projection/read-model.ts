@@ -6,6 +6,7 @@
  */
 import type { CounterChanges, CounterScalars, CounterState } from '../activity/activity-counter.ts';
 import type { PeriodCounts } from '../activity/activity-series.ts';
+import type { FeatureRules } from '../activity/event-features.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
@@ -57,11 +58,17 @@ export interface EventRow {
   readonly timeMs: number;
   /** The event's JSON: as the log holds it when that is the event as read, else the envelope as read. */
   readonly json: string;
+  /** What the active-people counts read of it, encoded under the activity config (src/activity/event-features.ts); undefined when the projection does not count. */
+  readonly activity?: string | undefined;
 }
 
-/** The row of `event` (validated, as the engine reads it) at `seq`; `json`: the log's own text of it, when it is that. */
-export function eventRow(seq: number, event: XrefEvent, source: string, timeMs: number, json?: string): EventRow {
-  return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event) };
+/**
+ * The row of `event` (validated, as the engine reads it) at `seq`; `json`: the log's own text of
+ * it, when it is that; `features`: the activity config's, when the projection counts.
+ */
+export function eventRow(seq: number, event: XrefEvent, source: string, timeMs: number, json?: string, features?: FeatureRules): EventRow {
+  const activity = features?.encode(features.of(event));
+  return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event), activity };
 }
 
 /** An event resolved to a user (XREF_GROUPS). */
@@ -369,8 +376,12 @@ export interface ActivityStore {
   scalars(): Promise<{ seq: number; scalars: CounterScalars } | undefined>;
   /** The counts of one zone × period kind over the periods [from, to). */
   counts(range: CountsRange): Promise<ReadonlyMap<number, PeriodCounts>>;
-  /** The events after `afterSeq` through `toSeq`, `limit` at most, and the resolutions those inputs decided and took back. */
-  inputs(afterSeq: number, toSeq: number, limit: number): Promise<ActivityInputs>;
+  /**
+   * The events after `afterSeq` through `toSeq`, `limit` at most, with what `features` reads of
+   * them (as stored, or from their bodies when stored under another config or not at all), and
+   * the resolutions those inputs decided and took back.
+   */
+  inputs(afterSeq: number, toSeq: number, limit: number, features: FeatureRules): Promise<ActivityInputs>;
   /**
    * Writes the counter's changes since `from` (the mark it was loaded or last written at) and
    * its position `seq`, in one transaction, and resolves true; false, writing nothing, when the

@@ -3,6 +3,7 @@
  * the query benchmark build rows the same way. A message that is not what its stream holds (a
  * bug, or a hand-made message) gives no row and is counted by the caller as skipped.
  */
+import type { FeatureRules } from '../activity/event-features.ts';
 import { eventTime } from '../domain/envelope.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import type { Identifier } from '../domain/identifiers.ts';
@@ -124,15 +125,16 @@ function resolutionOutputId(msg: StreamMessage, head: Record<string, unknown>, u
  * The rows of one message of `stream` (a resolved event's from its `Xref-Resolution` header when
  * it has one, as a headers-only delivery gives it, a retraction's from its `Xref-Retraction`). `decode` reads an XREF_IN message as the engine does
  * (service/input.ts decodeInput with the same config): an input the engine rejects is no event
- * here either (its error record comes through XREF_ERRORS).
+ * here either (its error record comes through XREF_ERRORS). `features`: what the active-people
+ * counts read of an event, stored with it when the projection counts.
  */
-export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode: (msg: EncodedInput) => DecodedInput): MessageRows {
+export function messageRows(stream: ProjectedStream, msg: StreamMessage, decode: (msg: EncodedInput) => DecodedInput, features?: FeatureRules): MessageRows {
   if (stream === 'in') {
     const decoded = decode(msg);
     if ('rejected' in decoded) return { table: 'none', why: 'rejected' };
     // a command (xref.ctl.<verb>), read only to fill a gap of the delivery: the engine applies it
     if ('control' in decoded) return { table: 'none', why: 'a control input' };
-    return { table: 'events', row: eventRow(msg.seq, decoded.event, sourceOf(msg.subject), decoded.time ?? msg.publishedMs(), decoded.json) };
+    return { table: 'events', row: eventRow(msg.seq, decoded.event, sourceOf(msg.subject), decoded.time ?? msg.publishedMs(), decoded.json, features) };
   }
   if (stream === 'groups') {
     const retraction = msg.header?.(HEADERS.retraction);

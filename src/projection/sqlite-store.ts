@@ -238,7 +238,8 @@ export class SqliteStore implements ReadModelStore {
     await this.thread?.close();
     this.thread = undefined;
     try {
-      this.db.pragma('optimize');
+      // a store writing through another's writer thread leaves the statistics to that one (here it would wait on its lock)
+      if (this.options.writer === undefined) this.db.pragma('optimize');
     } finally {
       this.db.close();
     }

@@ -4,6 +4,7 @@
  * transaction), and the watch on the stream itself, which notices when it was deleted or made
  * again and reads it anew rather than apply new sequences onto a stale position.
  */
+import type { FeatureRules } from '../activity/event-features.ts';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
@@ -71,6 +72,8 @@ export interface ProjectorContext {
   /** A projection's durable consumer unused this long is removed by the server. */
   readonly inactiveThresholdMs: number;
   readonly decode: InputDecoder;
+  /** What the active-people counts read of an event, stored with it (when the projection counts). */
+  readonly features?: FeatureRules | undefined;
   readonly logger: Logger;
   /** A batch is written: the stream's position in the read model now. */
   written(position: StreamPosition): void;
@@ -350,7 +353,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
   }
 
   private applyRows(input: InputMessage): Promise<void> | undefined {
-    const rows = messageRows(this.projector.role, input, this.ctx.decode);
+    const rows = messageRows(this.projector.role, input, this.ctx.decode, this.ctx.features);
     // never back: a gap read after the position passed a tail (passTail) is behind it
     if (input.seq > this.last) this.last = input.seq;
     this.projector.stats.inputs++;

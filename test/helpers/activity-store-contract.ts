@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ActivityCounter } from '../../src/activity/activity-counter.ts';
+import { FeatureRules } from '../../src/activity/event-features.ts';
 import { resolveConfig } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
 import type { ReadModelStore } from '../../src/projection/read-model.ts';
@@ -24,6 +25,8 @@ const config = resolveConfig({
     aggregates: { total: ['site1', 'site2'] },
   },
 });
+
+const features = new FeatureRules(config);
 
 /** A small log as the counter takes it: [event ids, day, site, resolutions decided: [event seq, user]]. */
 const LOG: Array<[Record<string, string>, number, string, Array<[number, string]>]> = [
@@ -100,20 +103,36 @@ export function activityStoreContract(fresh: (claimed?: boolean) => Promise<Read
         resolutionRow(e6!, user),
       ];
       await store.apply(batchOf({ events: rows, resolutions }), OWNER);
-      const all = await store.activity.inputs(0, 6, 100);
+      const all = await store.activity.inputs(0, 6, 100, features);
       expect(all.through).toBe(6);
-      expect(all.events.map((e) => [e.seq, e.event.id, e.timeMs])).toEqual([1, 2, 3, 5, 6].map((seq) => [seq, `e${seq}`, T0 + seq]));
+      expect(all.events.map((e) => [e.seq, e.features, e.timeMs])).toEqual([1, 2, 3, 5, 6].map((seq) => [seq, { keys: [`cookie:c${seq}`], matched: [0] }, T0 + seq]));
       expect(all.resolutions).toEqual([
         { decidedSeq: 3, eventSeq: 1, user },
         { decidedSeq: 3, eventSeq: 3, user },
         { decidedSeq: 6, eventSeq: 2, user: { kind: 'db_id', id: 'u2' } },
         { decidedSeq: 6, eventSeq: 6, user },
       ]);
-      const cut = await store.activity.inputs(1, 6, 2);
+      const cut = await store.activity.inputs(1, 6, 2, features);
       expect([cut.through, cut.events.map((e) => e.seq), cut.resolutions.map((r) => r.eventSeq)]).toEqual([3, [2, 3], [1, 3]]);
-      const rest = await store.activity.inputs(3, 6, 2);
+      const rest = await store.activity.inputs(3, 6, 2, features);
       expect([rest.through, rest.events.map((e) => e.seq), rest.resolutions.map((r) => r.eventSeq)]).toEqual([6, [5, 6], [2, 6]]);
-      expect((await store.activity.inputs(6, 6, 2)).events).toEqual([]);
+      expect((await store.activity.inputs(6, 6, 2, features)).events).toEqual([]);
+    });
+
+    it('gives what the counter reads of each event as the projection stored it, or from its body when stored under another config or not at all', async () => {
+      const store = await fresh();
+      const other = new FeatureRules(resolveConfig({ activity: { buckets: { site1: { field: 'data.site', equals: 'site1' } } } }));
+      const of = (seq: number, site: string) => eventRow(seq, { ids: { cookie: `c${seq}` }, at: seq, data: { site } });
+      // stored features are taken as they are: a made-up text under this config's fingerprint shows they are not worked out again
+      const stored = { ...of(1, 'site1'), activity: features.encode({ keys: ['cookie:stored'], matched: [1] }) };
+      const foreign = { ...of(2, 'site1'), activity: other.encode(other.of(of(2, 'site1').event)) };
+      await store.apply(batchOf({ events: [stored, foreign, of(3, 'site2')] }), OWNER);
+      const { events } = await store.activity.inputs(0, 3, 100, features);
+      expect(events.map((e) => e.features)).toEqual([
+        { keys: ['cookie:stored'], matched: [1] },
+        { keys: ['cookie:c2'], matched: [0, 1] },
+        { keys: ['cookie:c3'], matched: [0, 2] },
+      ]);
     });
 
     it('fences write and reset: XREF_FENCED and nothing written unless the owner holds the claim', async () => {

@@ -9,6 +9,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ActivityCounter } from '../../src/activity/activity-counter.ts';
+import { FeatureRules } from '../../src/activity/event-features.ts';
 import { resolveConfig } from '../../src/domain/config.ts';
 import type { UserRef } from '../../src/engine/outputs.ts';
 import { resolvedId, retractionId, unmatchedId } from '../../src/engine/records.ts';
@@ -26,6 +27,7 @@ const REQUEST = '0b7e4c2a-5d1f-4e3b-8a9c-6f5e4d3c2b1a';
 /** The unlink input. */
 const L = 4;
 const config = resolveConfig({ activity: { close: { day: 1, week: 1, month: 1 }, buckets: { auth: { linked: true }, anon: { linked: false } } } });
+const features = new FeatureRules(config);
 
 /** A retraction of `resolution` by the unlink at L, as rows.ts makes it. */
 function retraction(streamSeq: number, resolution: ResolutionRow, eventId: string, seq = L): RetractionRow {
@@ -172,7 +174,7 @@ export function unlinkContract(fresh: (claimed?: boolean) => Promise<ReadModelSt
       const store = await fresh();
       const s = scene();
       for (const batch of [s.before, s.taken, s.after]) await store.apply(batch, OWNER);
-      const inputs = await store.activity.inputs(0, 5, 100);
+      const inputs = await store.activity.inputs(0, 5, 100, features);
       expect(inputs.resolutions.map((r) => [r.decidedSeq, r.eventSeq, r.user.id])).toEqual([
         [2, 1, 'wrong'],
         [2, 2, 'wrong'],
@@ -180,12 +182,12 @@ export function unlinkContract(fresh: (claimed?: boolean) => Promise<ReadModelSt
         [5, 3, 'right'],
         [5, 5, 'right'],
       ]);
-      expect(inputs.retractions.map((t) => [t.seq, t.eventSeq, t.user.id, t.event.id, t.timeMs])).toEqual([
-        [L, 1, 'wrong', 'e1', s.e1.timeMs],
-        [L, 3, 'wrong', 'e3', s.e3.timeMs],
+      expect(inputs.retractions.map((t) => [t.seq, t.eventSeq, t.user.id, t.features.keys, t.timeMs])).toEqual([
+        [L, 1, 'wrong', ['cookie:ck'], s.e1.timeMs],
+        [L, 3, 'wrong', ['cookie:ck'], s.e3.timeMs],
       ]);
-      expect((await store.activity.inputs(3, 5, 1)).retractions).toEqual(inputs.retractions);
-      expect((await store.activity.inputs(4, 5, 100)).retractions).toEqual([]);
+      expect((await store.activity.inputs(3, 5, 1, features)).retractions).toEqual(inputs.retractions);
+      expect((await store.activity.inputs(4, 5, 100, features)).retractions).toEqual([]);
 
       // counted from the store as the counter would be fed them
       const counting = await ActivityCounting.open({ store, config, owner: OWNER, logger: pino({ level: 'silent' }), chunk: 2 });

@@ -108,9 +108,10 @@ describe('the active-people counting', () => {
     const before = await store.dump();
     await store.release(OWNER);
     expect(await store.claim('another', 60_000)).toBe(true);
-    // its write is refused (seen at the next write, or once what is counted is settled)
+    // its write is refused: seen at its next write or once settled, and from then on
     await counting.advance(log.length, () => {}, () => false);
     expect(await counting.settle()).toBe('fenced');
+    expect(await counting.advance(log.length, () => {}, () => false)).toBe('fenced');
     expect(await store.dump()).toEqual(before);
   });
 
