@@ -144,6 +144,12 @@ function isLinked(person: string): boolean {
   return person.startsWith(USER);
 }
 
+/** Whether one event more (sign 1) or less (-1) leaves each bucket it matches with some of the person's events (none entered or left). */
+function keepsBuckets(hits: readonly number[], matched: readonly number[], sign: 1 | -1): boolean {
+  for (const m of matched) if (hits[m] === 0 || hits[m]! + sign <= 0) return false;
+  return true;
+}
+
 /** One zone × period kind: its person rows, its counts now and its frozen counts. */
 class PeriodTable {
   readonly rows = new Map<number, Map<string, Row>>();
@@ -184,6 +190,15 @@ class PeriodTable {
 
   /** One event more (sign 1) or less (-1) for a person in a period. */
   add(index: number, person: string, matched: readonly number[], sign: 1 | -1): void {
+    const known = this.rows.get(index)?.get(person);
+    // a person who stays in the period, in the same buckets (most events: a day, week or month seen
+    // before): no count moves, so they are not taken out and put back
+    if (known !== undefined && known.events + sign > 0 && keepsBuckets(known.hits, matched, sign)) {
+      this.rowChanged(index, person);
+      known.events += sign;
+      for (const m of matched) known.hits[m]! += sign;
+      return;
+    }
     const counts = this.counts(index);
     let people = this.rows.get(index);
     if (people === undefined) this.rows.set(index, (people = new Map()));
