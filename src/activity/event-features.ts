@@ -17,6 +17,8 @@ export interface EventFeatures {
 
 /** Characters of the fingerprint that starts an encoded features text. */
 export const FINGERPRINT_LENGTH = 8;
+/** How features are worked out (the built-in junk values, the rules' semantics): one more when that changes, so that texts made before are not taken. */
+const FEATURES_VERSION = 1;
 
 /**
  * An event's features under one config (its junk rules, internal kinds and bucket rules). The
@@ -36,7 +38,7 @@ export class FeatureRules {
     this.rules = new BucketRules(activity);
     this.isJunk = junkRule(config.junkValues, config.junkPattern === undefined ? undefined : new RegExp(config.junkPattern));
     this.internal = new Set(config.internal);
-    const basis = JSON.stringify([config.junkValues, config.junkPattern ?? null, [...config.internal].sort(), activity.buckets.map(({ field, equals, name }) => [field, equals, name])]);
+    const basis = JSON.stringify([FEATURES_VERSION, config.junkValues, config.junkPattern ?? null, [...config.internal].sort(), activity.buckets.map(({ field, equals, name }) => [field, equals, name])]);
     this.fingerprint = createHash('sha256').update(basis).digest('hex').slice(0, FINGERPRINT_LENGTH);
   }
 

@@ -3,7 +3,8 @@
  * parsing the streams) is not slowed by it: a worker holding its own connection to the read
  * model and an ActivityCounting, driven by messages (activity-stage.ts ThreadCounting):
  * `{ start }` → `{ ready, position }`; `{ advance, id }` → `{ written }`… and `{ done, id, outcome }`
- * or `{ done, id, error }` (a write may be reported after its round is done); `{ reload, id }` → `{ done, id }`; `{ stop }` → `{ stopped }`.
+ * or `{ done, id, error }` (a round's last write may be reported after it is done);
+ * `{ reload, id }` → `{ done, id }`; `{ stop }` → `{ stopped }` (once the write under way is done).
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../domain/config.ts';

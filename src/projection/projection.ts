@@ -7,10 +7,10 @@
  * database at a time (its claim); others stand by. A stream deleted and made again
  * (`xref replay --republish`) is noticed and read anew (stream-projector.ts).
  */
-import { FeatureRules } from '../activity/event-features.ts';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { FeatureRules } from '../activity/event-features.ts';
 import type { Config } from '../domain/config.ts';
 import { ControlStore } from '../nats/control-store.ts';
 import { engineDecidedSinceGroups } from '../nats/engine-progress.ts';

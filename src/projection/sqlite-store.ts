@@ -116,7 +116,7 @@ export class SqliteStore implements ReadModelStore {
     const target = sqliteMigrationTarget(this.db);
     const applied = await guardAsync('migrating the SQLite read model', () => runMigrations(target));
     if (applied.length > 0) this.logger?.info({ applied }, 'read model migrated');
-    this.optimize('optimize=0x10002');
+    await this.optimize(undefined, 'optimize=0x10002');
   }
 
   async schemaVersion(): Promise<number> {
@@ -154,10 +154,7 @@ export class SqliteStore implements ReadModelStore {
     else this.writeInline('applying a projection batch', owner, (writes) => writes.apply(applyRequest(batch, owner)));
     // the statistics of a database that grew since it was opened (empty, at first) are brought up
     // to date now and then, on the write connection (here, it could wait on that one's lock)
-    if (Date.now() - this.optimizedAt <= OPTIMIZE_EVERY_MS) return;
-    this.optimizedAt = Date.now();
-    if (writer !== undefined) await writer.optimize();
-    else this.optimize();
+    if (Date.now() - this.optimizedAt > OPTIMIZE_EVERY_MS) await this.optimize(writer);
   }
 
   async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
@@ -279,8 +276,9 @@ export class SqliteStore implements ReadModelStore {
   }
 
   /** Statistics for the planner: cheap (analysis_limit), and only for the tables that changed much since the last. */
-  private optimize(pragma = 'optimize'): void {
+  private async optimize(writer?: SqliteWriter, pragma = 'optimize'): Promise<void> {
     this.optimizedAt = Date.now();
+    if (writer !== undefined) return writer.optimize();
     guard('optimizing the SQLite read model', () => this.db.pragma(pragma));
   }
 

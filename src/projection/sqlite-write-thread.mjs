@@ -4,8 +4,8 @@
 // batch already flattened to values (sqlite-writer.ts). The claim is checked in the batch's own
 // transaction, and taken, renewed and released here too, after the writes asked before (on
 // another connection it would wait on this one's lock, and a writer busy with one batch after
-// another could keep it waiting until it ran out). Other threads (the activity counting's) may be given a port of their own to it,
-// so that every write of the database goes through this one connection, one after another, and
+// another could keep it waiting until it ran out). Other threads (the activity counting's) may
+// be given a port of their own to it, so that every write of the database goes through this one connection, one after another, and
 // none waits on another's lock. Plain JavaScript: a worker thread starts with no TypeScript
 // loader (under tsx, bin/xref.js registers it on the main thread only).
 import { parentPort, workerData } from 'node:worker_threads';

@@ -9,8 +9,8 @@ import { XrefError } from '../domain/errors.ts';
 import {
   CLAIM_OWNER_SQL,
   CLAIM_SQL,
-  RELEASE_SQL,
   COLUMNS,
+  RELEASE_SQL,
   STREAM_RESETS,
   type Value,
   type WrittenTable,

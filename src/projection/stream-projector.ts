@@ -4,9 +4,9 @@
  * transaction), and the watch on the stream itself, which notices when it was deleted or made
  * again and reads it anew rather than apply new sequences onto a stale position.
  */
-import type { FeatureRules } from '../activity/event-features.ts';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
+import type { FeatureRules } from '../activity/event-features.ts';
 import { XrefError, isXrefError } from '../domain/errors.ts';
 import { JetStreamInputLog } from '../nats/jetstream-input-log.ts';
 import { HEADERS, durableName } from '../nats/subjects.ts';
