@@ -164,8 +164,6 @@ class PeriodTable {
   readonly changedRows = new Map<number, Set<string>>();
   readonly changedCounts = new Set<number>();
   closedThrough = -Infinity;
-  /** The watermark `closeAt` last saw. */
-  private watermark = -Infinity;
   first = Infinity;
   last = -Infinity;
 
@@ -258,9 +256,6 @@ class PeriodTable {
 
   /** Freezes the periods the watermark closed. */
   closeAt(watermark: number): void {
-    // most inputs leave the watermark where it was
-    if (watermark === this.watermark) return;
-    this.watermark = watermark;
     const through = this.calendar.closedThrough(this.kind, watermark, this.close);
     if (through <= this.closedThrough) return;
     for (const index of this.open) {

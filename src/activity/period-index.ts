@@ -21,14 +21,20 @@ export function dayNumber(year: number, month: number, day: number): number {
   return Math.floor(Date.UTC(year, month - 1, day) / DAY_MS);
 }
 
-// The last day asked of dayDate and of a month: the counter asks about the same few days over
-// and over (events come mostly in time order), and a Date costs far more than a comparison
-const last = { dateDay: Number.NaN, date: '', monthDay: Number.NaN, month: 0 };
+// The day last asked of each: the counter asks about the same few days over and over (events
+// come mostly in time order), and a Date costs far more than a comparison
+let dateDay = Number.NaN;
+let date = '';
+let monthDay = Number.NaN;
+let month = 0;
 
 /** `YYYY-MM-DD` of a day number. */
 export function dayDate(day: number): string {
-  if (day !== last.dateDay) [last.dateDay, last.date] = [day, new Date(day * DAY_MS).toISOString().slice(0, 10)];
-  return last.date;
+  if (day !== dateDay) {
+    dateDay = day;
+    date = new Date(day * DAY_MS).toISOString().slice(0, 10);
+  }
+  return date;
 }
 
 /** The day number of a `YYYY-MM-DD` date, or undefined when it is not one (e.g. 2024-02-30). */
@@ -44,11 +50,12 @@ export function parseDate(value: string): number | undefined {
 export function periodOfDay(kind: PeriodKind, day: number): number {
   if (kind === 'day') return day;
   if (kind === 'week') return Math.floor((day + 3) / 7);
-  if (day !== last.monthDay) {
-    const date = new Date(day * DAY_MS);
-    [last.monthDay, last.month] = [day, date.getUTCFullYear() * 12 + date.getUTCMonth()];
+  if (day !== monthDay) {
+    const utc = new Date(day * DAY_MS);
+    monthDay = day;
+    month = utc.getUTCFullYear() * 12 + utc.getUTCMonth();
   }
-  return last.month;
+  return month;
 }
 
 /** The first day of a period. */
