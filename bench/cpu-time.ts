@@ -93,6 +93,19 @@ export function cpuMeter(natsPid: number): { read(): CpuSeconds } {
   };
 }
 
+/** The CPU seconds of several phases together. */
+export function cpuSum(list: readonly CpuSeconds[]): CpuSeconds {
+  const sum = (field: keyof CpuSeconds) => list.reduce((total, cpu) => total + cpu[field], 0);
+  return { xref: sum('xref'), nats: sum('nats'), postgres: sum('postgres'), machine: sum('machine'), capacity: sum('capacity') };
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** The CPU seconds a phase's own processes took (postgres counted only where it worked for it). */
 export const cpuTotal = (cpu: CpuSeconds, withPostgres = false): number => cpu.xref + cpu.nats + (withPostgres ? cpu.postgres : 0);
 

@@ -11,7 +11,7 @@ import { benchActivity } from './activity.bench.ts';
 import { benchProjection } from './projection.bench.ts';
 import { benchQueries } from './query.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
-import { cpuLine, cpuTotal } from './cpu-time.ts';
+import { cpuLine, cpuSum, cpuTotal, median } from './cpu-time.ts';
 import { benchTracker } from './tracker.bench.ts';
 
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
@@ -79,17 +79,24 @@ function importSection(): void {
 }
 
 async function projectionSection(): Promise<void> {
-  const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000));
+  const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ROUNDS ?? 3));
+  const ratio = (dialect: 'sqlite' | 'postgres') => median(r.rounds.map((round) => round.projection[dialect] / round.engine));
+  const cpu = { engine: cpuSum(r.rounds.map((round) => round.cpu.engine)), sqlite: cpuSum(r.rounds.map((round) => round.cpu.sqlite)), postgres: cpuSum(r.rounds.map((round) => round.cpu.postgres)) };
+  const events = r.events * r.rounds.length;
   process.stdout.write(
     [
-      `projection vs engine, one nats-server on this machine: ${fmt(r.events)} events, in one run`,
-      `  engine end to end      ${fmt(r.engine)} events/s   (start to every input acked)`,
-      `  projection, SQLite     ${fmt(r.projection.sqlite)} events/s   ratio ${(r.projection.sqlite / r.engine).toFixed(2)} (target >= 1.0; all five streams)`,
-      `  projection, PostgreSQL ${fmt(r.projection.postgres)} events/s   ratio ${(r.projection.postgres / r.engine).toFixed(2)}`,
-      `  CPU per 100k events    engine ${cpuLine(r.cpu.engine, r.events)}`,
-      `                         SQLite ${cpuLine(r.cpu.sqlite, r.events)}`,
-      `                         PostgreSQL ${cpuLine(r.cpu.postgres, r.events, true)}`,
-      `  engine CPU / projection CPU: SQLite ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.sqlite)).toFixed(2)}, PostgreSQL ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.postgres, true)).toFixed(2)} (where the cores are all busy, the ratio cannot go much above this; ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.postgres)).toFixed(2)} without the server's own part, as on a host of its own)`,
+      `projection vs engine, one nats-server on this machine: ${fmt(r.events)} events, ${r.rounds.length} rounds in one run`,
+      `  (a round: a fresh server, the engine on the log (start to every input acked), then the projection of all five streams into SQLite and PostgreSQL, which take turns to go first; a ratio is to its round's engine)`,
+      `  round  engine         SQLite                PostgreSQL`,
+      ...r.rounds.map(
+        (round, i) =>
+          `  ${String(i + 1).padEnd(5)}  ${`${fmt(round.engine)}/s`.padEnd(13)}  ${`${fmt(round.projection.sqlite)}/s  ${(round.projection.sqlite / round.engine).toFixed(2)}`.padEnd(20)}  ${fmt(round.projection.postgres)}/s  ${(round.projection.postgres / round.engine).toFixed(2)}${round.first === 'postgres' ? '   (PostgreSQL first)' : ''}`,
+      ),
+      `  median ratio                 ${ratio('sqlite').toFixed(2).padEnd(20)}  ${ratio('postgres').toFixed(2)} (target >= 1.0)`,
+      `  CPU per 100k events, all rounds: engine ${cpuLine(cpu.engine, events)}`,
+      `                         SQLite ${cpuLine(cpu.sqlite, events)}`,
+      `                         PostgreSQL ${cpuLine(cpu.postgres, events, true)}`,
+      `  engine CPU / projection CPU: SQLite ${(cpuTotal(cpu.engine) / cpuTotal(cpu.sqlite)).toFixed(2)}, PostgreSQL ${(cpuTotal(cpu.engine) / cpuTotal(cpu.postgres, true)).toFixed(2)} (where the cores are all busy, the ratio cannot go much above this; ${(cpuTotal(cpu.engine) / cpuTotal(cpu.postgres)).toFixed(2)} without the server's own part, as on a host of its own)`,
       '',
     ].join('\n'),
   );
@@ -112,21 +119,27 @@ async function querySection(): Promise<void> {
 }
 
 async function activitySection(): Promise<void> {
-  const r = await benchActivity(Number(process.env.XREF_BENCH_ACTIVITY_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ACTIVITY_PEOPLE ?? 1_000_000));
+  const r = await benchActivity(Number(process.env.XREF_BENCH_ACTIVITY_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ACTIVITY_PEOPLE ?? 1_000_000), Number(process.env.XREF_BENCH_ROUNDS ?? 3));
   const ms = (n: number) => `${n.toFixed(1).padStart(6)} ms`;
   const row = (name: string, q: Record<'sqlite' | 'postgres', { p50: number; p95: number }>) =>
     `  ${name.padEnd(22)} ${ms(q.sqlite.p50).padStart(10)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`;
+  const ratio = (mode: 'off' | 'on') => median(r.rounds.map((round) => round.projection[mode] / round.engine));
+  const cpu = { engine: cpuSum(r.rounds.map((round) => round.cpu.engine)), off: cpuSum(r.rounds.map((round) => round.cpu.off)), on: cpuSum(r.rounds.map((round) => round.cpu.on)) };
+  const events = r.events * r.rounds.length;
   process.stdout.write(
     [
-      `active-people counts: the projection with them off and on, beside the engine, ${fmt(r.events)} events in one run (SQLite)`,
-      `  engine end to end      ${fmt(r.engine)} events/s`,
-      `  projection, counts off ${fmt(r.projection.off)} events/s   ratio ${(r.projection.off / r.engine).toFixed(2)}`,
-      `  projection, counts on  ${fmt(r.projection.on)} events/s   ratio ${(r.projection.on / r.engine).toFixed(2)} (target >= 1.0; start to every input counted)`,
-      `    of which the streams  ${fmt(r.streamsOn)} events/s   ratio ${(r.streamsOn / r.engine).toFixed(2)} (start to every stream written; the counting then ${fmt(r.tailMs)} ms behind)`,
-      `  CPU per 100k events    engine ${cpuLine(r.cpu.engine, r.events)}`,
-      `                         counts off ${cpuLine(r.cpu.off, r.events)}`,
-      `                         counts on ${cpuLine(r.cpu.on, r.events)}`,
-      `  engine CPU / projection CPU: counts off ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.off)).toFixed(2)}, counts on ${(cpuTotal(r.cpu.engine) / cpuTotal(r.cpu.on)).toFixed(2)}`,
+      `active-people counts: the projection with them off and on, beside the engine, ${fmt(r.events)} events (SQLite), ${r.rounds.length} rounds in one run`,
+      `  (a round: a fresh server, the engine on the log, then both projections, which take turns to go first; a ratio is to its round's engine)`,
+      `  round  engine         counts off            counts on (start to every input counted)   of which the streams, then the counting's tail`,
+      ...r.rounds.map(
+        (round, i) =>
+          `  ${String(i + 1).padEnd(5)}  ${`${fmt(round.engine)}/s`.padEnd(13)}  ${`${fmt(round.projection.off)}/s  ${(round.projection.off / round.engine).toFixed(2)}`.padEnd(20)}  ${`${fmt(round.projection.on)}/s  ${(round.projection.on / round.engine).toFixed(2)}`.padEnd(41)}  ${(round.streamsOn / round.engine).toFixed(2)}, ${fmt(round.tailMs)} ms${round.first === 'on' ? '   (counts on first)' : ''}`,
+      ),
+      `  median ratio                 ${ratio('off').toFixed(2).padEnd(20)}  ${ratio('on').toFixed(2)} (target >= 1.0)`,
+      `  CPU per 100k events, all rounds: engine ${cpuLine(cpu.engine, events)}`,
+      `                         counts off ${cpuLine(cpu.off, events)}`,
+      `                         counts on ${cpuLine(cpu.on, events)}`,
+      `  engine CPU / projection CPU: counts off ${(cpuTotal(cpu.engine) / cpuTotal(cpu.off)).toFixed(2)}, counts on ${(cpuTotal(cpu.engine) / cpuTotal(cpu.on)).toFixed(2)}`,
       `lookups over a year of ${fmt(r.people)} people (${fmt(r.personDays)} person-days), p50 / p95 of 200 each (target p95 < 100 ms); counts loaded at SQLite ${fmt(r.load.sqlite)}, PostgreSQL ${fmt(r.load.postgres)} rows/s`,
       `  ${'lookup'.padEnd(22)} ${'SQLite p50'.padStart(10)} ${'p95'.padStart(9)}   ${'PostgreSQL p50'.padStart(14)} ${'p95'.padStart(9)}`,
       row('DAU, 365 days', r.lookups.dau),
