@@ -62,7 +62,8 @@ export interface ActivityBenchResult {
 
 /**
  * The active-people counts: (1) the projection's rate with them on and off, beside the engine's,
- * on one log in one run; (2) a year of counts of `people` people loaded through the counter's own
+ * on one log, in `rounds` rounds of one run (each on a fresh server, the two projections taking
+ * turns to go first: the machine's speed drifts over a run, and no one moment decides the ratio); (2) a year of counts of `people` people loaded through the counter's own
  * writes into SQLite and PostgreSQL, then the 365-day DAU, 52-week WAU and 12-month MAU lookups
  * (p50/p95 of 200 each, through ReadModelQueries as `GET /v1/activity` answers them) and the
  * bytes stored per active person-day.
@@ -71,8 +72,6 @@ export async function benchActivity(events = 200_000, people = 1_000_000, rounds
   const dir = mkdtempSync(join(tmpdir(), 'xref-bench-activity-'));
   const config = resolveConfig(CONFIG);
   try {
-    // the machine's speed drifts over a run: rounds, each on a fresh server, with the two
-    // projections taking turns to go first, give a ratio no one moment decides
     const rates: RatesRound[] = [];
     for (let round = 0; round < rounds; round++) rates.push(await projectionRates(events, dir, config, round % 2 === 0 ? 'off' : 'on'));
     const lookups = await lookupBench(people, dir, config);

@@ -15,6 +15,7 @@ import { cpuLine, cpuSum, cpuTotal, median } from './cpu-time.ts';
 import { benchTracker } from './tracker.bench.ts';
 
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
+const rounds = (n: number) => (n === 1 ? '1 round' : `${n} rounds`);
 
 function engineSection(): void {
   const r = benchEngine();
@@ -85,7 +86,7 @@ async function projectionSection(): Promise<void> {
   const events = r.events * r.rounds.length;
   process.stdout.write(
     [
-      `projection vs engine, one nats-server on this machine: ${fmt(r.events)} events, ${r.rounds.length} rounds in one run`,
+      `projection vs engine, one nats-server on this machine: ${fmt(r.events)} events, ${rounds(r.rounds.length)} in one run`,
       `  (a round: a fresh server, the engine on the log (start to every input acked), then the projection of all five streams into SQLite and PostgreSQL, which take turns to go first; a ratio is to its round's engine)`,
       `  round  engine         SQLite                PostgreSQL`,
       ...r.rounds.map(
@@ -128,7 +129,7 @@ async function activitySection(): Promise<void> {
   const events = r.events * r.rounds.length;
   process.stdout.write(
     [
-      `active-people counts: the projection with them off and on, beside the engine, ${fmt(r.events)} events (SQLite), ${r.rounds.length} rounds in one run`,
+      `active-people counts: the projection with them off and on, beside the engine, ${fmt(r.events)} events (SQLite), ${rounds(r.rounds.length)} in one run`,
       `  (a round: a fresh server, the engine on the log, then both projections, which take turns to go first; a ratio is to its round's engine)`,
       `  round  engine         counts off            counts on (start to every input counted)   of which the streams, then the counting's tail`,
       ...r.rounds.map(
