@@ -59,9 +59,14 @@ export class FeatureRules {
     return this.fingerprint + JSON.stringify([features.keys ?? null, features.matched]);
   }
 
+  /** Whether `text` holds features made under this config. */
+  stored(text: string | null | undefined): text is string {
+    return text != null && text.startsWith(this.fingerprint);
+  }
+
   /** Stored features, if they were made under this config. */
   decode(text: string | null | undefined): EventFeatures | undefined {
-    if (text == null || !text.startsWith(this.fingerprint)) return undefined;
+    if (!this.stored(text)) return undefined;
     const [keys, matched] = JSON.parse(text.slice(FINGERPRINT_LENGTH)) as [string[] | null, number[]];
     return { keys: keys ?? undefined, matched };
   }

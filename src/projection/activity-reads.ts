@@ -7,6 +7,7 @@ import type { CounterScalars, CounterState } from '../activity/activity-counter.
 import type { PeriodCounts } from '../activity/activity-series.ts';
 import type { FeatureRules } from '../activity/event-features.ts';
 import {
+  ACTIVITY_BODIES_SQL,
   ACTIVITY_COUNTS_SQL,
   ACTIVITY_EVENTS_SQL,
   ACTIVITY_KEYS_SQL,
@@ -16,8 +17,10 @@ import {
   ACTIVITY_RESOLUTIONS_SQL,
   ACTIVITY_RETRACTIONS_SQL,
   ACTIVITY_STATE_SQL,
+  type ActivityEventRow,
   type ActivityInputs,
   type ActivityMark,
+  type ActivityResolutionRow,
   type CountsRange,
   type StateRow,
   type StoredCounts,
@@ -29,15 +32,18 @@ import {
   storedCounts,
   storedScalars,
   storedState,
+  unreadEvents,
 } from './activity-sql.ts';
 
 /** The rows of one statement (`?` placeholders). */
 export type Rows = <R>(sql: string, params: readonly unknown[]) => Promise<R[]>;
+/** The rows of one statement as arrays of their columns' values, in the statement's order (cheaper to make: the counting's inputs). */
+export type Arrays = <R extends readonly unknown[]>(sql: string, params: readonly unknown[]) => Promise<R[]>;
 
 export interface ActivityReader {
   readonly rows: Rows;
   /** Reads that see one state of the database (one read transaction). */
-  snapshot<T>(read: (rows: Rows) => Promise<T>): Promise<T>;
+  snapshot<T>(read: (rows: Rows, arrays: Arrays) => Promise<T>): Promise<T>;
 }
 
 export abstract class ActivityReads {
@@ -71,10 +77,14 @@ export abstract class ActivityReads {
 
   inputs(afterSeq: number, toSeq: number, limit: number, features: FeatureRules): Promise<ActivityInputs> {
     const { fingerprint } = features;
-    return this.reader.snapshot(async (rows) => {
-      const events = activityEvents(await rows(ACTIVITY_EVENTS_SQL, [fingerprint, afterSeq, toSeq, limit]), features);
+    return this.reader.snapshot(async (rows, arrays) => {
+      const stored = await arrays<ActivityEventRow>(ACTIVITY_EVENTS_SQL, [afterSeq, toSeq, limit]);
+      // events stored by a projection that did not count, or under another config: read from their bodies
+      const unread = unreadEvents(stored, features);
+      const bodies = unread.length === 0 ? [] : await arrays<[number, string]>(ACTIVITY_BODIES_SQL, [unread[0]! - 1, unread[unread.length - 1]!, fingerprint]);
+      const events = activityEvents(stored, features, bodies);
       const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
-      const resolutions = activityResolutions(await rows(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through, afterSeq, through]));
+      const resolutions = activityResolutions(await arrays<ActivityResolutionRow>(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through, afterSeq, through]));
       const retractions = activityRetractions(await rows(ACTIVITY_RETRACTIONS_SQL, [fingerprint, afterSeq, through]), features);
       return { events, resolutions, retractions, through };
     });

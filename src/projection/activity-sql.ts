@@ -10,6 +10,7 @@ import { type EventFeatures, FINGERPRINT_LENGTH, type FeatureRules } from '../ac
 import type { PeriodKind } from '../activity/activity-config.ts';
 import { periodStart } from '../activity/period-index.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
+import { XrefError } from '../domain/errors.ts';
 import type { Value } from './read-model-sql.ts';
 
 /** A table's key columns and the columns written over a stored row. */
@@ -109,8 +110,10 @@ export const ACTIVITY_RANGE_SQL = 'SELECT idx, counts, frozen FROM activity_coun
  * its body (`activity` and `body`; the first parameter is the fingerprint).
  */
 const FEATURES_OR_BODY = (e: string) => `${e}activity, CASE WHEN substr(${e}activity, 1, ${FINGERPRINT_LENGTH}) = ? THEN NULL ELSE ${e}body END AS body`;
-/** The events after an input, in log order: `[fingerprint, after, through, limit]`. */
-export const ACTIVITY_EVENTS_SQL = `SELECT seq, time_ms, ${FEATURES_OR_BODY('')} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`;
+/** The events after an input, in log order, with their stored features: `[after, through, limit]` (read as arrays: ActivityEventRow). */
+export const ACTIVITY_EVENTS_SQL = 'SELECT seq, time_ms, activity FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?';
+/** The bodies of the events of a range whose features were not stored under the config of `fingerprint`: `[after, through, fingerprint]` (as arrays: `[seq, body]`). */
+export const ACTIVITY_BODIES_SQL = `SELECT seq, body FROM events WHERE seq > ? AND seq <= ? AND (activity IS NULL OR substr(activity, 1, ${FINGERPRINT_LENGTH}) <> ?)`;
 /**
  * The resolutions the inputs of a range decided, in the order the counter takes them, those an
  * unlink took back since among them (the counter took them when they were decided):
@@ -210,16 +213,29 @@ interface FeaturesRow {
 /** What the counter reads of a row's event: as stored, else from its body. */
 const featuresOf = (row: FeaturesRow, features: FeatureRules): EventFeatures => features.decode(row.activity) ?? features.of(JSON.parse(row.body!) as XrefEvent);
 
-export function activityEvents(rows: readonly unknown[], features: FeatureRules): ActivityEvent[] {
-  return (rows as Array<{ seq: number; time_ms: number } & FeaturesRow>).map((row) => ({ seq: row.seq, timeMs: row.time_ms, features: featuresOf(row, features) }));
+/** A row of ACTIVITY_EVENTS_SQL: `[seq, time_ms, activity]`. */
+export type ActivityEventRow = readonly [number, number, string | null];
+
+/** The seqs of the rows whose features were not stored under this config: their bodies are read (ACTIVITY_BODIES_SQL). */
+export const unreadEvents = (rows: readonly ActivityEventRow[], features: FeatureRules): number[] => rows.filter((row) => !features.stored(row[2])).map((row) => row[0]);
+
+/** The events of ACTIVITY_EVENTS_SQL's rows: their features as stored, else from their bodies (`[seq, body]` rows of ACTIVITY_BODIES_SQL). */
+export function activityEvents(rows: readonly ActivityEventRow[], features: FeatureRules, bodies: ReadonlyArray<readonly [number, string]>): ActivityEvent[] {
+  const byBody = new Map(bodies);
+  return rows.map(([seq, timeMs, activity]) => {
+    const stored = features.decode(activity);
+    if (stored !== undefined) return { seq, timeMs, features: stored };
+    const body = byBody.get(seq);
+    if (body === undefined) throw new XrefError('XREF_INTERNAL', `the active-people counts read event ${seq} with neither its features nor its body`);
+    return { seq, timeMs, features: features.of(JSON.parse(body) as XrefEvent) };
+  });
 }
 
-export function activityResolutions(rows: readonly unknown[]): ActivityResolution[] {
-  return (rows as Array<{ decided_seq: number; event_seq: number; user_kind: string; user_id: string }>).map((row) => ({
-    decidedSeq: row.decided_seq,
-    eventSeq: row.event_seq,
-    user: { kind: row.user_kind, id: row.user_id },
-  }));
+/** A row of ACTIVITY_RESOLUTIONS_SQL: `[decided_seq, event_seq, user_kind, user_id]`. */
+export type ActivityResolutionRow = readonly [number, number, string, string];
+
+export function activityResolutions(rows: readonly ActivityResolutionRow[]): ActivityResolution[] {
+  return rows.map(([decidedSeq, eventSeq, kind, id]) => ({ decidedSeq, eventSeq, user: { kind, id } }));
 }
 
 export function activityRetractions(rows: readonly unknown[], features: FeatureRules): ActivityRetraction[] {

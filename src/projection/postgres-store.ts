@@ -355,7 +355,10 @@ export class PostgresStore implements ReadModelStore {
         this.guard('reading the active-people counts', () =>
           this.inTransaction(async (client) => {
             await client.query(ONE_SNAPSHOT);
-            return read(async (sql, params) => (await this.run(client, sql, textValues(params))).rows);
+            return read(
+              async (sql, params) => (await this.run(client, sql, textValues(params))).rows,
+              async (sql, params) => (await this.run(client, sql, textValues(params), true, 'array')).rows,
+            );
           }),
         ),
       write: (what, owner, work) =>
@@ -467,14 +470,14 @@ export class PostgresStore implements ReadModelStore {
   }
 
   /** A named statement (`?` placeholders numbered), prepared once per connection. */
-  private run(on: Queryable, sql: string, values: readonly unknown[], named = true): Promise<pg.QueryResult> {
+  private run(on: Queryable, sql: string, values: readonly unknown[], named = true, rowMode?: 'array'): Promise<pg.QueryResult> {
     const text = numbered(sql);
     let name = this.names.get(text);
     if (name === undefined && named) {
       name = `xref_${this.names.size + 1}`;
       this.names.set(text, name);
     }
-    return on.query({ ...(named ? { name } : {}), text, values: [...values] });
+    return on.query({ ...(named ? { name } : {}), text, values: [...values], ...(rowMode === undefined ? {} : { rowMode }) });
   }
 
   /** A read: its values compared with key columns as the keys were written (pgText). */

@@ -91,6 +91,7 @@ export class SqliteStore implements ReadModelStore {
   private thread: SqliteWriter | undefined;
   /** Read statements by their text: the page queries have a few shapes, each prepared once. */
   private readonly reads = new Map<string, Prepared>();
+  private readonly rawReads = new Map<string, Prepared>();
   /** The writes of a database in memory, on this thread (a file's go to its writer thread). */
   private inline: ReturnType<typeof sqliteWrites> | undefined;
   private optimizedAt = 0;
@@ -245,14 +246,15 @@ export class SqliteStore implements ReadModelStore {
   /** What the active-people counts (sqlite-activity.ts) use of this store. */
   private activityAccess(): SqliteAccess {
     const rows = async <R>(sql: string, params: readonly unknown[]) => this.read(sql).all(...params) as R[];
+    const arrays = async <R extends readonly unknown[]>(sql: string, params: readonly unknown[]) => this.read(sql, true).all(...params) as R[];
     return {
       rows,
       // better-sqlite3 answers at once: the reads run between BEGIN and COMMIT with no other work in between
       snapshot: async (read) => {
-        if (this.db.inTransaction) return read(rows);
+        if (this.db.inTransaction) return read(rows, arrays);
         this.db.exec('BEGIN');
         try {
-          const result = await read(rows);
+          const result = await read(rows, arrays);
           this.db.exec('COMMIT');
           return result;
         } catch (error) {
@@ -315,11 +317,14 @@ export class SqliteStore implements ReadModelStore {
     });
   }
 
-  private read(sql: string): Prepared {
-    let statement = this.reads.get(sql);
+  /** `sql` prepared once (`raw`: its rows as arrays, a statement of its own). */
+  private read(sql: string, raw = false): Prepared {
+    const reads = raw ? this.rawReads : this.reads;
+    let statement = reads.get(sql);
     if (statement === undefined) {
       statement = guard('preparing a read-model query', () => this.db.prepare<unknown[]>(sql));
-      this.reads.set(sql, statement);
+      if (raw) statement.raw(true);
+      reads.set(sql, statement);
     }
     return statement;
   }
