@@ -11,11 +11,27 @@ import { benchActivity } from './activity.bench.ts';
 import { benchProjection } from './projection.bench.ts';
 import { benchQueries } from './query.bench.ts';
 import { benchStreaming } from './streaming.bench.ts';
-import { cpuLine, cpuSum, cpuTotal, median } from './cpu-time.ts';
+import { type CpuSeconds, cpuLine, cpuSum, cpuTotal, median } from './cpu-time.ts';
 import { benchTracker } from './tracker.bench.ts';
 
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
 const rounds = (n: number) => (n === 1 ? '1 round' : `${n} rounds`);
+
+/** A round of the projection and activity parts: the engine's rate, each projection's, and the CPU of each phase. */
+interface Round<K extends string> {
+  engine: number;
+  projection: Record<K, number>;
+  cpu: Record<'engine' | K, CpuSeconds>;
+}
+
+/** The median over the rounds of a projection's rate to its round's engine, and each phase's CPU summed over them. */
+function overRounds<K extends string>(list: ReadonlyArray<Round<K>>, phases: readonly K[]) {
+  const cpuOf = (phase: 'engine' | K) => cpuSum(list.map((round) => round.cpu[phase]));
+  return {
+    ratio: (phase: K) => median(list.map((round) => round.projection[phase] / round.engine)),
+    cpu: Object.fromEntries((['engine', ...phases] as const).map((phase) => [phase, cpuOf(phase)])) as Record<'engine' | K, CpuSeconds>,
+  };
+}
 
 function engineSection(): void {
   const r = benchEngine();
@@ -81,8 +97,7 @@ function importSection(): void {
 
 async function projectionSection(): Promise<void> {
   const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ROUNDS ?? 3));
-  const ratio = (dialect: 'sqlite' | 'postgres') => median(r.rounds.map((round) => round.projection[dialect] / round.engine));
-  const cpu = { engine: cpuSum(r.rounds.map((round) => round.cpu.engine)), sqlite: cpuSum(r.rounds.map((round) => round.cpu.sqlite)), postgres: cpuSum(r.rounds.map((round) => round.cpu.postgres)) };
+  const { ratio, cpu } = overRounds(r.rounds, ['sqlite', 'postgres']);
   const events = r.events * r.rounds.length;
   process.stdout.write(
     [
@@ -124,8 +139,7 @@ async function activitySection(): Promise<void> {
   const ms = (n: number) => `${n.toFixed(1).padStart(6)} ms`;
   const row = (name: string, q: Record<'sqlite' | 'postgres', { p50: number; p95: number }>) =>
     `  ${name.padEnd(22)} ${ms(q.sqlite.p50).padStart(10)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`;
-  const ratio = (mode: 'off' | 'on') => median(r.rounds.map((round) => round.projection[mode] / round.engine));
-  const cpu = { engine: cpuSum(r.rounds.map((round) => round.cpu.engine)), off: cpuSum(r.rounds.map((round) => round.cpu.off)), on: cpuSum(r.rounds.map((round) => round.cpu.on)) };
+  const { ratio, cpu } = overRounds(r.rounds, ['off', 'on']);
   const events = r.events * r.rounds.length;
   process.stdout.write(
     [
