@@ -8,7 +8,6 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { XrefError, quote } from '../domain/errors.ts';
 import type { MessagePort } from 'node:worker_threads';
-import { PostgresStore, redactUrl } from './postgres-store.ts';
 import type { ReadModelStore } from './read-model.ts';
 import { SqliteStore } from './sqlite-store.ts';
 
@@ -41,6 +40,7 @@ export async function openReadModel(options: OpenReadModelOptions): Promise<Read
   const log = options.logger;
   const location = readModelLocation(options.databaseUrl, options.dataDir);
   let store: ReadModelStore;
+  let where: { path: string } | { url: string };
   if (location.dialect === 'sqlite') {
     if (location.path !== ':memory:') {
       try {
@@ -50,8 +50,12 @@ export async function openReadModel(options: OpenReadModelOptions): Promise<Read
       }
     }
     store = new SqliteStore(location.path, log, options.writer === undefined ? {} : { writer: options.writer });
+    where = { path: location.path };
   } else {
+    // loaded only for PostgreSQL (with pg): a SQLite read model's threads start without it
+    const { PostgresStore, redactUrl } = await import('./postgres-store.ts');
     store = new PostgresStore(location.url, log);
+    where = { url: redactUrl(location.url) };
   }
   try {
     await store.migrate();
@@ -59,7 +63,6 @@ export async function openReadModel(options: OpenReadModelOptions): Promise<Read
     await store.close().catch(() => undefined);
     throw error;
   }
-  const where = location.dialect === 'sqlite' ? { path: location.path } : { url: redactUrl(location.url) };
   log.info({ dialect: store.dialect, ...where, schemaVersion: await store.schemaVersion() }, 'read model opened');
   return store;
 }
