@@ -68,7 +68,7 @@ export interface ActivityBenchResult {
  * (p50/p95 of 200 each, through ReadModelQueries as `GET /v1/activity` answers them) and the
  * bytes stored per active person-day.
  */
-export async function benchActivity(events = 200_000, people = 1_000_000, rounds = 3): Promise<ActivityBenchResult> {
+export async function benchActivity(events = 200_000, people = 1_000_000, rounds = 5): Promise<ActivityBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'xref-bench-activity-'));
   const config = resolveConfig(CONFIG);
   try {

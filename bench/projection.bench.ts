@@ -67,7 +67,7 @@ export async function engineOnLog(nc: NatsConnection, nats: { url: string; pid: 
  * time each phase took (cpu-time.ts). The machine's speed drifts over a run: the rounds give a
  * ratio no one moment decides.
  */
-export async function benchProjection(events = 200_000, rounds = 3): Promise<ProjectionBenchResult> {
+export async function benchProjection(events = 200_000, rounds = 5): Promise<ProjectionBenchResult> {
   const result: ProjectionRound[] = [];
   for (let round = 0; round < rounds; round++) result.push(await projectionRound(events, round % 2 === 0 ? 'sqlite' : 'postgres'));
   return { events, rounds: result };

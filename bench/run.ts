@@ -96,7 +96,7 @@ function importSection(): void {
 }
 
 async function projectionSection(): Promise<void> {
-  const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ROUNDS ?? 3));
+  const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ROUNDS ?? 5));
   const { ratio, cpu } = overRounds(r.rounds, ['sqlite', 'postgres']);
   const events = r.events * r.rounds.length;
   process.stdout.write(
@@ -135,7 +135,7 @@ async function querySection(): Promise<void> {
 }
 
 async function activitySection(): Promise<void> {
-  const r = await benchActivity(Number(process.env.XREF_BENCH_ACTIVITY_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ACTIVITY_PEOPLE ?? 1_000_000), Number(process.env.XREF_BENCH_ROUNDS ?? 3));
+  const r = await benchActivity(Number(process.env.XREF_BENCH_ACTIVITY_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ACTIVITY_PEOPLE ?? 1_000_000), Number(process.env.XREF_BENCH_ROUNDS ?? 5));
   const ms = (n: number) => `${n.toFixed(1).padStart(6)} ms`;
   const row = (name: string, q: Record<'sqlite' | 'postgres', { p50: number; p95: number }>) =>
     `  ${name.padEnd(22)} ${ms(q.sqlite.p50).padStart(10)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`;
