@@ -80,8 +80,10 @@ async function xrefEndToEnd(nc: NatsConnection, count: number): Promise<{ rate: 
   const settings = loadSettings({ NATS_URL: 'nats://unused', XREF_LOG_LEVEL: 'warn' });
   const start = now();
   const service = await EngineService.start({ nc, config: defaultConfig(), settings, logger: log });
-  // inputs are acked once their outputs are stored: wait for the consumer's ack floor
+  // inputs are acked once their outputs are stored: every input applied (the engine's own count),
+  // then the consumer's ack floor, asked of the server only for that tail so as not to load the run
   const jsm = await jetstreamManager(nc);
+  await until(() => service.seq >= count);
   await until(async () => (await ackFloor(jsm)) >= count);
   return { rate: count / ((now() - start) / 1000), service };
 }
