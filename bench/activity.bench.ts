@@ -18,7 +18,7 @@ import { freshDatabase } from '../test/helpers/postgres.ts';
 import { random } from '../test/helpers/web-log.ts';
 import { type Percentiles, timed } from './query.bench.ts';
 import { type CpuSeconds, cpuMeter } from './cpu-time.ts';
-import { engineOnLog } from './projection.bench.ts';
+import { ROUNDS, engineOnLog } from './projection.bench.ts';
 
 const log = logger.child({ component: 'bench' });
 const now = () => performance.now();
@@ -68,7 +68,7 @@ export interface ActivityBenchResult {
  * (p50/p95 of 200 each, through ReadModelQueries as `GET /v1/activity` answers them) and the
  * bytes stored per active person-day.
  */
-export async function benchActivity(events = 200_000, people = 1_000_000, rounds = 5): Promise<ActivityBenchResult> {
+export async function benchActivity(events = 200_000, people = 1_000_000, rounds = ROUNDS): Promise<ActivityBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'xref-bench-activity-'));
   const config = resolveConfig(CONFIG);
   try {

@@ -11,12 +11,11 @@ import { Projection } from '../src/projection/projection.ts';
 import { EngineService } from '../src/service/engine-service.ts';
 import { inputDecoder } from '../src/service/input.ts';
 import { type Settings, loadSettings } from '../src/settings.ts';
-import { ackFloor } from '../test/helpers/engine-process.ts';
 import { startNatsServer } from '../test/helpers/nats-server.ts';
 import { freshDatabase } from '../test/helpers/postgres.ts';
 import { webLog } from '../test/helpers/web-log.ts';
 import { type CpuSeconds, cpuMeter } from './cpu-time.ts';
-import { publishAll } from './streaming.bench.ts';
+import { engineThrough, publishAll } from './streaming.bench.ts';
 
 const log = logger.child({ component: 'bench' });
 const now = () => performance.now();
@@ -52,16 +51,15 @@ export async function engineOnLog(nc: NatsConnection, nats: { url: string; pid: 
   const start = now();
   const cpu = cpuMeter(nats.pid);
   const engine = await EngineService.start({ nc, config, settings, logger: log });
-  // every input applied (the engine's own count, free to look at), then every one acked: the ack
-  // floor is asked of the server only for that tail, so the asking does not load the engine's run
-  const pause = () => new Promise((resolve) => setTimeout(resolve, 5));
-  while (engine.seq < events) await pause();
-  while ((await ackFloor(jsm)) < events) await pause();
+  await engineThrough(engine, jsm, events);
   const engineRate = events / ((now() - start) / 1000);
   const engineCpu = cpu.read();
   await engine.stop();
   return { settings, engineRate, engineCpu };
 }
+
+/** Rounds of the projection and activity parts in one run, unless asked otherwise (`XREF_BENCH_ROUNDS`). */
+export const ROUNDS = 5;
 
 /**
  * Whether the projection keeps up with the engine, in `rounds` rounds of one run: each on a fresh
@@ -71,7 +69,7 @@ export async function engineOnLog(nc: NatsConnection, nats: { url: string; pid: 
  * time each phase took (cpu-time.ts). The machine's speed drifts over a run: the rounds give a
  * ratio no one moment decides.
  */
-export async function benchProjection(events = 200_000, rounds = 5): Promise<ProjectionBenchResult> {
+export async function benchProjection(events = 200_000, rounds = ROUNDS): Promise<ProjectionBenchResult> {
   const result: ProjectionRound[] = [];
   for (let round = 0; round < rounds; round++) result.push(await projectionRound(events, round % 2 === 0 ? 'sqlite' : 'postgres'));
   return { events, rounds: result };

@@ -16,6 +16,8 @@ import { benchTracker } from './tracker.bench.ts';
 
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
 const rounds = (n: number) => (n === 1 ? '1 round' : `${n} rounds`);
+/** XREF_BENCH_ROUNDS, when set (else each part's default). */
+const roundsAsked = process.env.XREF_BENCH_ROUNDS === undefined ? undefined : Number(process.env.XREF_BENCH_ROUNDS);
 
 /** A round of the projection and activity parts: the engine's rate, each projection's, and the CPU of each phase. */
 interface Round<K extends string> {
@@ -96,7 +98,7 @@ function importSection(): void {
 }
 
 async function projectionSection(): Promise<void> {
-  const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ROUNDS ?? 5));
+  const r = await benchProjection(Number(process.env.XREF_BENCH_PROJECTION_EVENTS ?? 200_000), roundsAsked);
   const { ratio, cpu } = overRounds(r.rounds, ['sqlite', 'postgres']);
   const events = r.events * r.rounds.length;
   process.stdout.write(
@@ -135,7 +137,7 @@ async function querySection(): Promise<void> {
 }
 
 async function activitySection(): Promise<void> {
-  const r = await benchActivity(Number(process.env.XREF_BENCH_ACTIVITY_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ACTIVITY_PEOPLE ?? 1_000_000), Number(process.env.XREF_BENCH_ROUNDS ?? 5));
+  const r = await benchActivity(Number(process.env.XREF_BENCH_ACTIVITY_EVENTS ?? 200_000), Number(process.env.XREF_BENCH_ACTIVITY_PEOPLE ?? 1_000_000), roundsAsked);
   const ms = (n: number) => `${n.toFixed(1).padStart(6)} ms`;
   const row = (name: string, q: Record<'sqlite' | 'postgres', { p50: number; p95: number }>) =>
     `  ${name.padEnd(22)} ${ms(q.sqlite.p50).padStart(10)} ${ms(q.sqlite.p95)}   ${ms(q.postgres.p50).padStart(14)} ${ms(q.postgres.p95)}`;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type JetStreamManager, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { defaultConfig } from '../src/domain/config.ts';
 import { loadSettings } from '../src/settings.ts';
@@ -80,12 +80,18 @@ async function xrefEndToEnd(nc: NatsConnection, count: number): Promise<{ rate: 
   const settings = loadSettings({ NATS_URL: 'nats://unused', XREF_LOG_LEVEL: 'warn' });
   const start = now();
   const service = await EngineService.start({ nc, config: defaultConfig(), settings, logger: log });
-  // inputs are acked once their outputs are stored: every input applied (the engine's own count),
-  // then the consumer's ack floor, asked of the server only for that tail so as not to load the run
-  const jsm = await jetstreamManager(nc);
-  await until(() => service.seq >= count);
-  await until(async () => (await ackFloor(jsm)) >= count);
+  await engineThrough(service, await jetstreamManager(nc), count);
   return { rate: count / ((now() - start) / 1000), service };
+}
+
+/**
+ * Resolves once `engine` has every input through `seq` acked (an input is acked once its outputs
+ * are stored): first its own count of inputs applied, free to look at, then the consumer's ack
+ * floor, asked of the server only for that tail so that the asking does not load the run timed.
+ */
+export async function engineThrough(engine: EngineService, jsm: JetStreamManager, seq: number): Promise<void> {
+  await until(() => engine.seq >= seq);
+  await until(async () => (await ackFloor(jsm)) >= seq);
 }
 
 /** (c) Replay vs reading the log with JSON.parse and nothing else. */
