@@ -87,10 +87,10 @@ export async function benchQueries(events = 1_000_000, runs = 200): Promise<Quer
   );
   const inputs: FillInput[] = log.map((event, i) => ({ event, source: SOURCES[i % SOURCES.length]! }));
   const dir = mkdtempSync(join(tmpdir(), 'xref-bench-query-'));
-  const pg = await freshDatabase();
+  const database = await freshDatabase();
   const stores: Record<'sqlite' | 'postgres', ReadModelStore> = {
     sqlite: await openReadModel({ databaseUrl: `sqlite:${join(dir, 'xref.sqlite')}`, dataDir: dir, logger: silent }),
-    postgres: await openReadModel({ databaseUrl: pg.url, dataDir: dir, logger: silent }),
+    postgres: await openReadModel({ databaseUrl: database.url, dataDir: dir, logger: silent }),
   };
   try {
     const config = defaultConfig();
@@ -110,7 +110,7 @@ export async function benchQueries(events = 1_000_000, runs = 200): Promise<Quer
       }
     }
     const documentEvents = perUser.get(heavy.id) ?? 0;
-    await settle(pg.url);
+    await settle(database.url);
     // a sample of sessions, identifiers and users to ask for
     const rand = random(7);
     const pick = <T>(list: readonly T[]) => list[Math.floor(rand() * list.length)]!;
@@ -143,7 +143,7 @@ export async function benchQueries(events = 1_000_000, runs = 200): Promise<Quer
     };
   } finally {
     for (const store of Object.values(stores)) await store.close();
-    await pg.drop();
+    await database.drop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
