@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import Database from 'better-sqlite3';
-import pg from 'pg';
 import { ActivityCounter } from '../src/activity/activity-counter.ts';
 import { type ConfigInput, resolveConfig } from '../src/domain/config.ts';
 import type { XrefEvent } from '../src/domain/envelope.ts';
@@ -14,7 +13,7 @@ import { ReadModelQueries } from '../src/projection/queries.ts';
 import type { ReadModelStore } from '../src/projection/read-model.ts';
 import { inputDecoder } from '../src/service/input.ts';
 import { startNatsServer } from '../test/helpers/nats-server.ts';
-import { freshDatabase } from '../test/helpers/postgres.ts';
+import { freshDatabase, withClient } from '../test/helpers/postgres.ts';
 import { random } from '../test/helpers/web-log.ts';
 import { type Percentiles, timed } from './query.bench.ts';
 import { type CpuSeconds, cpuMeter } from './cpu-time.ts';
@@ -206,14 +205,10 @@ function sqliteBytes(path: string): number {
   }
 }
 
-async function postgresBytes(url: string): Promise<number> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
+function postgresBytes(url: string): Promise<number> {
+  return withClient(url, async (client) => {
     await client.query('VACUUM ANALYZE');
     const { rows } = await client.query<{ bytes: string }>("SELECT sum(pg_total_relation_size(c.oid)) AS bytes FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'activity%'");
     return Number(rows[0]?.bytes ?? 0);
-  } finally {
-    await client.end();
-  }
+  });
 }

@@ -1,14 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import pino from 'pino';
 import { defaultConfig } from '../src/domain/config.ts';
 import { parseEventsQuery } from '../src/projection/query-params.ts';
 import { ReadModelQueries } from '../src/projection/queries.ts';
 import { openReadModel } from '../src/projection/open-store.ts';
 import type { ReadModelStore } from '../src/projection/read-model.ts';
-import { freshDatabase } from '../test/helpers/postgres.ts';
+import { freshDatabase, withClient } from '../test/helpers/postgres.ts';
 import { type FillInput, ReadModelFill } from '../test/helpers/read-model-fill.ts';
 import { random, webLog } from '../test/helpers/web-log.ts';
 
@@ -41,18 +40,14 @@ export interface QueryBenchResult {
  * CHECKPOINT, as the checkpointer would (skipped for a user who may not run it). SQLite's read
  * model brings its statistics up to date on its own (`PRAGMA optimize`, sqlite-store.ts).
  */
-async function settle(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
+function settle(url: string): Promise<void> {
+  return withClient(url, async (client) => {
     await client.query('VACUUM (ANALYZE)');
     await client.query('CHECKPOINT').catch((error: { code?: string }) => {
       // 42501: insufficient privilege (CHECKPOINT needs a superuser or pg_checkpoint)
       if (error.code !== '42501') throw error;
     });
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 export function percentiles(ms: number[]): Percentiles {

@@ -15,16 +15,21 @@ export interface FreshDatabase {
   drop(): Promise<void>;
 }
 
-/** Runs one statement on the server's own database. */
-async function onServer(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+/** `work` on one connection to the database at `url`, closed after it. */
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query(sql);
+    return await work(client);
   } finally {
     await client.end();
   }
 }
+
+/** Runs one statement on the server's own database. */
+const onServer = async (sql: string): Promise<void> => {
+  await withClient(TEST_DATABASE_URL, (client) => client.query(sql));
+};
 
 export async function freshDatabase(): Promise<FreshDatabase> {
   const name = `xref_test_${randomBytes(6).toString('hex')}`;
