@@ -1,14 +1,16 @@
 /**
- * The counting half of the active-people counts (activity-stage.ts decides how far): the counter
- * as the read model stores it, fed the inputs through a target in log order from the read
- * model's own tables (each input's event, then the resolutions it took back and decided, then its end), and its
- * changes written chunk by chunk, each with its position, in one transaction. Runs on the
- * projection's thread, or on a thread of its own (activity-thread.ts).
+ * The counting half of the active-people counts (activity-stage.ts decides how far), on the
+ * projection's thread: the counter as the read model stores it, fed the inputs through a target
+ * in log order (each input's event, then the resolutions it took back and decided, then its end)
+ * as the projection handed them over in memory (activity-feed.ts), or from the read model's own
+ * tables where the feed does not hold them, and its changes written chunk by chunk, each with its
+ * position, in one transaction.
  */
 import type { Logger } from 'pino';
 import { ActivityCounter } from '../activity/activity-counter.ts';
 import type { Config } from '../domain/config.ts';
 import { isXrefError } from '../domain/errors.ts';
+import type { ActivityFeed } from './activity-feed.ts';
 import type { ActivityInputs, ActivityMark } from './activity-sql.ts';
 import type { ReadModelStore } from './read-model.ts';
 
@@ -21,37 +23,29 @@ export interface CountingOptions {
   readonly logger: Logger;
   /** Inputs read from the database at a time, and counted in one write, at most. */
   readonly chunk: number;
+  /** The inputs the projection has just written, handed over in memory: taken from there rather than read back, where it holds them. */
+  readonly feed?: ActivityFeed;
 }
 
 /** How a round of counting ended: through its target (or stopped), or with the claim lost. */
 export type CountingOutcome = 'counted' | 'fenced';
 
-/** What the stage needs of its counting, wherever it runs. */
-export interface Counting {
-  /** The last input counted and written. */
-  readonly position: number;
-  /**
-   * Counts the inputs through `target`, until `stopped()`, writing them chunk by chunk and calling
-   * `written` after each write. The last write may still be under way when it resolves (counting
-   * goes on beside it): the next call waits for it before it writes, and so does `close`.
-   */
-  advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome>;
-  /** Loads the stored counts again (they were deleted with the events or resolutions they came from). */
-  reload(): Promise<void>;
-  close(): Promise<void>;
-}
-
 /** How a write ended: written, refused (the stored counts changed under it) or failed, or the claim lost. */
 type WriteOutcome = 'written' | 'stale' | 'fenced';
 
-/** Chunks counted per write, at most. */
+/** Chunks' worth of inputs counted per write, at most. */
 const WRITE_EVERY = 5;
+/** While the counting follows inputs still being written, its counts are written this often at most (and every WRITE_EVERY chunks' worth). */
+const WRITE_MS = 1000;
 
-export class ActivityCounting implements Counting {
+export class ActivityCounting {
   private counter: ActivityCounter;
-  /** The last input written, and the last the counter took (more while a write is under way). */
+  /** The last input written, the last a write was started with, and the last the counter took. */
   private seq = 0;
+  private taken = 0;
   private counted = 0;
+  /** When the last write started. */
+  private wroteAt = 0;
   /** Where the counts are stored: what a write expects to find. */
   private mark: ActivityMark = { generation: 0, seq: 0 };
   /** A read failed: the counter holds what was not written, and is loaded again before it counts on. */
@@ -74,31 +68,38 @@ export class ActivityCounting implements Counting {
     return counting;
   }
 
+  /** The last input counted and written. */
   get position(): number {
     return this.seq;
   }
 
-  async advance(target: number, written: (seq: number) => void, stopped: () => boolean): Promise<CountingOutcome> {
+  /**
+   * Counts the inputs through `target`, until `stopped()`, writing them chunk by chunk and calling
+   * `written` after each write. The last write may still be under way when it resolves (counting
+   * goes on beside it): the next call waits for it before it writes, and so does `close`.
+   * `caughtUp`: the target is every input written so far, so what is counted is written now;
+   * otherwise (more inputs being written) a second after the last write at the soonest.
+   */
+  async advance(target: number, written: (seq: number) => void, stopped: () => boolean, caughtUp = true): Promise<CountingOutcome> {
     this.written = written;
     if (this.fenced) return 'fenced';
     if (this.stale) await this.load();
-    if (this.counted >= target) return this.settle();
-    // read chunk by chunk, written every WRITE_EVERY chunks (a row touched in several is written
-    // once) and at the target; each write runs while the next chunks are read and counted
-    let chunks = 0;
+    // read chunk by chunk, written every WRITE_EVERY chunks' worth (a row touched in several is
+    // written once) and at the target; each write runs while the next chunks are read and counted
     try {
       while (!stopped() && this.counted < target) {
-        const inputs = await this.options.store.activity.inputs(this.counted, target, this.options.chunk, this.counter.features);
+        const { store, chunk, feed } = this.options;
+        const inputs = feed?.inputs(this.counted, target, chunk) ?? (await store.activity.inputs(this.counted, target, chunk, this.counter.features));
         this.count(inputs);
         this.counted = inputs.through;
-        if (++chunks < WRITE_EVERY && this.counted < target && !stopped()) continue;
-        chunks = 0;
-        const before = await this.finish();
+        if (this.counted - this.taken < WRITE_EVERY * chunk) continue;
+        const before = await this.writeCounted();
         if (before === 'fenced') return before;
         // loaded again: the position says where counting goes on from
         if (before === 'stale') return 'counted';
-        this.writing = this.write(this.counted);
       }
+      if (this.counted === this.taken || !(caughtUp || stopped() || performance.now() - this.wroteAt >= WRITE_MS)) return this.settle();
+      return (await this.writeCounted()) === 'fenced' ? 'fenced' : 'counted';
     } catch (error) {
       // a read failed with counts not written: they are counted again from what is stored
       await this.finish();
@@ -114,13 +115,26 @@ export class ActivityCounting implements Counting {
     return this.fenced ? 'fenced' : 'counted';
   }
 
+  /** Loads the stored counts again (they were deleted with the events or resolutions they came from). */
   async reload(): Promise<void> {
     await this.finish();
     await this.load();
   }
 
+  /** Writes what is counted and waits for it. */
   async close(): Promise<void> {
+    if (this.counted !== this.taken && !this.fenced && !this.stale) await this.writeCounted();
     await this.finish();
+  }
+
+  /** Starts writing what is counted, once the write under way is done: how that one ended. */
+  private async writeCounted(): Promise<WriteOutcome> {
+    const before = await this.finish();
+    if (before === 'written') {
+      [this.taken, this.wroteAt] = [this.counted, performance.now()];
+      this.writing = this.write(this.counted);
+    }
+    return before;
   }
 
   /** The write under way, waited for (none: `written`); refused or failed, the stored counts are loaded again. */
@@ -138,13 +152,13 @@ export class ActivityCounting implements Counting {
   private async load(): Promise<void> {
     const { store, config, owner, logger } = this.options;
     const loaded = await store.activity.load();
-    [this.counter, this.seq, this.counted, this.mark, this.stale] = [new ActivityCounter(config), 0, 0, loaded.mark, false];
+    [this.counter, this.seq, this.taken, this.counted, this.mark, this.stale] = [new ActivityCounter(config), 0, 0, 0, loaded.mark, false];
     if (loaded.state === undefined) return;
     try {
       const counter = ActivityCounter.restore(config, loaded.state);
       // what forgotten people counted stays counted, their rows gone
       if (loaded.counts !== undefined) counter.adoptCounts(loaded.counts);
-      [this.counter, this.seq, this.counted] = [counter, loaded.mark.seq, loaded.mark.seq];
+      [this.counter, this.seq, this.taken, this.counted] = [counter, loaded.mark.seq, loaded.mark.seq, loaded.mark.seq];
     } catch (error) {
       if (!isXrefError(error, 'XREF_INVALID_CONFIG')) throw error;
       logger.warn({ reason: error.message }, 'the active-people counts were counted under another activity config: counting them again from the start');

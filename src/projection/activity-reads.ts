@@ -11,6 +11,7 @@ import {
   ACTIVITY_COUNTS_SQL,
   ACTIVITY_EVENTS_SQL,
   ACTIVITY_KEYS_SQL,
+  ACTIVITY_LAST_INPUT_SQL,
   ACTIVITY_PENDING_SQL,
   ACTIVITY_PEOPLE_SQL,
   ACTIVITY_RANGE_SQL,
@@ -73,6 +74,11 @@ export abstract class ActivityReads {
 
   async counts(range: CountsRange): Promise<ReadonlyMap<number, PeriodCounts>> {
     return rangeCounts(await this.reader.rows(ACTIVITY_RANGE_SQL, [range.zone, range.period, range.from, range.to]));
+  }
+
+  async lastInput(): Promise<number> {
+    const [row] = await this.reader.rows<{ seq: number }>(ACTIVITY_LAST_INPUT_SQL, []);
+    return Number(row?.seq ?? 0);
   }
 
   inputs(afterSeq: number, toSeq: number, limit: number, features: FeatureRules): Promise<ActivityInputs> {

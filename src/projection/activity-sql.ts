@@ -89,6 +89,10 @@ export function activityRuns(writes: ActivityWrites): Array<{ sql: string; rows:
 
 // --- reading ------------------------------------------------------------------------------------
 
+/** The last input whose rows the counting reads (an event, a resolution it decided, a retraction it made or the resolution that was): 0 for none. */
+export const ACTIVITY_LAST_INPUT_SQL =
+  'SELECT coalesce(max(m), 0) AS seq FROM (SELECT max(seq) AS m FROM events UNION ALL SELECT max(decided_seq) FROM resolutions ' +
+  'UNION ALL SELECT max(unlink_seq) FROM retractions UNION ALL SELECT max(decided_seq) FROM retractions) AS inputs';
 export const ACTIVITY_STATE_SQL = 'SELECT generation, seq, columns, zones, scalars FROM activity_state WHERE id = 1';
 /** The stored mark, `<generation> <seq>`: what a write expects to find. */
 export const ACTIVITY_MARK_SQL = "SELECT CAST(generation AS TEXT) || ' ' || CAST(seq AS TEXT) AS mark FROM activity_state WHERE id = 1";

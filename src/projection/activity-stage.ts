@@ -1,9 +1,9 @@
 /**
  * The active-people counts, kept by the projection (docs/activity.md, the streaming counts). The
- * counter is fed in log order from the read model's own tables (activity-counting.ts), on a
- * thread of its own for a database file or server (thread-counting.ts), so that the projection's
- * thread is not slowed by it. It may take input S only once every resolution decided by inputs
- * up to S is written, so each round the stage learns how far that is:
+ * counter is fed in log order what the projection has written (activity-counting.ts: handed over
+ * in memory, activity-feed.ts, or read back from the read model). It may take input S only once
+ * every resolution decided by inputs up to S is written, so each round the stage learns how far
+ * that is:
  * 1. the groups stream's creation time G, then how far the engine has decided since G (F: its
  *    ack floor or checkpoint, src/nats/engine-progress.ts), then where the groups stream ends (L);
  * 2. once the groups projection has written through L (in the incarnation G), every resolution
@@ -21,11 +21,10 @@ import type { Config } from '../domain/config.ts';
 import { isXrefError } from '../domain/errors.ts';
 import { engineDecidedThrough } from '../nats/engine-progress.ts';
 import { STREAMS } from '../nats/subjects.ts';
-import { ActivityCounting, type Counting } from './activity-counting.ts';
+import { ActivityCounting } from './activity-counting.ts';
+import type { ActivityFeed } from './activity-feed.ts';
 import type { ProjectedStream, ReadModelStore, StreamPosition } from './read-model.ts';
 import { incarnationNow } from './stream-projector.ts';
-import { SqliteStore } from './sqlite-store.ts';
-import { ThreadCounting } from './thread-counting.ts';
 
 export interface ActivityStageOptions {
   readonly store: ReadModelStore;
@@ -43,6 +42,8 @@ export interface ActivityStageOptions {
   readonly chunk: number;
   /** How often it looks for inputs to count. */
   readonly everyMs: number;
+  /** The inputs the projection writes, handed over in memory (given every batch written since before the streams were read). */
+  readonly feed: ActivityFeed;
   /** The counts were written through an input. */
   written(seq: number): void;
   /** A write was refused: the claim is held by another projection. */
@@ -76,17 +77,13 @@ export class ActivityStage {
 
   private constructor(
     private readonly options: ActivityStageOptions,
-    private readonly counting: Counting,
+    private readonly counting: ActivityCounting,
   ) {}
 
-  /** Loads the counts the read model holds and starts counting (a database in memory on this thread, any other on a thread of its own). */
+  /** Loads the counts the read model holds and starts counting. */
   static async start(options: ActivityStageOptions): Promise<ActivityStage> {
-    const { store, config, owner, logger, chunk } = options;
-    const writer = store instanceof SqliteStore ? store.shareWriter() : undefined;
-    const counting =
-      store.url === 'sqlite::memory:'
-        ? await ActivityCounting.open({ store, config, owner, logger, chunk })
-        : await ThreadCounting.start({ url: store.url, config, owner, chunk, ...(writer === undefined ? {} : { writer }) });
+    const { store, config, owner, logger, chunk, feed } = options;
+    const counting = await ActivityCounting.open({ store, config, owner, logger, chunk, feed });
     const stage = new ActivityStage(options, counting);
     stage.timer = setInterval(() => stage.wake(), options.everyMs);
     stage.timer.unref();
@@ -147,7 +144,7 @@ export class ActivityStage {
     if (events === undefined || events.seq <= this.counting.position) return;
     const target = Math.min(await this.decidedThrough(), events.seq);
     if (target <= this.counting.position) return;
-    const outcome = await this.counting.advance(target, (seq) => this.options.written(seq), () => this.stopped);
+    const outcome = await this.counting.advance(target, (seq) => this.options.written(seq), () => this.stopped, target === events.seq);
     this.quiet = false;
     // it moved on: more may be there already (catching up), so the next round runs at once
     this.again = true;

@@ -7,7 +7,6 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { XrefError, quote } from '../domain/errors.ts';
-import type { MessagePort } from 'node:worker_threads';
 import type { ReadModelStore } from './read-model.ts';
 import { SqliteStore } from './sqlite-store.ts';
 
@@ -18,8 +17,6 @@ export interface OpenReadModelOptions {
   readonly dataDir: string;
   /** The read model's logger (its component named by the caller, e.g. `componentLogger('read-model')`). */
   readonly logger: Logger;
-  /** SQLite: write through this port to another store's writer thread (SqliteStore.shareWriter). */
-  readonly writer?: MessagePort;
 }
 
 /** Where the read model lives, read from the URL. */
@@ -49,7 +46,7 @@ export async function openReadModel(options: OpenReadModelOptions): Promise<Read
         throw new XrefError('XREF_DATABASE', `making the directory of the SQLite read model ${location.path}: ${(error as Error).message}`, { cause: error });
       }
     }
-    store = new SqliteStore(location.path, log, options.writer === undefined ? {} : { writer: options.writer });
+    store = new SqliteStore(location.path, log);
     where = { path: location.path };
   } else {
     // loaded only for PostgreSQL (with pg): a SQLite read model's threads start without it

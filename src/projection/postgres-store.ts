@@ -215,9 +215,9 @@ export class PostgresStore implements ReadModelStore {
     return new Map(rows.map((row) => [row.stream, { stream: row.stream, seq: row.seq, created: row.created }]));
   }
 
-  async apply(batch: ProjectionBatch, owner: string): Promise<void> {
+  async apply(batch: ProjectionBatch, owner: string): Promise<boolean> {
     const what = 'applying a projection batch';
-    await this.guard(what, async () => {
+    return this.guard(what, async () => {
       const events = eventsInOrder(batch.events);
       const retractions = retractionScripts(batch);
       const rows: BatchRows = {
@@ -233,11 +233,13 @@ export class PostgresStore implements ReadModelStore {
       const scripts = { before: retractions.scripts, unlinks: unlinkScripts(batch), after: batchScripts(batch, 'postgres') };
       try {
         await this.write(rows, scripts, 'copy', what, owner);
+        return true;
       } catch (error) {
         if (!isUniqueViolation(error)) throw error;
         // a row there already (a batch written again, an event id seen before): the batch again,
-        // written row by row past the ones stored
+        // written row by row past the ones stored (which ones, it does not tell)
         await this.write(rows, scripts, 'insert', what, owner);
+        return false;
       }
     });
   }

@@ -16,6 +16,7 @@ import { ControlStore } from '../nats/control-store.ts';
 import { engineDecidedSinceGroups } from '../nats/engine-progress.ts';
 import { NatsWaits } from '../nats/retry.ts';
 import type { Settings } from '../settings.ts';
+import { ActivityFeed } from './activity-feed.ts';
 import type { ActivityStage } from './activity-stage.ts';
 import { StoreClaim, projectionOwner } from './claim.ts';
 import { ControlSettler } from './forget.ts';
@@ -81,6 +82,7 @@ export class Projection {
   private readonly listeners = new Set<(position: StreamPosition) => void>();
   private projectors: StreamProjector[] = [];
   private stage: ActivityStage | undefined;
+  private feed: ActivityFeed | undefined;
   private activitySeq = 0;
   private readonly activityListeners = new Set<(seq: number) => void>();
   private readonly counted = new Map<ProjectedStream, StreamStats>();
@@ -292,6 +294,9 @@ export class Projection {
       written: (stream) => this.now.get(stream),
       nudge: (stream) => void this.projectors.find((p) => p.role === stream)?.check(),
     });
+    // the counts are handed every batch written from now on (activity-feed.ts); what the read model holds already is read from it
+    const feed = this.options.activity === undefined ? undefined : new ActivityFeed(await store.activity.lastInput());
+    this.feed = feed;
     const ctx: ProjectorContext = {
       js: jetstream(nc),
       jsm,
@@ -312,6 +317,7 @@ export class Projection {
       failed: (error) => this.fail(error),
       settle: (records, audit, giveUp) => controls.settle(records, audit, giveUp),
       forgotten: (batch) => void controls.written(batch.forgets ?? []),
+      ...(feed === undefined ? {} : { committed: (batch, complete) => feed.written(batch, complete) }),
     };
     logger.info({ consumer: this.consumer, positions: Object.fromEntries([...this.now].map(([s, p]) => [s, p.seq])) }, 'projecting into the read model');
     this.projectors = this.streams.map((stream) => new StreamProjector(stream, ctx, positions.get(stream), this.counted.get(stream)!));
@@ -329,6 +335,7 @@ export class Projection {
         positions: () => this.now,
         audited: this.streams.includes('audit'),
         chunk: settings.projectionBatch,
+        feed: feed!,
         everyMs: this.options.activityMs ?? 250,
         written: (seq) => this.activityWritten(seq),
         fenced: (why) => this.endHolding?.(why),
@@ -367,6 +374,7 @@ export class Projection {
     // the counts are deleted with the events or resolutions they were made from
     if (position.seq === 0 && (position.stream === 'in' || position.stream === 'groups')) {
       this.activitySeq = 0;
+      this.feed?.letGo();
       this.stage?.countsDeleted();
     }
     for (const listener of [...this.listeners]) listener(position);

@@ -6,7 +6,7 @@
  */
 import type { CounterChanges, CounterScalars, CounterState } from '../activity/activity-counter.ts';
 import type { PeriodCounts } from '../activity/activity-series.ts';
-import type { FeatureRules } from '../activity/event-features.ts';
+import type { EventFeatures, FeatureRules } from '../activity/event-features.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
 import type { Identifier } from '../domain/identifiers.ts';
 import type { UserRef } from '../engine/outputs.ts';
@@ -60,6 +60,8 @@ export interface EventRow {
   readonly json: string;
   /** What the active-people counts read of it, encoded under the activity config (src/activity/event-features.ts); undefined when the projection does not count. */
   readonly activity?: string | undefined;
+  /** The same, not encoded: what the projection hands to the counting in memory (activity-feed.ts). */
+  readonly counted?: EventFeatures | undefined;
 }
 
 /**
@@ -67,8 +69,9 @@ export interface EventRow {
  * it, when it is that; `features`: the activity config's, when the projection counts.
  */
 export function eventRow(seq: number, event: XrefEvent, source: string, timeMs: number, json?: string, features?: FeatureRules): EventRow {
-  const activity = features?.encode(features.of(event));
-  return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event), activity };
+  const counted = features?.of(event);
+  const activity = counted === undefined ? undefined : features!.encode(counted);
+  return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event), activity, counted };
 }
 
 /** An event resolved to a user (XREF_GROUPS). */
@@ -382,6 +385,8 @@ export interface ActivityStore {
    * the resolutions those inputs decided and took back.
    */
   inputs(afterSeq: number, toSeq: number, limit: number, features: FeatureRules): Promise<ActivityInputs>;
+  /** The last input whose rows `inputs` reads (its event, the resolutions it decided, the retractions it made or those of resolutions it decided): 0 for none. */
+  lastInput(): Promise<number>;
   /**
    * Writes the counter's changes since `from` (the mark it was loaded or last written at) and
    * its position `seq`, in one transaction, and resolves true; false, writing nothing, when the
@@ -425,9 +430,10 @@ export interface ReadModelStore {
    * Writes the batch in one transaction: rows inserted unless their key is there already, the
    * identifiers' current links brought up to date from the audit rows (a link or relink with a
    * higher event seq wins), positions moved forward only (never back). Rejects with XREF_FENCED,
-   * writing nothing, unless `owner` holds the claim.
+   * writing nothing, unless `owner` holds the claim. Resolves whether every event and resolution
+   * of the batch was stored (false: some were there already, or it cannot tell which).
    */
-  apply(batch: ProjectionBatch, owner: string): Promise<void>;
+  apply(batch: ProjectionBatch, owner: string): Promise<boolean>;
   /**
    * Deletes, in one transaction, every row read from `streams` and their positions (a stream
    * that was made again is read anew). Rejects with XREF_FENCED unless `owner` holds the claim.

@@ -5,7 +5,6 @@
  * the positions it finds). Statements are prepared once; each batch is one IMMEDIATE transaction
  * (the write lock taken first, so two processes never both read the claim and then write).
  */
-import type { MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { XrefError, isXrefError } from '../domain/errors.ts';
@@ -104,8 +103,6 @@ export class SqliteStore implements ReadModelStore {
   constructor(
     readonly path: string,
     private readonly logger?: Logger,
-    /** `writer`: a port to another store's writer thread (SqliteStore.shareWriter), to write through it. */
-    private readonly options: { readonly writer?: MessagePort } = {},
   ) {
     this.db = guard(`opening the SQLite read model ${path}`, () => new Database(path));
     guard(`setting up the SQLite read model ${path}`, () => {
@@ -149,13 +146,13 @@ export class SqliteStore implements ReadModelStore {
     return new Map(rows.map((row) => [row.stream, { stream: row.stream, seq: row.seq, created: row.created }]));
   }
 
-  async apply(batch: ProjectionBatch, owner: string): Promise<void> {
+  async apply(batch: ProjectionBatch, owner: string): Promise<boolean> {
     const writer = this.writer();
-    if (writer !== undefined) await writer.apply(batch, owner);
-    else this.writeInline('applying a projection batch', owner, (writes) => writes.apply(applyRequest(batch, owner)));
+    const stored = writer !== undefined ? await writer.apply(batch, owner) : this.writeInline('applying a projection batch', owner, (writes) => writes.apply(applyRequest(batch, owner)));
     // the statistics of a database that grew since it was opened (empty, at first) are brought up
     // to date now and then, on the write connection (here, it could wait on that one's lock)
     if (Date.now() - this.optimizedAt > OPTIMIZE_EVERY_MS) await this.optimize(writer);
+    return stored;
   }
 
   async resetStreams(streams: readonly ProjectedStream[], owner: string): Promise<void> {
@@ -236,8 +233,7 @@ export class SqliteStore implements ReadModelStore {
     await this.thread?.close();
     this.thread = undefined;
     try {
-      // a store writing through another's writer thread leaves the statistics to that one (here it would wait on its lock)
-      if (this.options.writer === undefined) this.db.pragma('optimize');
+      this.db.pragma('optimize');
     } finally {
       this.db.close();
     }
@@ -290,26 +286,17 @@ export class SqliteStore implements ReadModelStore {
    */
   private writer(): SqliteWriter | undefined {
     if (this.path === ':memory:' || this.path === '') return undefined;
-    this.thread ??= new SqliteWriter(this.options.writer === undefined ? { path: this.path, pragmas: PRAGMAS } : { port: this.options.writer });
+    this.thread ??= new SqliteWriter({ path: this.path, pragmas: PRAGMAS });
     return this.thread;
   }
 
-  /**
-   * A port to this store's writer thread for a store of the same file on another thread
-   * (`new SqliteStore(path, logger, { writer })`): every write then goes through one connection,
-   * one after another, none waiting on another's lock. Undefined for a database in memory.
-   */
-  shareWriter(): MessagePort | undefined {
-    return this.writer()?.share();
-  }
-
   /** A write of a database in memory, here; the claim not held: XREF_FENCED. */
-  private writeInline(what: string, owner: string, write: (writes: ReturnType<typeof sqliteWrites>) => void): void {
+  private writeInline<T>(what: string, owner: string, write: (writes: ReturnType<typeof sqliteWrites>) => T): T {
     this.inline ??= sqliteWrites(this.db, writeSpec());
     const writes = this.inline;
-    guard(what, () => {
+    return guard(what, () => {
       try {
-        write(writes);
+        return write(writes);
       } catch (error) {
         if (error instanceof Fenced) throw fencedError(what, owner);
         throw error;

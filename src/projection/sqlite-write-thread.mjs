@@ -4,10 +4,10 @@
 // batch already flattened to values (sqlite-writer.ts). The claim is checked in the batch's own
 // transaction, and taken, renewed and released here too, after the writes asked before (on
 // another connection it would wait on this one's lock, and a writer busy with one batch after
-// another could keep it waiting until it ran out). Other threads (the activity counting's) may
-// be given a port of their own to it, so that every write of the database goes through this one connection, one after another, and
-// none waits on another's lock. Plain JavaScript: a worker thread starts with no TypeScript
-// loader (under tsx, bin/xref.js registers it on the main thread only).
+// another could keep it waiting until it ran out). The active-people counts are written through
+// it too (on the main thread's request), so no write waits on another connection's lock. Plain
+// JavaScript: a worker thread starts with no TypeScript loader (under tsx, bin/xref.js registers
+// it on the main thread only).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { Fenced, sqliteWrites } from './sqlite-writes.mjs';
@@ -17,8 +17,8 @@ const db = new Database(path);
 for (const pragma of pragmas) db.pragma(pragma);
 const writes = sqliteWrites(db, spec);
 
-/** Runs one request, answering on the port it came from. */
-function handle(request, port) {
+/** Runs one request. */
+function handle(request) {
   try {
     let result;
     if (request.reset !== undefined) writes.reset(request.reset);
@@ -26,23 +26,19 @@ function handle(request, port) {
     else if (request.claim !== undefined) result = writes.claim(request.claim);
     else if (request.release !== undefined) writes.release(request.release);
     else if (request.optimize) writes.optimize();
-    else writes.apply(request.apply);
-    port.postMessage({ id: request.id, result });
+    else result = writes.apply(request.apply);
+    parentPort.postMessage({ id: request.id, result });
   } catch (error) {
-    port.postMessage({ id: request.id, ...(error instanceof Fenced ? { fenced: true } : { error: error instanceof Error ? error.message : String(error) }) });
+    parentPort.postMessage({ id: request.id, ...(error instanceof Fenced ? { fenced: true } : { error: error instanceof Error ? error.message : String(error) }) });
   }
 }
 
 parentPort.on('message', (request) => {
-  if (request.port !== undefined) {
-    request.port.on('message', (shared) => handle(shared, request.port));
-    return;
-  }
   if (request.close) {
     db.close();
     parentPort.postMessage({ id: request.id, closed: true });
     parentPort.close();
     return;
   }
-  handle(request, parentPort);
+  handle(request);
 });

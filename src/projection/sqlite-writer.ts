@@ -4,7 +4,7 @@
  * while the thread writes it, so parsing and writing overlap. Each batch, with the claim check and
  * the positions, is still one IMMEDIATE transaction; requests are written in the order they come.
  */
-import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { XrefError } from '../domain/errors.ts';
 import {
   CLAIM_OWNER_SQL,
@@ -97,47 +97,29 @@ export function resetRequest(streams: readonly ProjectedStream[], owner: string)
   return { owner, streams: [...new Set(streams)] };
 }
 
-/** Where requests go: the writer thread itself, or a port to it shared with another thread. */
-type Channel = Worker | MessagePort;
-
 export class SqliteWriter {
-  private readonly channel: Channel;
+  private readonly channel: Worker;
   private next = 0;
   private readonly waiting = new Map<number, { resolve: (result: unknown) => void; reject: (error: unknown) => void; what: string; owner: string }>();
   private failure: Error | undefined;
 
-  /** The writer thread of `path` (`pragmas`: the connection's settings, as the main connection has them), or a port to one another thread shares. */
-  constructor(target: { readonly path: string; readonly pragmas: readonly string[] } | { readonly port: MessagePort }) {
-    if ('port' in target) {
-      this.channel = target.port;
-    } else {
-      // a young generation larger than the default: each batch arrives as many short-lived values
-      const worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), {
-        workerData: { path: target.path, pragmas: target.pragmas, spec: writeSpec() },
-        resourceLimits: { maxYoungGenerationSizeMb: 64 },
-      });
-      worker.on('error', (error) => this.failed(error));
-      worker.on('exit', (code) => this.failed(new XrefError('XREF_DATABASE', `the SQLite writer thread stopped (exit code ${code})`)));
-      this.channel = worker;
-    }
+  /** The writer thread of `path` (`pragmas`: the connection's settings, as the main connection has them). */
+  constructor(target: { readonly path: string; readonly pragmas: readonly string[] }) {
+    // a young generation larger than the default: each batch arrives as many short-lived values
+    const worker = new Worker(new URL('./sqlite-write-thread.mjs', import.meta.url), {
+      workerData: { path: target.path, pragmas: target.pragmas, spec: writeSpec() },
+      resourceLimits: { maxYoungGenerationSizeMb: 64 },
+    });
+    worker.on('error', (error) => this.failed(error));
+    worker.on('exit', (code) => this.failed(new XrefError('XREF_DATABASE', `the SQLite writer thread stopped (exit code ${code})`)));
+    this.channel = worker;
     this.channel.unref();
     this.channel.on('message', (reply: Reply) => this.answered(reply));
   }
 
-  /**
-   * A port to this writer thread, to hand to another thread (`new SqliteWriter({ port })` there):
-   * its writes then go through the same connection, after those asked before, and never wait on
-   * another connection's lock.
-   */
-  share(): MessagePort {
-    const { port1, port2 } = new MessageChannel();
-    this.channel.postMessage({ port: port1 }, [port1]);
-    return port2;
-  }
-
-  /** Writes the batch in one transaction (rejects with XREF_FENCED, writing nothing, unless `owner` holds the claim). */
-  async apply(batch: ProjectionBatch, owner: string): Promise<void> {
-    await this.request('applying a projection batch', owner, { apply: applyRequest(batch, owner) });
+  /** Writes the batch in one transaction (rejects with XREF_FENCED, writing nothing, unless `owner` holds the claim): whether every event and resolution of it was stored. */
+  async apply(batch: ProjectionBatch, owner: string): Promise<boolean> {
+    return (await this.request('applying a projection batch', owner, { apply: applyRequest(batch, owner) })) as boolean;
   }
 
   /** Takes or renews the claim for `ttlMs` from when the thread runs it, after the writes asked before: whether `owner` holds it. */
@@ -168,14 +150,9 @@ export class SqliteWriter {
     return (await this.request(what, owner, { run: { owner, statements, expect } })) as boolean;
   }
 
-  /** Closes the write connection once the writes asked before are done (a shared port: only the port). */
+  /** Closes the write connection once the writes asked before are done. */
   async close(): Promise<void> {
     if (this.failure !== undefined) return;
-    if (!(this.channel instanceof Worker)) {
-      this.failure = new XrefError('XREF_DATABASE', 'the SQLite writer is closed');
-      this.channel.close();
-      return;
-    }
     const closed = this.request('closing the SQLite writer', '', { close: true });
     await closed.catch(() => undefined);
     await this.channel.terminate();

@@ -8,7 +8,8 @@ export declare function sqliteWrites(
   db: Database,
   spec: unknown,
 ): {
-  apply(request: unknown): void;
+  /** Whether every event and resolution of the batch was stored (none was there already). */
+  apply(request: unknown): boolean;
   reset(request: unknown): void;
   run(request: { owner: string; statements: ReadonlyArray<{ sql: string; rows: ReadonlyArray<readonly unknown[]> }>; expect?: { sql: string; value: unknown } }): boolean;
   claim(request: { owner: string; ttlMs: number }): boolean;

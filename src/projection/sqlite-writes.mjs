@@ -22,19 +22,24 @@ export function sqliteWrites(db, spec) {
     return statement;
   };
 
-  /** Runs `values` (rows of `width` values end to end) through the table's multi-row INSERT, then one row at a time for the rest. */
-  function insert(table, width, values, returning) {
+  /**
+   * Runs `values` (rows of `width` values end to end) through the table's multi-row INSERT, then
+   * one row at a time for the rest: how many rows were stored (a row whose key is there is not),
+   * their seqs pushed into `stored` when given.
+   */
+  function insert(table, width, values, stored) {
     const sql = inserts[table];
     const perChunk = sql.rows * width;
-    const stored = [];
+    const returning = stored !== undefined;
+    let count = 0;
     const run = (statement, params) => {
-      if (returning) for (const seq of statement.pluck().all(params)) stored.push(seq);
-      else statement.run(params);
+      if (!returning) count += statement.run(params).changes;
+      else for (const seq of statement.pluck().all(params)) count = stored.push(seq);
     };
     let at = 0;
     for (; at + perChunk <= values.length; at += perChunk) run(prepare(returning ? sql.chunkReturning : sql.chunk), values.slice(at, at + perChunk));
     for (; at < values.length; at += width) run(prepare(returning ? sql.oneReturning : sql.one), values.slice(at, at + width));
-    return stored;
+    return count;
   }
 
   /**
@@ -86,17 +91,19 @@ export function sqliteWrites(db, spec) {
     // retractions first: a resolution they take back makes room for the same event and user placed again in this batch
     for (const each of batch.retractions) script(each);
     // an event whose id is there already (a duplicate beyond JetStream's window) is not stored again, nor its identifiers
-    const stored = new Set(insert('events', batch.events.width, batch.events.values, true));
+    const seqs = [];
+    const events = insert('events', batch.events.width, batch.events.values, seqs);
+    const stored = new Set(seqs);
     // the identifiers of the events stored now (`seq` is their last value)
     const ids = batch.eventIds;
     const kept = [];
     for (let at = 0; at < ids.values.length; at += ids.width) {
       if (stored.has(ids.values[at + ids.width - 1])) for (let i = 0; i < ids.width; i++) kept.push(ids.values[at + i]);
     }
-    insert('event_ids', ids.width, inKeyOrder(kept, ids.width, ids.width), false);
+    insert('event_ids', ids.width, inKeyOrder(kept, ids.width, ids.width));
     const { resolutions } = batch;
-    insert('resolutions', resolutions.width, inKeyOrder(resolutions.values, resolutions.width, 3), false);
-    for (const table of ['unmatched', 'audit', 'errors']) insert(table, batch[table].width, batch[table].values, false);
+    const placed = insert('resolutions', resolutions.width, inKeyOrder(resolutions.values, resolutions.width, 3));
+    for (const table of ['unmatched', 'audit', 'errors']) insert(table, batch[table].width, batch[table].values);
     // unlinks end the stored links before the batch's later ones are written
     for (const each of batch.unlinks) script(each);
     const link = prepare(links);
@@ -105,6 +112,8 @@ export function sqliteWrites(db, spec) {
     for (const each of batch.scripts) script(each);
     const moved = prepare(position);
     for (const values of batch.positions) moved.run(values);
+    // whether every event and resolution of the batch was stored (none was there already)
+    return events * batch.events.width === batch.events.values.length && placed * resolutions.width === resolutions.values.length;
   }).immediate;
 
   const reset = db.transaction((request) => {

@@ -77,6 +77,8 @@ export interface ProjectorContext {
   readonly logger: Logger;
   /** A batch is written: the stream's position in the read model now. */
   written(position: StreamPosition): void;
+  /** A batch is written (`complete`: every event and resolution of it stored), before `written` tells its position. */
+  committed?(batch: ProjectionBatch, complete: boolean): void;
   /** A stream's rows were deleted, to be read anew. */
   reset(stream: ProjectedStream): void;
   /** A write was refused: the claim is held by another projection. */
@@ -424,13 +426,14 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
     }
     const batch = checkpoint.controls.length === 0 ? checkpoint.batch : await this.settled(checkpoint, options);
     if (batch === undefined) return;
+    let complete = false;
     for (let attempt = 0; ; attempt++) {
       // tried again only while the claim holds (a stop with the database away ends once it lapses)
       if (!options.mayWrite() || (attempt > 0 && !this.ctx.claim.valid())) {
         throw new XrefError('XREF_FENCED', `rows of ${this.names.stream} through ${checkpoint.seq} were not written: the claim on the read model is lost`);
       }
       try {
-        await store.apply(batch, owner);
+        complete = await store.apply(batch, owner);
         if (attempt > 0) logger.info({ stream: this.names.stream, attempts: attempt + 1 }, 'the read model is written again');
         break;
       } catch (error) {
@@ -441,6 +444,7 @@ class ProjectorRun implements InputHandler, CheckpointWriter<StreamCheckpoint> {
         await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** Math.min(attempt, 10))));
       }
     }
+    this.ctx.committed?.(batch, complete);
     this.projector.batchWritten(batch.positions[0]!);
     if ((batch.forgets?.length ?? 0) > 0) this.ctx.forgotten(batch);
   }

@@ -10,7 +10,8 @@ import { ActivityCounter } from '../../src/activity/activity-counter.ts';
 import { FeatureRules } from '../../src/activity/event-features.ts';
 import { resolveConfig } from '../../src/domain/config.ts';
 import type { XrefEvent } from '../../src/domain/envelope.ts';
-import type { ReadModelStore } from '../../src/projection/read-model.ts';
+import { ActivityFeed } from '../../src/projection/activity-feed.ts';
+import type { EventRow, ProjectionBatch, ReadModelStore } from '../../src/projection/read-model.ts';
 import { T0, batchOf, eventRow, resolutionRow } from './read-model-contract.ts';
 
 const OWNER = 'projection-a';
@@ -133,6 +134,45 @@ export function activityStoreContract(fresh: (claimed?: boolean) => Promise<Read
         { keys: ['cookie:c2'], matched: [0, 1] },
         { keys: ['cookie:c3'], matched: [0, 2] },
       ]);
+    });
+
+    it('tells the last input whose rows the counting reads: an event, or an input that decided a resolution', async () => {
+      const store = await fresh();
+      expect(await store.activity.lastInput()).toBe(0);
+      const [e1, e2] = [eventRow(1), eventRow(2)];
+      await store.apply(batchOf({ events: [e1, e2], resolutions: [{ ...resolutionRow(e1, { kind: 'db_id', id: 'u1' }), decidedSeq: 7 }] }), OWNER);
+      expect(await store.activity.lastInput()).toBe(7);
+      await store.apply(batchOf({ events: [eventRow(9)] }), OWNER);
+      expect(await store.activity.lastInput()).toBe(9);
+    });
+
+    it('hands the counting in memory what it would read back of the batches written (activity-feed.ts), and nothing it does not hold', async () => {
+      const store = await fresh();
+      // an event as the projection makes its row when it counts: its features beside it
+      const counted = (row: EventRow & { event: XrefEvent }): EventRow => ({ ...row, activity: features.encode(features.of(row.event)), counted: features.of(row.event) });
+      const rows = Array.from({ length: 12 }, (_, i) => counted(eventRow(i + 1, { ids: { cookie: `c${(i % 4) + 1}` }, at: i * 3_600_000, data: { site: i % 2 === 0 ? 'site1' : 'site2' } })));
+      const row = (seq: number) => rows[seq - 1]!;
+      const placed = (seq: number, id: string, decidedSeq = seq) => ({ ...resolutionRow(row(seq), { kind: 'db_id', id }), decidedSeq });
+      // written before the projection started: read from the database
+      await store.apply(batchOf({ events: [row(1), row(2), row(3)], resolutions: [placed(1, 'u1', 3), placed(2, 'u1', 3)] }), OWNER);
+      const feed = new ActivityFeed(await store.activity.lastInput());
+      const write = async (batch: ProjectionBatch) => feed.written(batch, await store.apply(batch, OWNER));
+      // one event placed with two users by one input, in the database's order of their ids (bytewise: '～' before '😀'); a resolution decided later than the batch's events
+      await write(batchOf({ events: [row(4), row(5), row(6)], resolutions: [placed(4, '😀'), placed(4, '～'), placed(5, 'u2', 8)] }));
+      await write(batchOf({ events: [row(7), row(8)], resolutions: [placed(7, 'u1'), placed(6, 'u2', 8)] }));
+      const same = async (after: number, to: number, limit: number) => expect(feed.inputs(after, to, limit)).toEqual(await store.activity.inputs(after, to, limit, features));
+      expect(feed.inputs(2, 8, 100)).toBeUndefined();
+      await same(3, 5, 100);
+      // handed out already (counted again once a write of the counts was refused): read from the database
+      expect(feed.inputs(3, 5, 100)).toBeUndefined();
+      await same(5, 8, 1);
+      await same(6, 8, 100);
+      // an event not stored (its id there already): what was written so far is read from the database
+      await write(batchOf({ events: [row(9), { ...row(10), id: 'e4' }] }));
+      expect(feed.inputs(8, 10, 100)).toBeUndefined();
+      expect((await store.activity.inputs(8, 10, 100, features)).events.map((e) => e.seq)).toEqual([9]);
+      await write(batchOf({ events: [row(11), row(12)], resolutions: [placed(11, 'u3', 12)] }));
+      await same(10, 12, 100);
     });
 
     it('fences write and reset: XREF_FENCED and nothing written unless the owner holds the claim', async () => {

@@ -1,0 +1,101 @@
+/**
+ * The counting's inputs handed over in memory (docs/activity.md, the streaming counts): each
+ * batch the projection has just written gives its events' features and its resolutions here, so
+ * that the counting takes them without reading back what was just written. It holds exactly what
+ * the read model holds of every input after its `bound` not handed out yet: the rows written
+ * since, none deleted since. Inputs up to the bound (written before the projection started, or
+ * before something the feed does not follow: a deletion, a retraction, a row not stored, a reset)
+ * and those handed out already (counted again after a write was refused) are read from the
+ * database. Pure: no I/O.
+ */
+import type { ActivityEvent, ActivityInputs, ActivityResolution } from './activity-sql.ts';
+import type { ProjectionBatch } from './read-model.ts';
+
+/** Events and resolutions held at most: past them (the counts far behind the streams), the feed lets go and the database is read. */
+const HELD = 200_000;
+
+const encoder = new TextEncoder();
+/** Text keys in the database's order (bytewise UTF-8: SQLite's, and PostgreSQL's COLLATE "C"). */
+function bytewise(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = encoder.encode(a);
+  const y = encoder.encode(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
+}
+
+/** The order the counter takes a range's resolutions in (ACTIVITY_RESOLUTIONS_SQL's). */
+function inCountingOrder(a: ActivityResolution, b: ActivityResolution): number {
+  return a.decidedSeq - b.decidedSeq || a.eventSeq - b.eventSeq || bytewise(a.user.kind, b.user.kind) || bytewise(a.user.id, b.user.id);
+}
+
+export class ActivityFeed {
+  /** The highest input any batch written so far names. */
+  private seen = 0;
+  /** The last input handed out. */
+  private served = 0;
+  private events: ActivityEvent[] = [];
+  /** The first event not taken yet. */
+  private head = 0;
+  private resolutions: ActivityResolution[] = [];
+
+  /** `bound`: the last input the read model holds rows of before the feed is given batches (ActivityStore.lastInput); they are read from there. */
+  constructor(private bound: number) {}
+
+  /**
+   * A batch is written: `complete` when every event and resolution of it was stored (none was
+   * there already). What it deletes or takes back, and rows not stored, the feed does not follow:
+   * everything written so far is read from the database from now on.
+   */
+  written(batch: ProjectionBatch, complete: boolean): void {
+    const after = this.bound;
+    for (const row of batch.events) {
+      this.see(row.seq);
+      if (row.seq > after && row.counted !== undefined) this.events.push({ seq: row.seq, timeMs: row.timeMs, features: row.counted });
+    }
+    for (const row of batch.resolutions) {
+      this.see(row.decidedSeq);
+      if (row.decidedSeq > after) this.resolutions.push({ decidedSeq: row.decidedSeq, eventSeq: row.eventSeq, user: row.user });
+    }
+    for (const row of batch.retractions ?? []) this.see(row.seq);
+    for (const row of batch.audit) this.see(row.eventSeq);
+    const followed = complete && [batch.retractions, batch.forgets, batch.suppressed, batch.unlinks].every((rows) => (rows?.length ?? 0) === 0);
+    if (!followed || this.events.length - this.head + this.resolutions.length > HELD) this.letGo();
+  }
+
+  /** Rows were deleted under the feed (a stream reset): everything written so far is read from the database. */
+  letGo(): void {
+    this.bound = Math.max(this.bound, this.seen);
+    this.events = [];
+    this.head = 0;
+    this.resolutions = [];
+  }
+
+  /**
+   * The inputs after `afterSeq` through `toSeq` (every one written: the stage's target), `limit`
+   * events at most, as the database would give them; undefined when some of them are to be read
+   * from the database (at or before the bound, or handed out already).
+   */
+  inputs(afterSeq: number, toSeq: number, limit: number): ActivityInputs | undefined {
+    if (afterSeq < this.bound || afterSeq < this.served) return undefined;
+    while (this.head < this.events.length && this.events[this.head]!.seq <= afterSeq) this.head++;
+    let end = this.head;
+    while (end < this.events.length && end - this.head < limit && this.events[end]!.seq <= toSeq) end++;
+    const events = this.events.slice(this.head, end);
+    const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
+    [this.head, this.served] = [end, through];
+    if (this.head > 4096 && this.head * 2 > this.events.length) [this.events, this.head] = [this.events.slice(this.head), 0];
+    const taken: ActivityResolution[] = [];
+    const kept: ActivityResolution[] = [];
+    for (const row of this.resolutions) {
+      if (row.decidedSeq <= afterSeq) continue;
+      (row.decidedSeq <= through ? taken : kept).push(row);
+    }
+    this.resolutions = kept;
+    return { events, resolutions: taken.sort(inCountingOrder), retractions: [], through };
+  }
+
+  private see(seq: number): void {
+    if (seq > this.seen) this.seen = seq;
+  }
+}
