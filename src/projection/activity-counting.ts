@@ -77,8 +77,8 @@ export class ActivityCounting {
    * Counts the inputs through `target`, until `stopped()`, writing them chunk by chunk and calling
    * `written` after each write. The last write may still be under way when it resolves (counting
    * goes on beside it): the next call waits for it before it writes, and so does `close`.
-   * `caughtUp`: the target is every input written so far, so what is counted is written now;
-   * otherwise (more inputs being written) a second after the last write at the soonest.
+   * `caughtUp`: the target is the end of the log, so what is counted is written now; otherwise
+   * (more inputs to come) a second after the last write at the soonest.
    */
   async advance(target: number, written: (seq: number) => void, stopped: () => boolean, caughtUp = true): Promise<CountingOutcome> {
     this.written = written;

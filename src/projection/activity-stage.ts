@@ -144,7 +144,9 @@ export class ActivityStage {
     if (events === undefined || events.seq <= this.counting.position) return;
     const target = Math.min(await this.decidedThrough(), events.seq);
     if (target <= this.counting.position) return;
-    const outcome = await this.counting.advance(target, (seq) => this.options.written(seq), () => this.stopped, target === events.seq);
+    // every input of the log counted (none left to read): written now; else (catching up) at most once a second
+    const caughtUp = target === events.seq && events.seq >= ((await incarnationNow(this.options.jsm, STREAMS.in))?.lastSeq ?? 0);
+    const outcome = await this.counting.advance(target, (seq) => this.options.written(seq), () => this.stopped, caughtUp);
     this.quiet = false;
     // it moved on: more may be there already (catching up), so the next round runs at once
     this.again = true;
