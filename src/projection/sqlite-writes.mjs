@@ -33,13 +33,13 @@ export function sqliteWrites(db, spec) {
     const returning = stored !== undefined;
     let count = 0;
     const run = (statement, params) => {
-      if (!returning) count += statement.run(params).changes;
-      else for (const seq of statement.pluck().all(params)) count = stored.push(seq);
+      if (returning) stored.push(...statement.pluck().all(params));
+      else count += statement.run(params).changes;
     };
     let at = 0;
     for (; at + perChunk <= values.length; at += perChunk) run(prepare(returning ? sql.chunkReturning : sql.chunk), values.slice(at, at + perChunk));
     for (; at < values.length; at += width) run(prepare(returning ? sql.oneReturning : sql.one), values.slice(at, at + width));
-    return count;
+    return returning ? stored.length : count;
   }
 
   /**
