@@ -323,7 +323,7 @@ export class Projection {
     this.projectors = this.streams.map((stream) => new StreamProjector(stream, ctx, positions.get(stream), this.counted.get(stream)!));
     await Promise.all(this.projectors.map((p) => p.check()));
     const activity = this.options.activity;
-    if (activity !== undefined) {
+    if (activity !== undefined && feed !== undefined) {
       // loaded only when counting (with its date library)
       const { ActivityStage } = await import('./activity-stage.ts');
       this.stage = await ActivityStage.start({
@@ -335,7 +335,7 @@ export class Projection {
         positions: () => this.now,
         audited: this.streams.includes('audit'),
         chunk: settings.projectionBatch,
-        feed: feed!,
+        feed,
         everyMs: this.options.activityMs ?? 250,
         written: (seq) => this.activityWritten(seq),
         fenced: (why) => this.endHolding?.(why),

@@ -70,7 +70,7 @@ export interface EventRow {
  */
 export function eventRow(seq: number, event: XrefEvent, source: string, timeMs: number, json?: string, features?: FeatureRules): EventRow {
   const counted = features?.of(event);
-  const activity = counted === undefined ? undefined : features!.encode(counted);
+  const activity = counted === undefined ? undefined : features?.encode(counted);
   return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event), activity, counted };
 }
 
