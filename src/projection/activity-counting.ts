@@ -86,9 +86,9 @@ export class ActivityCounting {
     if (this.stale) await this.load();
     // read chunk by chunk, written every WRITE_EVERY chunks' worth (a row touched in several is
     // written once) and at the target; each write runs while the next chunks are read and counted
+    const { store, chunk, feed } = this.options;
     try {
       while (!stopped() && this.counted < target) {
-        const { store, chunk, feed } = this.options;
         const inputs = feed?.inputs(this.counted, target, chunk) ?? (await store.activity.inputs(this.counted, target, chunk, this.counter.features));
         this.count(inputs);
         this.counted = inputs.through;
@@ -106,7 +106,6 @@ export class ActivityCounting {
       if (this.counted !== this.seq) this.stale = true;
       throw error;
     }
-    return 'counted';
   }
 
   /** Waits for the write under way: `fenced` once the claim was lost (loaded again if the write was refused). */

@@ -14,15 +14,8 @@ import type { ProjectionBatch } from './read-model.ts';
 /** Events and resolutions held at most: past them (the counts far behind the streams), the feed lets go and the database is read. */
 const HELD = 200_000;
 
-const encoder = new TextEncoder();
-/** Text keys in the database's order (bytewise UTF-8: SQLite's, and PostgreSQL's COLLATE "C"). */
-function bytewise(a: string, b: string): number {
-  if (a === b) return 0;
-  const x = encoder.encode(a);
-  const y = encoder.encode(b);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
-  return x.length - y.length;
-}
+/** Text keys in the database's order (bytewise UTF-8: SQLite's, and PostgreSQL's COLLATE "C"), not JavaScript's (UTF-16 units). */
+const bytewise = (a: string, b: string): number => (a === b ? 0 : Buffer.compare(Buffer.from(a), Buffer.from(b)));
 
 /** The order the counter takes a range's resolutions in (ACTIVITY_RESOLUTIONS_SQL's). */
 function inCountingOrder(a: ActivityResolution, b: ActivityResolution): number {
