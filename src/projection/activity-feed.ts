@@ -31,6 +31,9 @@ export class ActivityFeed {
   /** The first event not taken yet. */
   private head = 0;
   private resolutions: ActivityResolution[] = [];
+  /** The first resolution not taken yet, and whether those from it on are in the order of the inputs that decided them (as the groups stream has them). */
+  private next = 0;
+  private inOrder = true;
 
   /** `bound`: the last input the read model holds rows of before the feed is given batches (ActivityStore.lastInput); they are read from there. */
   constructor(private bound: number) {}
@@ -48,12 +51,15 @@ export class ActivityFeed {
     }
     for (const row of batch.resolutions) {
       this.see(row.decidedSeq);
-      if (row.decidedSeq > after) this.resolutions.push({ decidedSeq: row.decidedSeq, eventSeq: row.eventSeq, user: row.user });
+      if (row.decidedSeq <= after) continue;
+      const last = this.resolutions[this.resolutions.length - 1];
+      if (last !== undefined && last.decidedSeq > row.decidedSeq) this.inOrder = false;
+      this.resolutions.push({ decidedSeq: row.decidedSeq, eventSeq: row.eventSeq, user: row.user });
     }
     for (const row of batch.retractions ?? []) this.see(row.seq);
     for (const row of batch.audit) this.see(row.eventSeq);
     const followed = complete && [batch.retractions, batch.forgets, batch.suppressed, batch.unlinks].every((rows) => (rows?.length ?? 0) === 0);
-    if (!followed || this.events.length - this.head + this.resolutions.length > HELD) this.letGo();
+    if (!followed || this.events.length - this.head + this.resolutions.length - this.next > HELD) this.letGo();
   }
 
   /** Rows were deleted under the feed (a stream reset): everything written so far is read from the database. */
@@ -62,6 +68,8 @@ export class ActivityFeed {
     this.events = [];
     this.head = 0;
     this.resolutions = [];
+    this.next = 0;
+    this.inOrder = true;
   }
 
   /**
@@ -78,14 +86,23 @@ export class ActivityFeed {
     const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
     [this.head, this.served] = [end, through];
     if (this.head > 4096 && this.head * 2 > this.events.length) [this.events, this.head] = [this.events.slice(this.head), 0];
-    const taken: ActivityResolution[] = [];
-    const kept: ActivityResolution[] = [];
-    for (const row of this.resolutions) {
-      if (row.decidedSeq <= afterSeq) continue;
-      (row.decidedSeq <= through ? taken : kept).push(row);
+    return { events, resolutions: this.resolutionsThrough(afterSeq, through), retractions: [], through };
+  }
+
+  /** The resolutions decided after `afterSeq` through `through`, in counting order, taken. */
+  private resolutionsThrough(afterSeq: number, through: number): ActivityResolution[] {
+    if (!this.inOrder) {
+      [this.resolutions, this.next, this.inOrder] = [this.resolutions.slice(this.next).sort((a, b) => a.decidedSeq - b.decidedSeq), 0, true];
     }
-    this.resolutions = kept;
-    return { events, resolutions: taken.sort(inCountingOrder), retractions: [], through };
+    const rows = this.resolutions;
+    let from = this.next;
+    while (from < rows.length && rows[from]!.decidedSeq <= afterSeq) from++;
+    let end = from;
+    while (end < rows.length && rows[end]!.decidedSeq <= through) end++;
+    const taken = rows.slice(from, end).sort(inCountingOrder);
+    this.next = end;
+    if (this.next > 4096 && this.next * 2 > rows.length) [this.resolutions, this.next] = [rows.slice(this.next), 0];
+    return taken;
   }
 
   private see(seq: number): void {

@@ -64,10 +64,20 @@ interface Floor {
   readonly auditCreated: string;
 }
 
+/**
+ * While the counting follows inputs still being read (catching up), the next round starts this
+ * long after the last one did at the soonest: each round asks the server how far the engine has
+ * decided (half a dozen requests), and following every batch written, a round at a time, cost
+ * more than the counting did.
+ */
+const CATCHING_UP_MS = 100;
+
 export class ActivityStage {
   /** Floors seen, oldest first, not yet known to be written through. */
   private floors: Floor[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** The next round, while catching up. */
+  private soon: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
   /** The stored counts were deleted: loaded again at the next round. */
@@ -129,11 +139,13 @@ export class ActivityStage {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.soon);
     await this.running;
     await this.counting.close();
   }
 
   private async round(): Promise<void> {
+    const started = performance.now();
     if (this.deleted) {
       this.deleted = false;
       this.floors = [];
@@ -148,8 +160,15 @@ export class ActivityStage {
     const caughtUp = target === events.seq && events.seq >= ((await incarnationNow(this.options.jsm, STREAMS.in))?.lastSeq ?? 0);
     const outcome = await this.counting.advance(target, (seq) => this.options.written(seq), () => this.stopped, caughtUp);
     this.quiet = false;
-    // it moved on: more may be there already (catching up), so the next round runs at once
-    this.again = true;
+    // it moved on: more may be there already, so the next round runs at once, or soon while catching up
+    if (caughtUp) this.again = true;
+    else if (this.soon === undefined) {
+      this.soon = setTimeout(() => {
+        this.soon = undefined;
+        this.wake();
+      }, Math.max(0, started + CATCHING_UP_MS - performance.now()));
+      this.soon.unref();
+    }
     if (outcome === 'fenced') {
       this.stopped = true;
       this.options.fenced('the active-people counts were not written: the claim on the read model is lost');
