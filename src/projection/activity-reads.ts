@@ -7,7 +7,6 @@ import type { CounterScalars, CounterState } from '../activity/activity-counter.
 import type { PeriodCounts } from '../activity/activity-series.ts';
 import type { FeatureRules } from '../activity/event-features.ts';
 import {
-  ACTIVITY_BODIES_SQL,
   ACTIVITY_COUNTS_SQL,
   ACTIVITY_EVENTS_SQL,
   ACTIVITY_KEYS_SQL,
@@ -33,7 +32,6 @@ import {
   storedCounts,
   storedScalars,
   storedState,
-  unreadEvents,
 } from './activity-sql.ts';
 
 /** The rows of one statement (`?` placeholders). */
@@ -82,16 +80,11 @@ export abstract class ActivityReads {
   }
 
   inputs(afterSeq: number, toSeq: number, limit: number, features: FeatureRules): Promise<ActivityInputs> {
-    const { fingerprint } = features;
     return this.reader.snapshot(async (rows, arrays) => {
-      const stored = await arrays<ActivityEventRow>(ACTIVITY_EVENTS_SQL, [afterSeq, toSeq, limit]);
-      // events stored by a projection that did not count, or under another config: read from their bodies
-      const unread = unreadEvents(stored, features);
-      const bodies = unread.length === 0 ? [] : await arrays<[number, string]>(ACTIVITY_BODIES_SQL, [unread[0]! - 1, unread[unread.length - 1]!, fingerprint]);
-      const events = activityEvents(stored, features, bodies);
+      const events = activityEvents(await arrays<ActivityEventRow>(ACTIVITY_EVENTS_SQL, [afterSeq, toSeq, limit]), features);
       const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
       const resolutions = activityResolutions(await arrays<ActivityResolutionRow>(ACTIVITY_RESOLUTIONS_SQL, [afterSeq, through, afterSeq, through]));
-      const retractions = activityRetractions(await rows(ACTIVITY_RETRACTIONS_SQL, [fingerprint, afterSeq, through]), features);
+      const retractions = activityRetractions(await rows(ACTIVITY_RETRACTIONS_SQL, [afterSeq, through]), features);
       return { events, resolutions, retractions, through };
     });
   }

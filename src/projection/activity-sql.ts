@@ -6,11 +6,10 @@
  */
 import type { CounterChanges, CounterScalars, CounterState } from '../activity/activity-counter.ts';
 import { counterState } from '../activity/counter-image.ts';
-import { type EventFeatures, FINGERPRINT_LENGTH, type FeatureRules } from '../activity/event-features.ts';
+import type { EventFeatures, FeatureRules } from '../activity/event-features.ts';
 import type { PeriodKind } from '../activity/activity-config.ts';
 import { periodStart } from '../activity/period-index.ts';
 import type { XrefEvent } from '../domain/envelope.ts';
-import { XrefError } from '../domain/errors.ts';
 import type { Value } from './read-model-sql.ts';
 
 /** A table's key columns and the columns written over a stored row. */
@@ -109,15 +108,8 @@ export const ACTIVITY_KEYS_SQL = 'SELECT id, parent, size FROM activity_anon';
 export const ACTIVITY_PENDING_SQL = 'SELECT seq, anchor, time_ms, matched FROM activity_pending';
 /** A table's counts over a range of periods: `[zone, period, from, to]` (to exclusive). */
 export const ACTIVITY_RANGE_SQL = 'SELECT idx, counts, frozen FROM activity_counts WHERE zone = ? AND period = ? AND idx >= ? AND idx < ? ORDER BY idx';
-/**
- * What the counts read of an event: its features stored under the config of `fingerprint`, else
- * its body (`activity` and `body`; the first parameter is the fingerprint).
- */
-const FEATURES_OR_BODY = (e: string) => `${e}activity, CASE WHEN substr(${e}activity, 1, ${FINGERPRINT_LENGTH}) = ? THEN NULL ELSE ${e}body END AS body`;
-/** The events after an input, in log order, with their stored features: `[after, through, limit]` (read as arrays: ActivityEventRow). */
-export const ACTIVITY_EVENTS_SQL = 'SELECT seq, time_ms, activity FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?';
-/** The bodies of the events of a range whose features were not stored under the config of `fingerprint`: `[after, through, fingerprint]` (as arrays: `[seq, body]`). */
-export const ACTIVITY_BODIES_SQL = `SELECT seq, body FROM events WHERE seq > ? AND seq <= ? AND (activity IS NULL OR substr(activity, 1, ${FINGERPRINT_LENGTH}) <> ?)`;
+/** The events after an input, in log order: `[after, through, limit]` (read as arrays: ActivityEventRow). */
+export const ACTIVITY_EVENTS_SQL = 'SELECT seq, time_ms, body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?';
 /**
  * The resolutions the inputs of a range decided, in the order the counter takes them, those an
  * unlink took back since among them (the counter took them when they were decided):
@@ -127,9 +119,9 @@ export const ACTIVITY_RESOLUTIONS_SQL =
   'SELECT decided_seq, event_seq, user_kind, user_id FROM resolutions WHERE decided_seq > ? AND decided_seq <= ? ' +
   'UNION ALL SELECT decided_seq, event_seq, user_kind, user_id FROM retractions WHERE decided_seq > ? AND decided_seq <= ? AND event_seq IS NOT NULL ' +
   'ORDER BY decided_seq, event_seq, user_kind, user_id';
-/** The resolutions the unlinks of a range took back, with their events, in the order the counter takes them: `[fingerprint, after, through]`. */
+/** The resolutions the unlinks of a range took back, with their events, in the order the counter takes them: `[after, through]`. */
 export const ACTIVITY_RETRACTIONS_SQL =
-  `SELECT t.unlink_seq, t.event_seq, t.user_kind, t.user_id, e.time_ms, ${FEATURES_OR_BODY('e.')} FROM retractions t CROSS JOIN events e ` +
+  'SELECT t.unlink_seq, t.event_seq, t.user_kind, t.user_id, e.time_ms, e.body FROM retractions t CROSS JOIN events e ' +
   'WHERE t.unlink_seq > ? AND t.unlink_seq <= ? AND e.seq = t.event_seq ORDER BY t.unlink_seq, t.event_seq, t.user_kind, t.user_id';
 
 export interface StateRow {
@@ -208,31 +200,14 @@ export interface ActivityInputs {
   readonly through: number;
 }
 
-/** A row of FEATURES_OR_BODY. */
-interface FeaturesRow {
-  activity: string | null;
-  body: string | null;
-}
+/** What the counter reads of a stored event, from its body. */
+const featuresOf = (body: string, features: FeatureRules): EventFeatures => features.of(JSON.parse(body) as XrefEvent);
 
-/** What the counter reads of a row's event: as stored, else from its body. */
-const featuresOf = (row: FeaturesRow, features: FeatureRules): EventFeatures => features.decode(row.activity) ?? features.of(JSON.parse(row.body!) as XrefEvent);
+/** A row of ACTIVITY_EVENTS_SQL: `[seq, time_ms, body]`. */
+export type ActivityEventRow = readonly [number, number, string];
 
-/** A row of ACTIVITY_EVENTS_SQL: `[seq, time_ms, activity]`. */
-export type ActivityEventRow = readonly [number, number, string | null];
-
-/** The seqs of the rows whose features were not stored under this config: their bodies are read (ACTIVITY_BODIES_SQL). */
-export const unreadEvents = (rows: readonly ActivityEventRow[], features: FeatureRules): number[] => rows.filter((row) => !features.stored(row[2])).map((row) => row[0]);
-
-/** The events of ACTIVITY_EVENTS_SQL's rows: their features as stored, else from their bodies (`[seq, body]` rows of ACTIVITY_BODIES_SQL). */
-export function activityEvents(rows: readonly ActivityEventRow[], features: FeatureRules, bodies: ReadonlyArray<readonly [number, string]>): ActivityEvent[] {
-  const byBody = new Map(bodies);
-  return rows.map(([seq, timeMs, activity]) => {
-    const stored = features.decode(activity);
-    if (stored !== undefined) return { seq, timeMs, features: stored };
-    const body = byBody.get(seq);
-    if (body === undefined) throw new XrefError('XREF_INTERNAL', `the active-people counts read event ${seq} with neither its features nor its body`);
-    return { seq, timeMs, features: features.of(JSON.parse(body) as XrefEvent) };
-  });
+export function activityEvents(rows: readonly ActivityEventRow[], features: FeatureRules): ActivityEvent[] {
+  return rows.map(([seq, timeMs, body]) => ({ seq, timeMs, features: featuresOf(body, features) }));
 }
 
 /** A row of ACTIVITY_RESOLUTIONS_SQL: `[decided_seq, event_seq, user_kind, user_id]`. */
@@ -243,11 +218,11 @@ export function activityResolutions(rows: readonly ActivityResolutionRow[]): Act
 }
 
 export function activityRetractions(rows: readonly unknown[], features: FeatureRules): ActivityRetraction[] {
-  return (rows as Array<{ unlink_seq: number; event_seq: number; user_kind: string; user_id: string; time_ms: number } & FeaturesRow>).map((row) => ({
+  return (rows as Array<{ unlink_seq: number; event_seq: number; user_kind: string; user_id: string; time_ms: number; body: string }>).map((row) => ({
     seq: row.unlink_seq,
     eventSeq: row.event_seq,
     user: { kind: row.user_kind, id: row.user_id },
-    features: featuresOf(row, features),
+    features: featuresOf(row.body, features),
     timeMs: row.time_ms,
   }));
 }

@@ -141,6 +141,15 @@ function schemaV5(dialect: Dialect): string[] {
   return [`ALTER TABLE events ADD COLUMN activity ${types(dialect).text}`];
 }
 
+/**
+ * Version 6: the column of version 5 dropped. Handing the counting each event's features in memory
+ * (src/projection/activity-feed.ts) left it read only after a restart, and writing it cost the
+ * projection more than parsing the bodies then saves.
+ */
+function schemaV6(): string[] {
+  return ['ALTER TABLE events DROP COLUMN activity'];
+}
+
 /** Every migration, in version order. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the read model: events, resolutions, records, links, positions', statements: schemaV1 },
@@ -148,6 +157,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, description: 'the receipts of forgotten users; audit rows by identifier', statements: schemaV3 },
   { version: 4, description: "resolutions' output ids; the resolutions unlinks took back", statements: schemaV4 },
   { version: 5, description: 'what the active-people counts read of each event', statements: schemaV5 },
+  { version: 6, description: 'what the active-people counts read of each event, no longer stored', statements: schemaV6 },
 ];
 
 /** The table of applied versions, made before anything else. */

@@ -48,7 +48,7 @@ const orNull = (value: string | undefined): string | null => value ?? null;
 
 /** The columns of each table a batch writes, in the order of the values below. */
 export const COLUMNS = {
-  events: ['seq', 'id', 'name', 'category', 'session_id', 'source', 'time_ms', 'body', 'activity'],
+  events: ['seq', 'id', 'name', 'category', 'session_id', 'source', 'time_ms', 'body'],
   event_ids: ['kind', 'value', 'seq'],
   resolutions: ['event_seq', 'user_kind', 'user_id', 'via_kind', 'via_value', 'decided_seq', 'output_id'],
   unmatched: ['output_id', 'stream_seq', 'event_seq', 'reason', 'kind', 'value', 'time_ms', 'body'],
@@ -80,7 +80,7 @@ export const insertRowsSql = (table: WrittenTable, rows: number): string => {
 /** One row's INSERT (`?` per column). */
 export const insertRowSql = (table: WrittenTable): string => insertRowsSql(table, 1);
 
-export const eventValues = (row: EventRow): Value[] => [row.seq, row.id, orNull(row.name), orNull(row.category), orNull(row.sessionId), row.source, row.timeMs, row.json, orNull(row.activity)];
+export const eventValues = (row: EventRow): Value[] => [row.seq, row.id, orNull(row.name), orNull(row.category), orNull(row.sessionId), row.source, row.timeMs, row.json];
 /** One row per identifier of the event. */
 export const eventIdValues = (row: EventRow): Value[][] => Object.entries(row.ids).map(([kind, value]) => [kind, value, row.seq]);
 export const resolutionValues = (row: ResolutionRow): Value[] => [row.eventSeq, row.user.kind, row.user.id, row.via.kind, row.via.value, row.decidedSeq, row.outputId ?? null];
@@ -346,14 +346,8 @@ export const DUMP_TABLES: Readonly<Record<string, string>> = {
   erasures: 'request',
 };
 
-/**
- * A table's dump: every column, but the counts' state without its generation (it only says how
- * often they were deleted) and the events without what the counts read of them (worked out of
- * their bodies under the activity config: stored by a projection that counts, read again from
- * the body where it is not).
- */
-export const dumpSql = (table: string): string =>
-  `SELECT ${table === 'activity_state' ? 'seq, columns, zones, scalars' : table === 'events' ? COLUMNS.events.filter((c) => c !== 'activity').join(', ') : '*'} FROM ${table} ORDER BY ${DUMP_TABLES[table]}`;
+/** A table's dump: every column, but the counts' state without its generation (it only says how often they were deleted). */
+export const dumpSql = (table: string): string => `SELECT ${table === 'activity_state' ? 'seq, columns, zones, scalars' : '*'} FROM ${table} ORDER BY ${DUMP_TABLES[table]}`;
 
 /** A dumped row: its JSON body parsed. */
 export function dumpRow(row: Record<string, unknown>): Record<string, unknown> {

@@ -58,9 +58,7 @@ export interface EventRow {
   readonly timeMs: number;
   /** The event's JSON: as the log holds it when that is the event as read, else the envelope as read. */
   readonly json: string;
-  /** What the active-people counts read of it, encoded under the activity config (src/activity/event-features.ts); undefined when the projection does not count. */
-  readonly activity?: string | undefined;
-  /** The same, not encoded: what the projection hands to the counting in memory (activity-feed.ts). */
+  /** What the active-people counts read of it (src/activity/event-features.ts), handed to the counting in memory (activity-feed.ts); undefined when the projection does not count. */
   readonly counted?: EventFeatures | undefined;
 }
 
@@ -69,9 +67,7 @@ export interface EventRow {
  * it, when it is that; `features`: the activity config's, when the projection counts.
  */
 export function eventRow(seq: number, event: XrefEvent, source: string, timeMs: number, json?: string, features?: FeatureRules): EventRow {
-  const counted = features?.of(event);
-  const activity = counted === undefined ? undefined : features?.encode(counted);
-  return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event), activity, counted };
+  return { seq, id: event.id, name: event.name, category: event.category, sessionId: event.session_id, ids: event.ids, source, timeMs, json: json ?? JSON.stringify(event), counted: features?.of(event) };
 }
 
 /** An event resolved to a user (XREF_GROUPS). */

@@ -182,15 +182,15 @@ export function readModelContract(name: string, open: () => Promise<ReadModelFix
     const page = (store: ReadModelStore, filter: EventFilter, order: Order = 'asc', limit = 100) => store.events({ filter, order, limit });
 
     describe('migrations and identity', () => {
-      it('is at schema version 5, and migrating again changes nothing (its instance id included)', async () => {
+      it('is at schema version 6, and migrating again changes nothing (its instance id included)', async () => {
         const store = await fresh();
-        expect(await store.schemaVersion()).toBe(5);
+        expect(await store.schemaVersion()).toBe(6);
         const id = await store.instanceId();
         expect(id).toMatch(/^[0-9a-f]{12}$/);
         await store.apply(scene().batch, OWNER);
         const before = await store.dump();
         await store.migrate();
-        expect(await store.schemaVersion()).toBe(5);
+        expect(await store.schemaVersion()).toBe(6);
         expect(await store.instanceId()).toBe(id);
         expect(await store.dump()).toEqual(before);
       });

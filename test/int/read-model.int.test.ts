@@ -101,7 +101,7 @@ describe('SQLite', () => {
     const again = await openReadModel({ databaseUrl: `sqlite:${path}`, dataDir: '/nonexistent', logger });
     expect(await again.dump()).toEqual(dump);
     expect(await again.instanceId()).toBe(id);
-    expect(await again.schemaVersion()).toBe(5);
+    expect(await again.schemaVersion()).toBe(6);
     const raw = new Database(path, { readonly: true });
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
     raw.close();
@@ -166,7 +166,7 @@ describe('openReadModel', () => {
     const store = await openReadModel({ databaseUrl: undefined, dataDir, logger: log.child({ component: 'read-model' }) });
     expect(store.dialect).toBe('sqlite');
     expect(existsSync(join(dataDir, 'xref.sqlite'))).toBe(true);
-    expect(lines).toContainEqual(expect.objectContaining({ component: 'read-model', dialect: 'sqlite', path: join(dataDir, 'xref.sqlite'), schemaVersion: 5, msg: 'read model opened' }));
+    expect(lines).toContainEqual(expect.objectContaining({ component: 'read-model', dialect: 'sqlite', path: join(dataDir, 'xref.sqlite'), schemaVersion: 6, msg: 'read model opened' }));
     await store.close();
   });
 
@@ -207,10 +207,10 @@ describe('PostgreSQL only', () => {
     const { logger: captured, lines } = capturedLogger();
     const log = captured.child({ component: 'read-model' });
     const [a, b] = await Promise.all([openReadModel({ databaseUrl: database.url, dataDir: '/x', logger: log }), openReadModel({ databaseUrl: database.url, dataDir: '/x', logger: log })]);
-    expect(await a.schemaVersion()).toBe(5);
+    expect(await a.schemaVersion()).toBe(6);
     expect(await a.instanceId()).toBe(await b.instanceId());
     // each version applied by one of them (one may apply 1, the other the rest)
-    expect(lines.filter((line) => line.msg === 'read model migrated').flatMap((line) => line.applied as number[]).sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(lines.filter((line) => line.msg === 'read model migrated').flatMap((line) => line.applied as number[]).sort()).toEqual([1, 2, 3, 4, 5, 6]);
     expect(lines).toContainEqual(expect.objectContaining({ component: 'read-model', dialect: 'postgres', msg: 'read model opened' }));
     // claims across pools
     expect(await a.claim('a', 60_000)).toBe(true);
