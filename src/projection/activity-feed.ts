@@ -17,6 +17,9 @@ const HELD = 200_000;
 /** Text keys in the database's order (bytewise UTF-8: SQLite's, and PostgreSQL's COLLATE "C"), not JavaScript's (UTF-16 units). */
 const bytewise = (a: string, b: string): number => (a === b ? 0 : Buffer.compare(Buffer.from(a), Buffer.from(b)));
 
+/** A queue whose first `taken` rows are handed out: cut once they are most of it (past a few thousand). */
+const compacted = <T>(rows: T[], taken: number): [T[], number] => (taken > 4096 && taken * 2 > rows.length ? [rows.slice(taken), 0] : [rows, taken]);
+
 /** The order the counter takes a range's resolutions in (ACTIVITY_RESOLUTIONS_SQL's). */
 function inCountingOrder(a: ActivityResolution, b: ActivityResolution): number {
   return a.decidedSeq - b.decidedSeq || a.eventSeq - b.eventSeq || bytewise(a.user.kind, b.user.kind) || bytewise(a.user.id, b.user.id);
@@ -85,7 +88,7 @@ export class ActivityFeed {
     const events = this.events.slice(this.head, end);
     const through = events.length === limit ? events[events.length - 1]!.seq : toSeq;
     [this.head, this.served] = [end, through];
-    if (this.head > 4096 && this.head * 2 > this.events.length) [this.events, this.head] = [this.events.slice(this.head), 0];
+    [this.events, this.head] = compacted(this.events, this.head);
     return { events, resolutions: this.resolutionsThrough(afterSeq, through), retractions: [], through };
   }
 
@@ -99,10 +102,8 @@ export class ActivityFeed {
     while (from < rows.length && rows[from]!.decidedSeq <= afterSeq) from++;
     let end = from;
     while (end < rows.length && rows[end]!.decidedSeq <= through) end++;
-    const taken = rows.slice(from, end).sort(inCountingOrder);
-    this.next = end;
-    if (this.next > 4096 && this.next * 2 > rows.length) [this.resolutions, this.next] = [rows.slice(this.next), 0];
-    return taken;
+    [this.resolutions, this.next] = compacted(rows, end);
+    return rows.slice(from, end).sort(inCountingOrder);
   }
 
   private see(seq: number): void {
